@@ -1,0 +1,49 @@
+"""mesh-magics: `%%meshimage` generates images through MeshAPI from a notebook cell.
+
+`%load_ext mesh_magics` registers the magics. Heavy modules (httpx, Pillow, ipywidgets)
+are imported on first use, not here, so loading the extension stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .errors import APIError, MeshError, OptionError
+    from .magic import MeshImageMagics
+    from .result import ImageResult
+
+_LAZY = {
+    "MeshImageMagics": "magic",
+    "ImageResult": "result",
+    "MeshError": "errors",
+    "APIError": "errors",
+    "OptionError": "errors",
+}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from .magic import MeshImageMagics
+
+    ipython.register_magics(MeshImageMagics)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'mesh_magics' has no attribute {name!r}")
+
+
+__all__ = [
+    "APIError",
+    "ImageResult",
+    "MeshError",
+    "MeshImageMagics",
+    "OptionError",
+    "__version__",
+    "load_ipython_extension",
+]

@@ -1,0 +1,178 @@
+"""Every error mesh-magics raises, in one hierarchy rooted at `MeshError`.
+
+User-facing errors render as one short line in IPython (via `_render_traceback_`, the
+hook IPython and ipykernel call instead of printing a traceback), and they still fail the
+cell, so "Run All" stops. Bugs are not `MeshError`s and keep their full traceback.
+No error message ever contains the API key: none of these classes is given it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.error import UsageError
+
+_RED = "\x1b[0;31m"
+_RESET = "\x1b[0m"
+
+
+class MeshError(Exception):
+    """Base class of every error raised by mesh-magics on purpose."""
+
+    label = "meshimage error"
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{_RED}{self.label}{_RESET}: {self}"]
+
+
+class OptionError(MeshError, UsageError):
+    """A mistake in the magic line, the option lines or the prompt; found before any request."""
+
+    label = "UsageError"
+
+
+class ConfigError(MeshError):
+    """Missing key, unusable base URL or a bad configuration value."""
+
+    label = "ConfigError"
+
+
+class GenerationCancelled(MeshError):
+    """The user interrupted the kernel or pressed Cancel; nothing was bound."""
+
+    label = "Cancelled"
+
+
+class GenerationTimeout(MeshError):
+    """The whole generation took longer than `--timeout`."""
+
+    label = "Timeout"
+
+
+class TransportError(MeshError):
+    """The HTTP exchange failed below the API: connection refused, TLS, reads timing out."""
+
+    label = "ConnectionError"
+
+
+class StreamError(MeshError):
+    """The server's stream broke the protocol: cut short, dropped, or malformed."""
+
+    label = "StreamError"
+
+
+class ImageDecodeError(MeshError):
+    """An image in the response could not be fetched or is not a usable image."""
+
+    label = "ImageError"
+
+
+class APIError(MeshError):
+    """MeshAPI answered with an error (a status >= 400, or an `error` frame in a stream)."""
+
+    label = "APIError"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        details: list[Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.details = details or []
+
+    def __str__(self) -> str:
+        head = " ".join(str(part) for part in (self.status, self.code) if part)
+        text = f"{head}: {self.message}" if head else self.message
+        for detail in self.details[:5]:
+            text += f"\n  - {_describe_detail(detail)}"
+        if self.request_id:
+            text += f" (request {self.request_id})"
+        return text
+
+
+class BadRequestError(APIError):
+    label = "BadRequest"
+
+
+class AuthenticationError(APIError):
+    label = "AuthenticationError"
+
+
+class PaymentRequiredError(APIError):
+    label = "PaymentRequired"
+
+
+class PermissionDeniedError(APIError):
+    label = "PermissionDenied"
+
+
+class NotFoundError(APIError):
+    label = "NotFound"
+
+
+class RequestTooLargeError(APIError):
+    label = "RequestTooLarge"
+
+
+class UnprocessableRequestError(APIError):
+    label = "ValidationError"
+
+
+class RateLimitError(APIError):
+    label = "RateLimited"
+
+
+class InternalServerError(APIError):
+    label = "ServerError"
+
+
+class ServiceUnavailableError(APIError):
+    label = "ServiceUnavailable"
+
+
+class StreamFailedError(APIError):
+    """The server reported an error inside an already started stream."""
+
+    label = "GenerationFailed"
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PaymentRequiredError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: RequestTooLargeError,
+    422: UnprocessableRequestError,
+    429: RateLimitError,
+    500: InternalServerError,
+    502: ServiceUnavailableError,
+    503: ServiceUnavailableError,
+    504: ServiceUnavailableError,
+}
+
+
+def api_error_class(status: int) -> type[APIError]:
+    """The exception class for an HTTP status, falling back on the nearest family."""
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    return InternalServerError if status >= 500 else BadRequestError
+
+
+def _describe_detail(detail: Any) -> str:
+    if isinstance(detail, dict):
+        loc = detail.get("loc")
+        where = ".".join(str(p) for p in loc if p != "body") if isinstance(loc, list) else ""
+        msg = detail.get("msg") or detail.get("message") or detail
+        return f"{where}: {msg}" if where else str(msg)
+    return str(detail)

@@ -1,0 +1,106 @@
+"""The widget progress view: model, size, count, a moving bar, elapsed seconds, status,
+partial previews and a Cancel button.
+
+Widget updates are throttled (comm messages count against the server's iopub rate limit),
+and at the end the widgets are closed before the display is replaced by the summary, so a
+saved notebook holds the summary text and no widget-view output (NOTES.md).
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+from IPython.display import DisplayHandle, display
+
+from .events import PartialImage, StreamEvent
+from .images import sniff_format
+from .view import ProgressView
+
+_BAR_STEPS_PER_SECOND = 5  # the indeterminate bar moves this often
+
+
+class _ProgressBox(widgets.VBox):
+    """A VBox whose text form reads well where widgets don't render (a saved file)."""
+
+    heading = ""
+
+    def __repr__(self) -> str:
+        return f"meshimage: {self.heading} (running)"
+
+
+class WidgetProgressView(ProgressView):
+    def start(self) -> None:
+        self._label = widgets.HTML(f"<b>{html.escape(self.heading)}</b>")
+        self._bar = widgets.IntProgress(
+            value=0, min=0, max=100, bar_style="info", layout=widgets.Layout(width="160px")
+        )
+        self._elapsed = widgets.Label("0 s")
+        self._status = widgets.Label(self.status)
+        self._cancel = widgets.Button(
+            description="Cancel", button_style="", layout=widgets.Layout(width="80px")
+        )
+        self._cancel.on_click(self._on_cancel)
+        self._previews = widgets.HBox([])
+        self._box = _ProgressBox(
+            [
+                widgets.HBox([self._label, self._bar, self._elapsed, self._cancel]),
+                self._status,
+                self._previews,
+            ]
+        )
+        self._box.heading = self.heading
+        self._shown_second = 0
+        self._bar_step = -1
+        handle = display(self._box, display_id=True)
+        assert isinstance(handle, DisplayHandle)
+        self._handle = handle
+
+    def _on_cancel(self, _button: widgets.Button) -> None:
+        # Runs on the kernel's control/shell thread where clicks are delivered at all
+        # during a blocking cell (NOTES.md): only set the event, the main thread acts on it.
+        self.cancel_requested.set()
+        self._cancel.description = "Cancelling…"
+        self._cancel.disabled = True
+
+    def _show_status(self, event: StreamEvent) -> None:
+        self._status.value = self.status
+        if isinstance(event, PartialImage):
+            self._show_preview(event)
+
+    def _show_preview(self, event: PartialImage) -> None:
+        fmt = sniff_format(event.data)
+        if fmt is None:
+            return  # a broken preview is not worth failing the generation for
+        image = widgets.Image(value=event.data, format=fmt, width=128)
+        children = list(self._previews.children)
+        while len(children) <= event.index:
+            children.append(widgets.Image(width=128))
+        children[event.index] = image
+        self._previews.children = tuple(children)
+
+    def tick(self, elapsed: float) -> None:
+        step = int(elapsed * _BAR_STEPS_PER_SECOND)
+        if step != self._bar_step:
+            self._bar_step = step
+            phase = step % 20
+            self._bar.value = (phase if phase <= 10 else 20 - phase) * 10
+        if int(elapsed) != self._shown_second:
+            self._shown_second = int(elapsed)
+            self._elapsed.value = f"{int(elapsed)} s"
+
+    def finish(self, summary: str) -> None:
+        self._replace(summary)
+
+    def fail(self, message: str) -> None:
+        self._replace(f"✗ {self.heading} · {message}")
+
+    def _replace(self, text: str) -> None:
+        _close_tree(self._box)
+        self._handle.update({"text/plain": text}, raw=True)
+
+
+def _close_tree(widget: widgets.Widget) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()

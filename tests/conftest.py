@@ -1,0 +1,94 @@
+"""Shared fixtures: a loopback MeshAPI (the embedded backend) and IPython shells.
+
+Layered like the user's world: `server` is the API on loopback; `ip` is an IPython shell
+with the extension loaded and pointed at that server; `run_cell` runs a cell and returns
+what the user would see (success, error, printed text, rich outputs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing.globalipapp import get_ipython
+from IPython.utils.capture import capture_output
+
+from mesh_magics.local import LocalServer
+
+FAKE_KEY = "rsk_test_DO_NOT_LEAK_0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _fake_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESHAPI_API_KEY", FAKE_KEY)
+    monkeypatch.delenv("MESH_API_KEY", raising=False)
+    monkeypatch.delenv("MESHAPI_BASE_URL", raising=False)
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    with LocalServer(ping_interval=0.2) as local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def _shell() -> InteractiveShell:
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "mesh_magics")
+    return shell
+
+
+@pytest.fixture
+def ip(_shell: InteractiveShell, server: LocalServer) -> Iterator[InteractiveShell]:
+    """The shell, configured for `server`, with fast retries and text progress."""
+    magics = _shell.magics_manager.registry["MeshImageMagics"]
+    saved = {name: getattr(magics, name) for name in magics.trait_names() if magics.trait_metadata(name, "config")}
+    magics.base_url = server.url
+    magics.progress = "text"
+    magics.max_retry_wait = 2.0
+    magics.read_timeout = 10.0
+    yield _shell
+    for name, value in saved.items():
+        setattr(magics, name, value)
+    for name in [n for n in _shell.user_ns if n.startswith("t_")]:
+        del _shell.user_ns[name]
+
+
+@dataclass
+class CellRun:
+    success: bool
+    error: BaseException | None
+    result: Any
+    stdout: str
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def error_text(self) -> str:
+        return "" if self.error is None else str(self.error)
+
+
+def run_cell(shell: InteractiveShell, text: str) -> CellRun:
+    """Run `text` as a cell; return what the user would see."""
+    with capture_output() as captured:
+        outcome = shell.run_cell(text, store_history=True)
+    error = outcome.error_in_exec or outcome.error_before_exec
+    return CellRun(
+        success=outcome.success,
+        error=error,
+        result=outcome.result,
+        stdout=captured.stdout,
+        outputs=[output.data for output in captured.outputs],
+    )
+
+
+@pytest.fixture
+def cell(ip: InteractiveShell):  # type: ignore[no-untyped-def]
+    return lambda text: run_cell(ip, text)
+
+
+def key_is_absent(*texts: object) -> bool:
+    return all(FAKE_KEY not in str(text) for text in texts) and os.environ.get("MESHAPI_API_KEY") == FAKE_KEY

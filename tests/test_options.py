@@ -1,0 +1,195 @@
+"""The cell grammar: options on the line and at the top of the cell, comments, prompt,
+interpolation, and a clear usage error for every kind of bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh_magics.errors import OptionError
+from mesh_magics.options import build_request, interpolate, parse_cell
+
+DEFAULTS = {"model": "openai/gpt-image-1", "size": "auto", "quality": "auto", "n": 1}
+
+
+def body(line: str, cell: str | None = None, **namespace: object) -> dict[str, object]:
+    return build_request(parse_cell(line, cell, namespace), DEFAULTS).body
+
+
+def usage_error(line: str, cell: str | None = None, **namespace: object) -> str:
+    with pytest.raises(OptionError) as caught:
+        parse_cell(line, cell, namespace)
+    return str(caught.value)
+
+
+def test_line_and_option_lines_make_one_request() -> None:
+    cell = "--quality high\n# a comment\n\nA watercolor of a fox\nin a snowy forest\n\n"
+    sent = body("-o fox --size 1024x1024", cell)
+    assert sent == {
+        "prompt": "A watercolor of a fox\nin a snowy forest",
+        "model": "openai/gpt-image-1",
+        "size": "1024x1024",
+        "quality": "high",
+        "n": 1,
+        "stream": True,
+    }
+
+
+def test_cell_settings_are_not_sent() -> None:
+    options = parse_cell("-o fox --no-display --timeout 30 --base-url local --no-stream", "a fox", {})
+    assert (options.out, options.no_display, options.timeout, options.base_url) == (
+        "fox", True, 30.0, "local"
+    )
+    sent = build_request(options, DEFAULTS).body
+    assert sent["stream"] is False
+    assert not {"out", "no_display", "timeout", "base_url"} & set(sent)
+
+
+def test_last_option_wins() -> None:
+    assert body("-n 2 --quality low", "-n 3\n--quality=high\nfox")["n"] == 3
+    assert body("-n 2 --quality low", "-n 3\n--quality=high\nfox")["quality"] == "high"
+
+
+@pytest.mark.parametrize(
+    ("option", "field", "value"),
+    [
+        ("--model vertex/imagen-3", "model", "vertex/imagen-3"),
+        ("-n 10", "n", 10),
+        ("-n3", "n", 3),
+        ("--size AUTO", "size", "auto"),
+        ("--quality hd", "quality", "hd"),
+        ("--format jpg", "output_format", "jpeg"),
+        ("--output-format webp", "output_format", "webp"),
+        ("--response-format b64_json", "response_format", "b64_json"),
+        ("--output-compression 0", "output_compression", 0),
+        ("--background transparent", "background", "transparent"),
+        ("--moderation low", "moderation", "low"),
+        ("--partial-images 3", "partial_images", 3),
+        ("--seed -1", "seed", -1),
+        ("--seed 2147483647", "seed", 2147483647),
+        ("--aspect-ratio 16:9", "aspect_ratio", "16:9"),
+        ("--resolution 2K", "resolution", "2K"),
+        ("--guidance-scale 7.5", "guidance_scale", 7.5),
+        ("--watermark false", "watermark", False),
+        ("--sequential-image-generation auto", "sequential_image_generation", "auto"),
+        (
+            "--sequential-image-generation-options '{\"max_images\": 3}'",
+            "sequential_image_generation_options",
+            {"max_images": 3},
+        ),
+        ("--optimize-prompt-options '{\"mode\": \"fast\"}'", "optimize_prompt_options", {"mode": "fast"}),
+        ("--image data:image/png;base64,AAAA", "image", "data:image/png;base64,AAAA"),
+    ],
+)
+def test_every_request_field_has_an_option(option: str, field: str, value: object) -> None:
+    assert body(option, "a fox")[field] == value
+
+
+def test_image_option_reads_a_local_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    picture = tmp_path / "in.png"
+    picture.write_bytes(b"\x89PNG fake")
+    assert body(f"--image {picture}", "edit")["image"] == "data:image/png;base64,iVBORyBmYWtl"
+
+
+def test_param_passes_any_field_parsed_as_json() -> None:
+    sent = body("-p style=vivid -p steps=30 -p extra='{\"a\": [1, 2]}' --param flag=true", "x")
+    assert (sent["style"], sent["steps"], sent["extra"], sent["flag"]) == ("vivid", 30, {"a": [1, 2]}, True)
+
+
+def test_param_for_a_known_field_is_validated_like_its_option() -> None:
+    assert body("-p quality=HIGH", "x")["quality"] == "high"
+    message = usage_error("-p n=11", "x")
+    assert "-p n" in message and "11" in message and "1 to 10" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "named", "allowed"),
+    [
+        ("-n 0", "-n", "1 to 10"),
+        ("-n eleven", "-n", "1 to 10"),
+        ("--size 1024", "--size", "WIDTHxHEIGHT"),
+        ("--size 0x512", "--size", "WIDTHxHEIGHT"),
+        ("--quality ultra", "--quality", "auto, low, medium, high, hd, standard"),
+        ("--format gif", "--format", "png, jpeg, webp"),
+        ("--response-format png", "--response-format", "url, b64_json"),
+        ("--output-compression 101", "--output-compression", "0 to 100"),
+        ("--background clear", "--background", "transparent, opaque, auto"),
+        ("--moderation high", "--moderation", "low, auto"),
+        ("--partial-images 4", "--partial-images", "0 to 3"),
+        ("--seed -2", "--seed", "-1 to 2147483647"),
+        ("--seed 2147483648", "--seed", "-1 to 2147483647"),
+        ("--guidance-scale 11", "--guidance-scale", "1 to 10"),
+        ("--watermark maybe", "--watermark", "true or false"),
+        ("--optimize-prompt-options [1]", "--optimize-prompt-options", "JSON object"),
+        ("--image /no/such/file.png", "--image", "existing image file"),
+        ("--image https://x.test/a.png", "--image", "remote URLs are refused"),
+        ("-o 2fox", "-o", "Python variable name"),
+        ("-o class", "-o", "Python variable name"),
+        ("--timeout 0", "--timeout", "greater than 0"),
+        ("--timeout soon", "--timeout", "seconds"),
+        ("--base-url ftp://x", "--base-url", "local, or an http(s) URL"),
+        ("-p nokey", "-p", "KEY=VALUE"),
+        ("-p prompt=x", "-p prompt", "cell text"),
+    ],
+)
+def test_bad_values_name_the_option_the_value_and_what_is_allowed(
+    line: str, named: str, allowed: str
+) -> None:
+    message = usage_error(line, "a fox")
+    assert named in message
+    assert allowed in message
+    assert len(message) < 200
+
+
+def test_misspelt_option_suggests_the_right_one() -> None:
+    assert "did you mean --quality?" in usage_error("--qualty high", "fox")
+    assert "did you mean --no-stream?" in usage_error("", "--no-stram\nfox")
+    assert "unknown option --frobnicate" in usage_error("--frobnicate", "fox")
+
+
+def test_structural_mistakes() -> None:
+    assert "needs a value" in usage_error("--size", "fox")
+    assert "takes no value" in usage_error("--no-stream=yes", "fox")
+    assert "unterminated quote" in usage_error("-p 'style=x", "fox")
+    assert "no prompt" in usage_error("-n 2", "--quality high\n# only options\n")
+    assert "unexpected 'high'" in usage_error("", "--size 512x512 high\nfox")
+
+
+def test_line_magic_prompt_is_the_rest_of_the_line() -> None:
+    options = parse_cell("-n 2 --size 512x512 a fox's \"den\" -n 3", None, {})
+    assert options.prompt == "a fox's \"den\" -n 3"
+    assert options.fields["n"] == 2
+    assert parse_cell("-n 2 -- --dashes in the prompt", None, {}).prompt == "--dashes in the prompt"
+
+
+def test_list_models_needs_no_prompt() -> None:
+    assert parse_cell("--list-models", None, {}).list_models
+
+
+def test_interpolation_uses_format_fields_from_the_namespace() -> None:
+    class Animal:
+        name = "fox"
+
+    namespace = {"animal": Animal(), "colors": ["red", "blue"], "x": 3.14159, "m": {"k": "v"}}
+    text = "{animal.name} in {colors[1]} at {x:.2f} {m[k]} with {{literal braces}} {x!r}"
+    assert interpolate(text, namespace) == "fox in blue at 3.14 v with {literal braces} 3.14159"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("a {animal} here", "no variable 'animal' is defined"),
+        ("a {} here", "variable name"),
+        ("a {0} here", "variable name"),
+        ("a { broken", "literal braces"),
+        ("a } broken", "literal braces"),
+        ("a {x.nope}", "could not be filled"),
+        ("a {x:%%}", "literal braces"),
+    ],
+)
+def test_interpolation_errors_are_usage_errors(prompt: str, expected: str) -> None:
+    assert expected in usage_error("", prompt, x=1)
+
+
+def test_prompt_braces_without_fields_are_untouched() -> None:
+    assert body("", "just {{ kept }}")["prompt"] == "just { kept }"
+    assert body("", "no fields at all")["prompt"] == "no fields at all"
