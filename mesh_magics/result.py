@@ -284,10 +284,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _with_metadata(image: GeneratedImage, metadata: dict[str, Any]) -> bytes:

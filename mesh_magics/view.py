@@ -5,8 +5,11 @@ A view starts, follows `events`, ticks with the elapsed time, and ends by replac
 with a one-line summary (`finish`) or a failure line (`fail`). It knows nothing of HTTP.
 
 Which view: `MeshImageMagics.progress` = `auto` picks widgets in a Jupyter kernel when
-ipywidgets imports (there is no reliable kernel-side test for a widget frontend, see
-NOTES.md), else text; `widget` and `text` force one. Text in a kernel is one output line
+ipywidgets imports and the running execution allows stdin, else text; `widget` and `text`
+force one. There is no reliable kernel-side test for a widget frontend (NOTES.md): the
+interactive frontends (JupyterLab, Notebook, VS Code) send `allow_stdin: true`, while
+nbclient, nbconvert and papermill send `false` and would store the closed widgets' state
+in the saved file. Text in a kernel is one output line
 updated in place (so nbconvert/papermill files keep only the summary); in a terminal it is
 printed lines.
 """
@@ -128,7 +131,8 @@ class StreamTextView(ProgressView):
 def make_view(heading: str, mode: str = "auto", shell: Any = None) -> ProgressView:
     in_kernel = type(shell).__name__ == "ZMQInteractiveShell"
     if mode == "auto":
-        mode = "widget" if in_kernel and _ipywidgets_importable() else "text"
+        interactive = in_kernel and bool(getattr(shell.kernel, "_allow_stdin", False))
+        mode = "widget" if interactive and _ipywidgets_importable() else "text"
     if mode == "widget":
         from .view_widget import WidgetProgressView
 

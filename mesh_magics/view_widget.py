@@ -101,6 +101,10 @@ class WidgetProgressView(ProgressView):
 
 
 def _close_tree(widget: widgets.Widget) -> None:
+    """Close a widget, its children and their layout/style models (else they linger)."""
     for child in getattr(widget, "children", ()):
         _close_tree(child)
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if isinstance(part, widgets.Widget):
+            part.close()
     widget.close()

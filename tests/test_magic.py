@@ -1,0 +1,172 @@
+"""The user's story in an IPython shell: a cell, what they see, what is bound."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from PIL import Image
+
+from mesh_magics.errors import (
+    ConfigError,
+    GenerationCancelled,
+    GenerationTimeout,
+    NotFoundError,
+    OptionError,
+    StreamError,
+)
+from mesh_magics.local import LocalServer
+from mesh_magics.result import ImageResult
+
+from .conftest import FAKE_KEY, run_cell
+
+
+def test_cell_binds_returns_and_shows_the_images(ip: InteractiveShell, server: LocalServer) -> None:
+    run = run_cell(ip, "%%meshimage -o t_fox --size 128x96\n--quality high\nA watercolor of a fox")
+    assert run.success, run.error
+    fox = ip.user_ns["t_fox"]
+    assert isinstance(fox, ImageResult) and run.result is fox and ip.user_ns["_"] is fox
+    assert isinstance(fox[0], Image.Image) and fox[0].size == (128, 96)
+    assert fox[0].info["prompt"] == "A watercolor of a fox"
+    assert fox.request["quality"] == "high" and fox.model == "openai/gpt-image-1"
+    assert "✓ 1 image · openai/gpt-image-1 · 128x96 png" in run.stdout
+    assert "processing" in run.stdout  # the text progress followed the stream
+
+
+def test_several_images_and_option_lines(ip: InteractiveShell) -> None:
+    run = run_cell(
+        ip,
+        "%%meshimage -o t_many\n-n 3 --size 64x64\n# comment\n--format jpeg --no-stream\n\nfoxes\n",
+    )
+    assert run.success, run.error
+    many = ip.user_ns["t_many"]
+    assert len(many) == 3 and many.formats == ["jpeg"] * 3
+    assert many.request["stream"] is False and many.prompt == "foxes"
+
+
+def test_interpolation_from_the_namespace(ip: InteractiveShell) -> None:
+    ip.user_ns["t_animal"] = "owl"
+    run = run_cell(ip, "%%meshimage -o t_owl --size 64x64\nAn {t_animal} with {{braces}}")
+    assert run.success, run.error
+    assert ip.user_ns["t_owl"].prompt == "An owl with {braces}"
+
+
+def test_line_magic(ip: InteractiveShell) -> None:
+    run = run_cell(ip, "t_x = %meshimage --size 64x64 a small {{literal}} fox")
+    assert run.success, run.error
+    assert ip.user_ns["t_x"].prompt == "a small {literal} fox"
+
+
+def test_no_display_binds_but_returns_nothing(ip: InteractiveShell) -> None:
+    run = run_cell(ip, "%%meshimage -o t_quiet --no-display --size 64x64\nquiet fox")
+    assert run.success and run.result is None
+    assert isinstance(ip.user_ns["t_quiet"], ImageResult)
+
+
+@pytest.mark.parametrize(
+    ("cell", "error"),
+    [
+        ("%%meshimage -o t_keep --qualty high\nfox", OptionError),
+        ("%%meshimage -o t_keep --size 64x64\nA {t_missing} fox", OptionError),
+        ("%%meshimage -o t_keep --model nope/missing\nfox", NotFoundError),
+        ("%%meshimage -o t_keep -p mesh_local='{\"fault\": \"cut\"}'\nfox", StreamError),
+    ],
+)
+def test_failures_are_short_fail_the_cell_and_keep_the_old_value(
+    ip: InteractiveShell, server: LocalServer, cell: str, error: type[Exception]
+) -> None:
+    ip.user_ns["t_keep"] = "old value"
+    run = run_cell(ip, cell)
+    assert not run.success and isinstance(run.error, error)
+    assert ip.user_ns["t_keep"] == "old value"
+    rendered = run.error._render_traceback_()  # type: ignore[union-attr]
+    assert len(rendered) == 1 and "Traceback" not in rendered[0]
+
+
+def test_usage_errors_happen_before_any_request(ip: InteractiveShell, server: LocalServer) -> None:
+    run_cell(ip, "%%meshimage -n 11\nfox")
+    assert server.requests == []
+
+
+def test_bad_configuration_is_a_usage_error(ip: InteractiveShell, server: LocalServer) -> None:
+    ip.run_line_magic("config", "MeshImageMagics.size = 'huge'")
+    run = run_cell(ip, "%%meshimage\nfox")
+    assert isinstance(run.error, OptionError) and "MeshImageMagics.size" in str(run.error)
+    assert server.requests == []
+
+
+def test_no_key_and_a_remote_base_url_says_how_to_set_it(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MESHAPI_API_KEY")
+    run = run_cell(ip, "%%meshimage --base-url https://api.meshapi.ai\nfox")
+    assert isinstance(run.error, ConfigError)
+    assert "MESHAPI_API_KEY" in str(run.error) and "--base-url local" in str(run.error)
+
+
+def test_fallback_key_variable_is_used(
+    ip: InteractiveShell, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MESHAPI_API_KEY")
+    monkeypatch.setenv("MESH_API_KEY", "rsk_fallback")
+    assert run_cell(ip, "%%meshimage --size 64x64\nfox").success
+    assert server.requests[-1].headers["authorization"] == "Bearer rsk_fallback"
+
+
+def test_base_url_local_starts_the_embedded_backend_without_sending_the_key(
+    ip: InteractiveShell,
+) -> None:
+    from mesh_magics.local import ensure_local_server
+
+    run = run_cell(ip, "%%meshimage -o t_local --base-url local --size 64x64\nfox")
+    assert run.success, run.error
+    local = ensure_local_server()
+    assert local.requests and "authorization" not in local.requests[-1].headers
+
+
+def test_timeout_gives_up_and_binds_nothing(ip: InteractiveShell, server: LocalServer) -> None:
+    server.latency = 5
+    started = time.monotonic()
+    run = run_cell(ip, "%%meshimage -o t_slow --timeout 0.5 --size 64x64\nslow fox")
+    assert isinstance(run.error, GenerationTimeout) and "--timeout 0.5" in str(run.error)
+    assert time.monotonic() - started < 3 and "t_slow" not in ip.user_ns
+    assert server.wait_for_disconnect(3)
+
+
+def test_interrupt_cancels_closes_the_connection_and_binds_nothing(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    server.latency = 10
+    timer = threading.Timer(0.7, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    run = run_cell(ip, "%%meshimage -o t_cancelled --size 64x64\nslow fox")
+    assert isinstance(run.error, GenerationCancelled) and "cancelled" in str(run.error)
+    assert time.monotonic() - started < 2.5
+    assert "t_cancelled" not in ip.user_ns
+    assert server.wait_for_disconnect(2), "the server never saw the client hang up"
+    assert run_cell(ip, "1 + 1").result == 2  # the shell is still usable
+
+
+def test_list_models_shows_a_table(ip: InteractiveShell) -> None:
+    run = run_cell(ip, "%meshimage --list-models")
+    assert run.success
+    (table,) = [o for o in run.outputs if "text/html" in o]
+    assert "openai/gpt-image-1" in table["text/plain"] and "<table>" in table["text/html"]
+    assert "gpt-4o-mini" not in table["text/plain"]
+
+
+def test_key_never_appears_in_what_the_user_sees(ip: InteractiveShell) -> None:
+    runs = [
+        run_cell(ip, "%%meshimage -o t_k --size 64x64\nfox"),
+        run_cell(ip, "%%meshimage --model nope/x\nfox"),
+        run_cell(ip, "%config MeshImageMagics"),
+        run_cell(ip, "t_k"),
+    ]
+    seen = "".join(r.stdout + repr(r.outputs) + repr(r.result) + str(r.error) for r in runs)
+    assert FAKE_KEY not in seen
+    assert FAKE_KEY not in repr(ip.user_ns["t_k"].request) + repr(ip.user_ns["t_k"])
