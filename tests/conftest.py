@@ -46,7 +46,11 @@ def _shell() -> InteractiveShell:
 def ip(_shell: InteractiveShell, server: LocalServer) -> Iterator[InteractiveShell]:
     """The shell, configured for `server`, with fast retries and text progress."""
     magics = _shell.magics_manager.registry["MeshImageMagics"]
-    saved = {name: getattr(magics, name) for name in magics.trait_names() if magics.trait_metadata(name, "config")}
+    saved = {
+        name: getattr(magics, name)
+        for name in magics.trait_names()
+        if magics.trait_metadata(name, "config")
+    }
     magics.base_url = server.url
     magics.progress = "text"
     magics.max_retry_wait = 2.0
@@ -91,4 +95,7 @@ def cell(ip: InteractiveShell):  # type: ignore[no-untyped-def]
 
 
 def key_is_absent(*texts: object) -> bool:
-    return all(FAKE_KEY not in str(text) for text in texts) and os.environ.get("MESHAPI_API_KEY") == FAKE_KEY
+    return (
+        all(FAKE_KEY not in str(text) for text in texts)
+        and os.environ.get("MESHAPI_API_KEY") == FAKE_KEY
+    )

@@ -42,8 +42,16 @@ def settings_for(server: LocalServer, **overrides: Any) -> ClientSettings:
     return ClientSettings(**values)
 
 
-def generate(server: LocalServer, stream: bool = True, settings: ClientSettings | None = None, **fields: Any) -> list[StreamEvent]:
-    body = {"prompt": "a fox", "model": "openai/gpt-image-1", "size": "64x64", "n": 1, "stream": stream}
+def generate(
+    server: LocalServer, stream: bool = True, settings: ClientSettings | None = None, **fields: Any
+) -> list[StreamEvent]:
+    body = {
+        "prompt": "a fox",
+        "model": "openai/gpt-image-1",
+        "size": "64x64",
+        "n": 1,
+        "stream": stream,
+    }
     body.update(fields)
 
     async def collect() -> list[StreamEvent]:
@@ -138,7 +146,9 @@ def test_429_beyond_the_retry_budget_is_a_rate_limit_error(server: LocalServer) 
 
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_gateway_errors_are_retried(server: LocalServer, status: int) -> None:
-    events = generate(server, mesh_local={"fault": f"status:{status}", "times": 2, "retry_after": "0"})
+    events = generate(
+        server, mesh_local={"fault": f"status:{status}", "times": 2, "retry_after": "0"}
+    )
     assert sum(isinstance(e, Retrying) for e in events) == 2
     assert isinstance(events[-1], Completed)
 
@@ -192,7 +202,9 @@ def test_broken_streams_are_errors_not_results(
 
 def test_a_stalled_stream_hits_the_read_timeout(server: LocalServer) -> None:
     with pytest.raises(TransportError) as caught:
-        generate(server, settings=settings_for(server, read_timeout=0.5), mesh_local={"fault": "stall"})
+        generate(
+            server, settings=settings_for(server, read_timeout=0.5), mesh_local={"fault": "stall"}
+        )
     assert "read timeout" in str(caught.value)
 
 
@@ -256,7 +268,9 @@ def test_secret_never_shows_the_key() -> None:
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after("3") == 3.0
-    assert parse_retry_after("Wed, 25 Nov 2026 12:00:10 GMT", now=1795608000.0) == pytest.approx(10.0)
+    assert parse_retry_after("Wed, 25 Nov 2026 12:00:10 GMT", now=1795608000.0) == pytest.approx(
+        10.0
+    )
     assert parse_retry_after("soon") is None
 
 

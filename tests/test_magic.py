@@ -73,7 +73,7 @@ def test_no_display_binds_but_returns_nothing(ip: InteractiveShell) -> None:
         ("%%meshimage -o t_keep --qualty high\nfox", OptionError),
         ("%%meshimage -o t_keep --size 64x64\nA {t_missing} fox", OptionError),
         ("%%meshimage -o t_keep --model nope/missing\nfox", NotFoundError),
-        ("%%meshimage -o t_keep -p mesh_local='{\"fault\": \"cut\"}'\nfox", StreamError),
+        ('%%meshimage -o t_keep -p mesh_local=\'{"fault": "cut"}\'\nfox', StreamError),
     ],
 )
 def test_failures_are_short_fail_the_cell_and_keep_the_old_value(

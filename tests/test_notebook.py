@@ -18,9 +18,15 @@ from .conftest import FAKE_KEY
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def execute(nb: nbformat.NotebookNode, workdir: Path, **client_options: object) -> nbformat.NotebookNode:
+def execute(
+    nb: nbformat.NotebookNode, workdir: Path, **client_options: object
+) -> nbformat.NotebookNode:
     NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}, **client_options
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(workdir)}},
+        **client_options,
     ).execute()
     saved = workdir / "saved.ipynb"
     nbformat.write(nb, saved)
@@ -28,7 +34,12 @@ def execute(nb: nbformat.NotebookNode, workdir: Path, **client_options: object) 
 
 
 def image_outputs(cell: nbformat.NotebookNode) -> list[str]:
-    return [mime for out in cell.get("outputs", []) for mime in out.get("data", {}) if mime.startswith("image/")]
+    return [
+        mime
+        for out in cell.get("outputs", [])
+        for mime in out.get("data", {})
+        if mime.startswith("image/")
+    ]
 
 
 def test_quickstart_runs_and_saves_images_without_widgets_or_key(
@@ -54,8 +65,13 @@ def test_widget_progress_leaves_only_the_summary_and_images(
     monkeypatch.setenv("MESHAPI_BASE_URL", "local")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext mesh_magics\n%config MeshImageMagics.progress = 'widget'"),
-        nbformat.v4.new_code_cell("%%meshimage -o fox -n 2 --size 64x64 --partial-images 1\n-p mesh_local='{\"latency\": 1.2}'\nfox"),
+        nbformat.v4.new_code_cell(
+            "%load_ext mesh_magics\n%config MeshImageMagics.progress = 'widget'"
+        ),
+        nbformat.v4.new_code_cell(
+            "%%meshimage -o fox -n 2 --size 64x64 --partial-images 1\n"
+            "-p mesh_local='{\"latency\": 1.2}'\nfox"
+        ),
     ]
     nb = execute(nb, tmp_path, store_widget_state=False)
     outputs = nb.cells[1].outputs
@@ -83,7 +99,9 @@ def test_kernel_interrupt_cancels_within_a_second_and_the_kernel_lives_on() -> N
             assert "cancelled" in reply["content"]["evalue"]
             assert time.monotonic() - interrupted < 2.0
             assert server.wait_for_disconnect(2)
-            check = client.execute_interactive("print('fox' in dir())", timeout=10, output_hook=_collect)
+            check = client.execute_interactive(
+                "print('fox' in dir())", timeout=10, output_hook=_collect
+            )
             assert check["content"]["status"] == "ok" and _seen[-1].strip() == "False"
         finally:
             client.stop_channels()

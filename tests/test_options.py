@@ -35,9 +35,14 @@ def test_line_and_option_lines_make_one_request() -> None:
 
 
 def test_cell_settings_are_not_sent() -> None:
-    options = parse_cell("-o fox --no-display --timeout 30 --base-url local --no-stream", "a fox", {})
+    options = parse_cell(
+        "-o fox --no-display --timeout 30 --base-url local --no-stream", "a fox", {}
+    )
     assert (options.out, options.no_display, options.timeout, options.base_url) == (
-        "fox", True, 30.0, "local"
+        "fox",
+        True,
+        30.0,
+        "local",
     )
     sent = build_request(options, DEFAULTS).body
     assert sent["stream"] is False
@@ -76,7 +81,11 @@ def test_last_option_wins() -> None:
             "sequential_image_generation_options",
             {"max_images": 3},
         ),
-        ("--optimize-prompt-options '{\"mode\": \"fast\"}'", "optimize_prompt_options", {"mode": "fast"}),
+        (
+            '--optimize-prompt-options \'{"mode": "fast"}\'',
+            "optimize_prompt_options",
+            {"mode": "fast"},
+        ),
         ("--image data:image/png;base64,AAAA", "image", "data:image/png;base64,AAAA"),
     ],
 )
@@ -92,7 +101,12 @@ def test_image_option_reads_a_local_file(tmp_path) -> None:  # type: ignore[no-u
 
 def test_param_passes_any_field_parsed_as_json() -> None:
     sent = body("-p style=vivid -p steps=30 -p extra='{\"a\": [1, 2]}' --param flag=true", "x")
-    assert (sent["style"], sent["steps"], sent["extra"], sent["flag"]) == ("vivid", 30, {"a": [1, 2]}, True)
+    assert (sent["style"], sent["steps"], sent["extra"], sent["flag"]) == (
+        "vivid",
+        30,
+        {"a": [1, 2]},
+        True,
+    )
 
 
 def test_param_for_a_known_field_is_validated_like_its_option() -> None:
@@ -155,8 +169,8 @@ def test_structural_mistakes() -> None:
 
 
 def test_line_magic_prompt_is_the_rest_of_the_line() -> None:
-    options = parse_cell("-n 2 --size 512x512 a fox's \"den\" -n 3", None, {})
-    assert options.prompt == "a fox's \"den\" -n 3"
+    options = parse_cell('-n 2 --size 512x512 a fox\'s "den" -n 3', None, {})
+    assert options.prompt == 'a fox\'s "den" -n 3'
     assert options.fields["n"] == 2
     assert parse_cell("-n 2 -- --dashes in the prompt", None, {}).prompt == "--dashes in the prompt"
 

@@ -20,9 +20,18 @@ def encoded(width: int, height: int, fmt: str = "PNG", mode: str = "RGB") -> byt
     return buffer.getvalue()
 
 
-def result_of(*blobs: bytes, prompt: str = "A fox, in snow!", revised: str | None = None, **kw: object) -> ImageResult:
+def result_of(
+    *blobs: bytes, prompt: str = "A fox, in snow!", revised: str | None = None, **kw: object
+) -> ImageResult:
     images = [check_image(b, what="test image", revised_prompt=revised) for b in blobs]
-    return ImageResult(images, request={"prompt": prompt, "n": len(blobs)}, model="openai/gpt-image-1", request_id="req_1", elapsed=1.5, **kw)  # type: ignore[arg-type]
+    return ImageResult(
+        images,
+        request={"prompt": prompt, "n": len(blobs)},
+        model="openai/gpt-image-1",
+        request_id="req_1",
+        elapsed=1.5,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_sequence_of_pil_images_with_info() -> None:
@@ -57,7 +66,9 @@ def test_save_writes_safe_names_with_metadata(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".mesh-*"))  # no temporary files left
 
 
-@pytest.mark.parametrize("prompt", ["../../etc/passwd", "a/b\\c\0d", "ü" * 300, "", "..", "🦊 " * 80])
+@pytest.mark.parametrize(
+    "prompt", ["../../etc/passwd", "a/b\\c\0d", "ü" * 300, "", "..", "🦊 " * 80]
+)
 def test_saved_names_stay_inside_the_directory(tmp_path: Path, prompt: str) -> None:
     (path,) = result_of(encoded(8, 8), prompt=prompt).save(tmp_path / "out")
     assert path.parent == tmp_path / "out" and len(path.name) < 80

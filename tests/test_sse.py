@@ -63,8 +63,12 @@ def test_async_reader() -> None:
 
 _lines = st.lists(
     st.one_of(
-        st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=20).map(lambda t: f"data: {t}"),
-        st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=20).map(lambda t: f"data:{t}"),
+        st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=20).map(
+            lambda t: f"data: {t}"
+        ),
+        st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=20).map(
+            lambda t: f"data:{t}"
+        ),
         st.just(": ping"),
         st.just("event: x"),
         st.just(""),
@@ -74,8 +78,12 @@ _lines = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(lines=_lines, ending=st.sampled_from(["\n", "\r\n", "\r"]), cuts=st.lists(st.integers(0, 2000)))
-def test_any_split_and_line_ending_gives_the_same_events(lines: list[str], ending: str, cuts: list[int]) -> None:
+@given(
+    lines=_lines, ending=st.sampled_from(["\n", "\r\n", "\r"]), cuts=st.lists(st.integers(0, 2000))
+)
+def test_any_split_and_line_ending_gives_the_same_events(
+    lines: list[str], ending: str, cuts: list[int]
+) -> None:
     raw = "".join(line + ending for line in lines).encode()
     reference = decode("".join(line + "\n" for line in lines).encode())
     points = sorted({c % (len(raw) + 1) for c in cuts})

@@ -1,0 +1,39 @@
+"""The embedded backend: a MeshAPI-compatible image server on loopback.
+
+No network, no key: procedural pictures drawn on this machine, with the same
+endpoints, JSON shapes, SSE sequence and error envelopes as the real service,
+and faults on demand (see ``faults.py``) so every path can be exercised.
+
+    with LocalServer(latency=0.5, ping_interval=0.1) as server:
+        httpx.post(server.url + "/v1/images/generations", json={"prompt": "a fox"})
+
+A request may carry ``"mesh_local": {"latency": 2, "ping_interval": 0.5,
+"fault": "status:429", "times": 1, "retry_after": "3"}`` to override the server's
+settings for itself; ``times`` limits the fault to the first attempts that carry
+the same ``X-Request-Id``, so a retried request can succeed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import MODELS
+    from .server import LocalServer, RecordedRequest, ensure_local_server
+
+__all__ = ["MODELS", "LocalServer", "RecordedRequest", "ensure_local_server"]
+
+_HOMES = {
+    "MODELS": ".models",
+    "LocalServer": ".server",
+    "RecordedRequest": ".server",
+    "ensure_local_server": ".server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing the package (e.g. from the magic) must not pay for the server.
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,681 @@
+"""The embedded backend, spoken to over real loopback HTTP as a client would."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from mesh_magics.local import MODELS, LocalServer, ensure_local_server, pictures
+
+PROMPT = "a red fox in the snow"
+GENERATED_ID = re.compile(r"^req_[0-9A-Z]{26}$")
+
+
+# -- fixtures and helpers -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[LocalServer]:
+    with LocalServer(ping_interval=0.1) as server:
+        yield server
+
+
+@pytest.fixture
+def server(running: LocalServer) -> Iterator[LocalServer]:
+    yield running
+    running.latency, running.ping_interval, running.fault = 0.0, 0.1, None
+
+
+@pytest.fixture
+def fresh() -> Iterator[LocalServer]:
+    """A server of the test's own, for counters that must start at zero."""
+    with LocalServer(ping_interval=0.1) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def shared_client(running: LocalServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=running.url + "/v1", timeout=5) as http:
+        yield http
+
+
+@pytest.fixture
+def client(server: LocalServer, shared_client: httpx.Client) -> httpx.Client:
+    return shared_client
+
+
+def generate(http: httpx.Client, **fields: Any) -> httpx.Response:
+    body = {"prompt": PROMPT, "size": "64x64", **fields}
+    return http.post("/images/generations", json=body)
+
+
+def image_bytes(entry: dict[str, Any]) -> bytes:
+    if "b64_json" in entry:
+        return base64.b64decode(entry["b64_json"])
+    url = entry["url"]
+    if url.startswith("data:"):
+        return base64.b64decode(url.partition(",")[2])
+    return httpx.get(url).content
+
+
+def open_image(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def read_events(response: httpx.Response) -> list[str]:
+    """The SSE events of a response, each block between blank lines as text."""
+    buffer, events = b"", []
+    for piece in response.iter_bytes():
+        buffer += piece
+        while b"\n\n" in buffer:
+            block, buffer = buffer.split(b"\n\n", 1)
+            events.append(block.decode())
+    return events
+
+
+def stream(http: httpx.Client, **fields: Any) -> list[str]:
+    body = {"prompt": PROMPT, "size": "64x64", "stream": True, **fields}
+    with http.stream("POST", "/images/generations", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return read_events(response)
+
+
+def payloads(events: list[str]) -> list[Any]:
+    """The data of each event, parsed ("[DONE]" kept as a string); comments left out."""
+    return [
+        "[DONE]" if e == "data: [DONE]" else json.loads(e.removeprefix("data: "))
+        for e in events
+        if e.startswith("data:")
+    ]
+
+
+def raw_stream(server: LocalServer, body: dict[str, Any]) -> tuple[list[bytes], bool]:
+    """POST over a bare socket: the chunks of the chunked body, and whether it ended cleanly."""
+    payload = json.dumps({"prompt": PROMPT, "size": "64x64", "stream": True, **body}).encode()
+    head = (
+        "POST /v1/images/generations HTTP/1.1\r\nHost: local\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode() + payload)
+        reader = sock.makefile("rb")  # closed with the socket
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        chunks: list[bytes] = []
+        while True:
+            size_line = reader.readline()
+            if not size_line:
+                return chunks, False
+            size = int(size_line, 16)
+            if size == 0:
+                return chunks, reader.readline() == b"\r\n"
+            data = reader.read(size)
+            if len(data) < size or reader.read(2) != b"\r\n":
+                return [*chunks, data], False
+            chunks.append(data)
+
+
+# -- models ----------------------------------------------------------------------------
+
+
+def test_models_lists_image_and_text_models(client: httpx.Client, server: LocalServer) -> None:
+    models = client.get("/models").json()
+    assert models == MODELS
+    ids = {m["id"] for m in models}
+    assert {"openai/gpt-image-1", "openai/dall-e-3", "vertex/imagen-3", "local/sketch"} <= ids
+    assert "openai/gpt-4o-mini" in ids
+    for model in models:
+        assert {"id", "name", "model_type", "input_modalities", "output_modalities"} <= set(model)
+        assert isinstance(model["pricing"], dict)
+        assert isinstance(model["supports_image_edit"], bool)
+    # The base URL may come without /v1.
+    assert httpx.get(server.url + "/models").json() == models
+
+
+def test_models_type_image_keeps_only_image_generators(client: httpx.Client) -> None:
+    models = client.get("/models", params={"type": "image"}).json()
+    assert models
+    assert all("image" in m["output_modalities"] for m in models)
+    assert "openai/gpt-4o-mini" not in {m["id"] for m in models}
+
+
+# -- plain answers ---------------------------------------------------------------------
+
+
+def test_b64_json_answer_has_the_protocol_shape(client: httpx.Client) -> None:
+    response = generate(client, response_format="b64_json", size="64x48", quality="low")
+    assert response.status_code == 200
+    body = response.json()
+    assert isinstance(body["created"], int)
+    assert body["size"] == "64x48"
+    assert body["output_format"] == "png"
+    assert body["quality"] == "low"
+    assert body["background"] == "opaque"
+    assert body["usage"]["total_tokens"] > 0
+    [entry] = body["data"]
+    assert entry["revised_prompt"].startswith(PROMPT)
+    img = open_image(image_bytes(entry))
+    assert (img.format, img.size) == ("PNG", (64, 48))
+
+
+def test_gpt_image_answers_a_data_url(client: httpx.Client) -> None:
+    body = generate(client, output_format="jpeg", output_compression=70, n=2).json()
+    assert len(body["data"]) == 2
+    for entry in body["data"]:
+        assert entry["url"].startswith("data:image/jpeg;base64,")
+        img = open_image(image_bytes(entry))
+        assert (img.format, img.size) == ("JPEG", (64, 64))
+
+
+def test_local_sketch_answers_a_data_url_too(client: httpx.Client) -> None:
+    [entry] = generate(client, model="local/sketch", output_format="webp").json()["data"]
+    assert entry["url"].startswith("data:image/webp;base64,")
+    assert open_image(image_bytes(entry)).format == "WEBP"
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp"])
+def test_transparent_background_has_real_alpha(client: httpx.Client, fmt: str) -> None:
+    body = generate(client, background="transparent", output_format=fmt).json()
+    assert body["background"] == "transparent"
+    img = open_image(image_bytes(body["data"][0]))
+    assert img.mode == "RGBA"
+    assert img.getchannel("A").getextrema()[0] == 0
+
+
+def test_transparent_jpeg_is_drawn_opaque(client: httpx.Client) -> None:
+    body = generate(client, background="transparent", output_format="jpeg").json()
+    assert body["background"] == "opaque"
+    assert open_image(image_bytes(body["data"][0])).mode == "RGB"
+
+
+def test_dalle_answers_remote_urls_served_by_the_same_server(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    body = generate(client, model="openai/dall-e-3", n=2).json()
+    urls = [entry["url"] for entry in body["data"]]
+    assert len(set(urls)) == 2
+    assert all(url.startswith(server.url + "/files/") and url.endswith(".png") for url in urls)
+    response = httpx.get(urls[0])
+    assert response.headers["content-type"] == "image/png"
+    assert open_image(response.content).size == (64, 64)
+    fetch = server.requests[-1]
+    assert (fetch.method, fetch.path) == ("GET", urls[0].removeprefix(server.url))
+    assert "authorization" not in fetch.headers
+    assert httpx.get(server.url + "/files/nope.png").status_code == 404
+
+
+def test_imagen_always_answers_b64_and_no_usage(client: httpx.Client) -> None:
+    body = generate(client, model="vertex/imagen-3", response_format="url").json()
+    assert "usage" not in body
+    [entry] = body["data"]
+    assert set(entry) == {"b64_json"}
+    assert open_image(image_bytes(entry)).size == (64, 64)
+
+
+def test_unknown_fields_pass_through(client: httpx.Client) -> None:
+    fields = {"aspect_ratio": "1:1", "image": ["data:image/png;base64,AAAA"], "seed": 7}
+    response = generate(client, guidance_scale=3.5, watermark=False, moderation="low", **fields)
+    assert response.status_code == 200
+
+
+def test_latency_delays_a_plain_answer(client: httpx.Client) -> None:
+    began = time.monotonic()
+    assert generate(client, mesh_local={"latency": 0.3}).status_code == 200
+    assert time.monotonic() - began >= 0.3
+
+
+def test_requests_are_recorded_with_their_body(client: httpx.Client, server: LocalServer) -> None:
+    generate(client, headers_test=1)
+    recorded = server.requests[-1]
+    assert (recorded.method, recorded.path) == ("POST", "/v1/images/generations")
+    assert recorded.body["headers_test"] == 1
+    assert recorded.headers["content-type"] == "application/json"
+
+
+# -- streaming -------------------------------------------------------------------------
+
+
+def test_stream_sequence(client: httpx.Client) -> None:
+    events = stream(client, partial_images=2, mesh_local={"latency": 0.4, "ping_interval": 0.1})
+    assert events[0].startswith("data: ")
+    assert events.count(": ping") >= 2
+    frames = payloads(events)
+    processing, *partials, final, done = frames
+    assert processing["object"] == "image.chunk"
+    assert (processing["status"], processing["data"]) == ("processing", [])
+    assert [p["partial_image_index"] for p in partials] == [0, 1]
+    for partial in partials:
+        assert partial["type"] == "image_generation.partial_image"
+        assert open_image(base64.b64decode(partial["b64_json"])).width == 64
+    assert final["id"] == processing["id"]
+    assert final["status"] == "completed"
+    assert final["usage"]["total_tokens"] > 0
+    assert open_image(image_bytes(final["data"][0])).size == (64, 64)
+    assert done == "[DONE]"
+    assert events[-1] == "data: [DONE]"
+
+
+def test_stream_sends_the_big_final_frame_in_pieces(server: LocalServer) -> None:
+    body = {"size": "1024x1024", "output_format": "jpeg", "output_compression": 100}
+    chunks, clean = raw_stream(server, body)
+    assert clean
+    assert max(len(c) for c in chunks) <= 64 * 1024
+    text = b"".join(chunks).decode()
+    final_line = next(line for line in text.split("\n") if '"completed"' in line)
+    assert len(final_line) > 64 * 1024
+    final = json.loads(final_line.removeprefix("data: "))
+    assert open_image(image_bytes(final["data"][0])).size == (1024, 1024)
+
+
+def test_imagen_stream_has_no_usage(client: httpx.Client) -> None:
+    final = payloads(stream(client, model="vertex/imagen-3"))[-2]
+    assert "usage" not in final
+    assert set(final["data"][0]) == {"b64_json"}
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert body["request_id"] == response.headers["x-request-id"]
+    return dict(body["error"])
+
+
+def test_bad_fields_get_a_422_with_every_detail(client: httpx.Client) -> None:
+    response = generate(client, prompt="", n=11, size="huge", quality="ultra")
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "validation_error"
+    locs = [tuple(d["loc"]) for d in error["details"]]
+    assert locs == [("body", "prompt"), ("body", "n"), ("body", "size"), ("body", "quality")]
+    assert all(d["msg"] and d["type"] for d in error["details"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n", 0),
+        ("n", True),
+        ("size", "8x8"),
+        ("size", "4097x1024"),
+        ("response_format", "file"),
+        ("output_format", "gif"),
+        ("output_compression", 101),
+        ("background", "green"),
+        ("moderation", "high"),
+        ("partial_images", 4),
+        ("seed", -2),
+        ("guidance_scale", 11),
+        ("watermark", "yes"),
+        ("prompt", None),
+    ],
+)
+def test_each_bad_field_is_named(client: httpx.Client, field: str, value: Any) -> None:
+    body = {"prompt": PROMPT, field: value}
+    if value is None:
+        del body[field]
+    response = client.post("/images/generations", json=body)
+    assert response.status_code == 422
+    assert [d["loc"] for d in error_of(response)["details"]] == [["body", field]]
+
+
+def test_invalid_json_is_a_400(client: httpx.Client) -> None:
+    response = client.post("/images/generations", content=b"{not json")
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("model", ["acme/painter-9", "openai/gpt-4o-mini"])
+def test_unknown_model_is_a_404_naming_it(client: httpx.Client, model: str) -> None:
+    response = generate(client, model=model)
+    assert response.status_code == 404
+    error = error_of(response)
+    assert error["code"] == "model_not_found"
+    assert model in error["message"]
+
+
+def test_unknown_api_version_is_a_400(client: httpx.Client) -> None:
+    response = client.get("/models", headers={"X-Mesh-Version": "1999-01"})
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_api_version"
+
+
+def test_bad_mesh_local_controls_are_a_400(client: httpx.Client) -> None:
+    response = generate(client, mesh_local={"fault": "explode"})
+    assert response.status_code == 400
+    assert "explode" in error_of(response)["message"]
+
+
+def test_a_valid_client_request_id_is_echoed(client: httpx.Client) -> None:
+    response = client.post(
+        "/images/generations", json={"n": 0}, headers={"X-Request-Id": "cell-7:try.1"}
+    )
+    assert response.headers["x-request-id"] == "cell-7:try.1"
+    assert response.json()["request_id"] == "cell-7:try.1"
+
+
+def test_an_invalid_client_request_id_is_replaced(client: httpx.Client) -> None:
+    response = client.get("/models", headers={"X-Request-Id": "not valid!"})
+    assert GENERATED_ID.match(response.headers["x-request-id"])
+    assert GENERATED_ID.match(client.get("/models").headers["x-request-id"])
+
+
+def test_no_path_is_a_404_envelope(client: httpx.Client) -> None:
+    response = client.get("/nowhere")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+# -- faults: statuses and pages --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (401, "unauthorized"),
+        (402, "spend_limit_exceeded"),
+        (403, "forbidden"),
+        (404, "model_not_found"),
+        (413, "request_too_large"),
+        (429, "rate_limit_exceeded"),
+        (500, "internal_error"),
+        (502, "unavailable"),
+        (503, "unavailable"),
+        (504, "gateway_timeout"),
+    ],
+)
+def test_status_faults_answer_the_protocol_envelope(
+    client: httpx.Client, status: int, code: str
+) -> None:
+    response = generate(client, mesh_local={"fault": f"status:{status}", "retry_after": "3"})
+    assert response.status_code == status
+    error = error_of(response)
+    assert error["code"] == code
+    assert error["message"]
+    if status in (429, 503):
+        assert response.headers["retry-after"] == "3"
+        assert error["retry_after_seconds"] == 3
+    else:
+        assert "retry-after" not in response.headers
+
+
+def test_server_fault_applies_to_every_request(client: httpx.Client, server: LocalServer) -> None:
+    server.fault = "status:401"
+    assert generate(client).status_code == 401
+    assert client.get("/models").status_code == 401
+    server.fault = None
+    assert generate(client).status_code == 200
+
+
+def test_a_bad_server_fault_is_refused_at_once(server: LocalServer) -> None:
+    with pytest.raises(ValueError, match="unknown fault"):
+        server.fault = "status429"
+
+
+def test_retry_after_may_be_an_http_date(client: httpx.Client) -> None:
+    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    response = generate(client, mesh_local={"fault": "status:503", "retry_after": when})
+    assert response.headers["retry-after"] == when
+    assert 25 <= error_of(response)["retry_after_seconds"] <= 31
+
+
+@pytest.mark.parametrize(
+    ("kind", "content_type", "text"), [("html", "text/html", "<html>"), ("text", "text/plain", "")]
+)
+def test_proxy_pages_are_not_json(
+    client: httpx.Client, kind: str, content_type: str, text: str
+) -> None:
+    response = generate(client, mesh_local={"fault": f"{kind}:502"})
+    assert response.status_code == 502
+    assert response.headers["content-type"].startswith(content_type)
+    assert "502 Bad Gateway" in response.text
+    assert text in response.text
+
+
+def test_times_limits_a_fault_to_the_first_attempts(client: httpx.Client) -> None:
+    controls = {"fault": "status:429", "times": 1, "retry_after": "2"}
+    body = {"prompt": PROMPT, "size": "64x64", "mesh_local": controls}
+
+    def attempt(request_id: str) -> httpx.Response:
+        headers = {"X-Request-Id": request_id}
+        return client.post("/images/generations", json=body, headers=headers)
+
+    first = attempt("retry-me-1")
+    assert (first.status_code, first.headers["retry-after"]) == (429, "2")
+    assert attempt("retry-me-1").status_code == 200
+    assert attempt("retry-me-2").status_code == 429
+
+
+# -- faults: streams -------------------------------------------------------------------
+
+
+def test_error_frame(client: httpx.Client) -> None:
+    events = stream(client, mesh_local={"fault": "error_frame"})
+    assert events[1] == ": ping"
+    processing, error, done = payloads(events)
+    assert processing["status"] == "processing"
+    assert error["error"]["code"] == "provider_job_failed"
+    assert error["request_id"].startswith("req_")
+    assert done == "[DONE]"
+
+
+def test_drop_breaks_the_chunked_body(client: httpx.Client, server: LocalServer) -> None:
+    body = {"prompt": PROMPT, "size": "64x64", "stream": True, "mesh_local": {"fault": "drop"}}
+    with (
+        client.stream("POST", "/images/generations", json=body) as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        response.read()
+    chunks, clean = raw_stream(server, {"mesh_local": {"fault": "drop"}})
+    assert not clean
+    text = b"".join(chunks).decode()
+    assert '"completed"' in text
+    assert "[DONE]" not in text
+
+
+def test_cut_ends_cleanly_without_a_result(client: httpx.Client, server: LocalServer) -> None:
+    events = stream(client, mesh_local={"fault": "cut", "latency": 0.25})
+    assert [p["status"] for p in payloads(events)] == ["processing"]
+    assert ": ping" in events
+    chunks, clean = raw_stream(server, {"mesh_local": {"fault": "cut"}})
+    assert clean
+    assert b"[DONE]" not in b"".join(chunks)
+
+
+def test_malformed_frame(client: httpx.Client) -> None:
+    events = stream(client, mesh_local={"fault": "malformed"})
+    assert events[-1] == "data: [DONE]"
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(events[1].removeprefix("data: "))
+
+
+def test_stall_sends_nothing_after_processing(fresh: LocalServer) -> None:
+    body = {"prompt": PROMPT, "size": "64x64", "stream": True, "mesh_local": {"fault": "stall"}}
+    timeout = httpx.Timeout(5, read=0.5)
+    received = b""
+    with (
+        httpx.Client(base_url=fresh.url, timeout=timeout) as http,
+        http.stream("POST", "/v1/images/generations", json=body) as response,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        for piece in response.iter_bytes():
+            received += piece
+    assert received.count(b"\n\n") == 1
+    assert b'"processing"' in received
+    assert fresh.wait_for_disconnect(2)
+
+
+def test_stop_wakes_a_stalled_stream(fresh: LocalServer) -> None:
+    fresh.fault = "stall"
+    failures: list[Exception] = []
+
+    def read() -> None:
+        with httpx.Client(base_url=fresh.url + "/v1", timeout=10) as http:
+            try:
+                stream(http)
+            except httpx.HTTPError as exc:
+                failures.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    while not fresh.requests:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    began = time.monotonic()
+    fresh.stop()
+    reader.join(5)
+    assert time.monotonic() - began < 2
+    assert failures
+    assert fresh.disconnects == 0
+
+
+# -- faults: images --------------------------------------------------------------------
+
+
+def test_not_image(client: httpx.Client) -> None:
+    [entry] = generate(client, mesh_local={"fault": "not_image"}).json()["data"]
+    assert image_bytes(entry) == b"this is not an image"
+
+
+def test_truncated_png(client: httpx.Client) -> None:
+    body = generate(client, response_format="b64_json", mesh_local={"fault": "truncated_png"})
+    data = image_bytes(body.json()["data"][0])
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(OSError):
+        open_image(data)
+
+
+def test_bomb_declares_a_huge_picture(client: httpx.Client) -> None:
+    final = payloads(stream(client, mesh_local={"fault": "bomb"}))[-2]
+    data = image_bytes(final["data"][0])
+    assert len(data) < 1_000_000
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(data))
+
+
+@pytest.mark.parametrize(("n", "expected"), [(3, 2), (1, 0)])
+def test_fewer(client: httpx.Client, n: int, expected: int) -> None:
+    body = generate(client, n=n, mesh_local={"fault": "fewer"}).json()
+    assert len(body["data"]) == expected
+
+
+def test_stream_faults_have_plain_twins(client: httpx.Client) -> None:
+    failed = generate(client, mesh_local={"fault": "error_frame"})
+    assert (failed.status_code, error_of(failed)["code"]) == (500, "provider_job_failed")
+    assert generate(client, mesh_local={"fault": "cut"}).json()["data"] == []
+    with pytest.raises(json.JSONDecodeError):
+        generate(client, mesh_local={"fault": "malformed"}).json()
+    with pytest.raises(httpx.RemoteProtocolError):
+        generate(client, mesh_local={"fault": "drop"})
+
+
+# -- hang-ups --------------------------------------------------------------------------
+
+
+def test_a_client_hanging_up_mid_stream_is_noticed(fresh: LocalServer) -> None:
+    body = {"prompt": PROMPT, "stream": True, "mesh_local": {"latency": 5}}
+    with (
+        httpx.Client(base_url=fresh.url, timeout=5) as http,
+        http.stream("POST", "/v1/images/generations", json=body) as response,
+    ):
+        first = next(response.iter_bytes())
+        assert b'"processing"' in first
+    assert fresh.wait_for_disconnect(2)
+    assert fresh.disconnects == 1
+
+
+def test_a_client_hanging_up_during_a_plain_wait_is_noticed(fresh: LocalServer) -> None:
+    fresh.latency = 5
+    with (
+        httpx.Client(base_url=fresh.url, timeout=0.3) as http,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        generate(http)
+    assert fresh.wait_for_disconnect(2)
+
+
+def test_finished_streams_are_not_hang_ups(fresh: LocalServer) -> None:
+    with httpx.Client(base_url=fresh.url + "/v1", timeout=5) as http:
+        stream(http)
+    assert not fresh.wait_for_disconnect(0.3)
+    assert fresh.disconnects == 0
+
+
+# -- pictures --------------------------------------------------------------------------
+
+
+def test_same_request_same_bytes(client: httpx.Client) -> None:
+    def picture(**fields: Any) -> bytes:
+        body = generate(client, response_format="b64_json", **fields).json()
+        return image_bytes(body["data"][0])
+
+    assert picture(seed=3) == picture(seed=3)
+    assert picture(seed=3) != picture(seed=4)
+    assert picture(prompt="a blue whale") != picture()
+
+
+def test_render_is_deterministic_per_index() -> None:
+    def png(index: int) -> bytes:
+        img = pictures.render(PROMPT, 1, index, 96, 64, transparent=False)
+        return pictures.encode(img, "png")
+
+    assert png(0) == png(0)
+    assert png(0) != png(1)
+    assert open_image(png(1)).size == (96, 64)
+
+
+# -- the package, the singleton and the command line ----------------------------------
+
+
+def test_importing_the_backend_does_not_import_pillow() -> None:
+    code = (
+        "import sys; from mesh_magics.local import LocalServer, ensure_local_server, MODELS; "
+        "assert 'PIL' not in sys.modules, 'PIL imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ensure_local_server_is_one_running_server() -> None:
+    server = ensure_local_server()
+    assert ensure_local_server() is server
+    assert httpx.get(server.url + "/v1/models").status_code == 200
+
+
+def test_the_command_line_serves_until_stopped() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "mesh_magics.local", "--port", str(port), "--latency", "0"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().strip()
+            assert url == f"http://127.0.0.1:{port}"
+            models = httpx.get(url + "/v1/models", params={"type": "image"}).json()
+            assert "local/sketch" in {m["id"] for m in models}
+        finally:
+            process.terminate()
+            _, errors = process.communicate(timeout=5)
+    assert process.returncode == 0
+    assert "Traceback" not in errors
