@@ -223,6 +223,7 @@ class MeshClient:
     ) -> AsyncGenerator[StreamEvent, None]:
         api = self._require_open()
         responded = False
+        request_id = ""
         try:
             async with api.stream(
                 "POST", GENERATIONS_PATH, json=request.body, headers=headers
@@ -266,6 +267,7 @@ class MeshClient:
                 ) from None
             raise StreamError(
                 f"the connection dropped before the response was complete ({_cause(exc)})"
+                + (f" (request {request_id})" if request_id else "")
             ) from None
 
     async def _read_json(
@@ -337,9 +339,13 @@ class MeshClient:
             if not isinstance(item, dict):
                 raise StreamError(f"{what} is not an object (request {request_id})")
             revised = item.get("revised_prompt")
-            data = await self._image_bytes(item, what)
-            images.append(check_image(data, what=what, revised_prompt=revised))
+            try:
+                data = await self._image_bytes(item, what)
+                images.append(check_image(data, what=what, revised_prompt=revised))
+            except ImageDecodeError as exc:
+                raise ImageDecodeError(f"{exc} (request {request_id})") from None
             item.clear()  # drop the base64 text as soon as its bytes exist
+            await asyncio.sleep(0)  # a cancel (interrupt) takes effect between images
         if not images:
             raise StreamError(f"the server returned no images (request {request_id})")
         return Completed(

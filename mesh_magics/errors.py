@@ -67,6 +67,17 @@ class ImageDecodeError(MeshError):
     label = "ImageError"
 
 
+class IncompleteResultError(MeshError):
+    """Fewer images came back than were asked for. Nothing is bound; the images that did
+    come are kept on the error as `.result` (reach it with `sys.last_value.result`)."""
+
+    label = "IncompleteResult"
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class APIError(MeshError):
     """MeshAPI answered with an error (a status >= 400, or an `error` frame in a stream)."""
 
@@ -92,7 +103,11 @@ class APIError(MeshError):
 
     def __str__(self) -> str:
         head = " ".join(str(part) for part in (self.status, self.code) if part)
-        text = f"{head}: {self.message}" if head else self.message
+        text = (
+            f"{head}: {self.message}"
+            if head and not self.message.startswith(head)
+            else self.message
+        )
         for detail in self.details[:5]:
             text += f"\n  - {_describe_detail(detail)}"
         if self.request_id:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Enum, Float, Int, Unicode
 
-from .errors import ConfigError, GenerationCancelled
+from .errors import ConfigError, GenerationCancelled, IncompleteResultError
 from .options import build_request, parse_cell, validate_field
 
 if TYPE_CHECKING:
@@ -56,6 +56,9 @@ class MeshImageMagics(Magics):
     )
     max_retry_wait = Float(
         60.0, help="Longest wait between retries, even if Retry-After asks more."
+    ).tag(config=True)
+    max_image_bytes = Int(
+        64 * 1024 * 1024, help="Largest image fetched from a remote URL, in bytes."
     ).tag(config=True)
     preview_max_px = Int(1024, help="Inline previews fit this many pixels; 0 = full size.").tag(
         config=True
@@ -136,6 +139,7 @@ class MeshImageMagics(Magics):
             read_timeout=self.read_timeout,
             max_retries=self.max_retries,
             max_retry_wait=self.max_retry_wait,
+            max_image_bytes=self.max_image_bytes,
             allow_insecure_http=self.allow_insecure_http,
         )
 
@@ -171,6 +175,14 @@ class MeshImageMagics(Magics):
             elapsed=job.elapsed,
             preview_max_px=self.preview_max_px,
         )
+        if len(result) < request.n:
+            view.fail(f"{len(result)} of {request.n} images after {job.elapsed:.1f} s")
+            raise IncompleteResultError(
+                f"asked for {request.n} images, the server returned {len(result)} "
+                f"(request {result.request_id}); nothing was bound. The images that came are "
+                "in sys.last_value.result",
+                result,
+            )
         view.finish(result.summary())
         return result
 

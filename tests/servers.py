@@ -1,0 +1,187 @@
+"""A loopback HTTP server scripted per path, down to the bytes, for faults the embedded
+backend does not make: foreign image hosts, redirects, half frames that then stall,
+TLS with a self-signed certificate, handshakes that never finish."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+class ScriptedServer:
+    def __init__(self, routes: dict[str, Route], tls: ssl.SSLContext | None = None) -> None:
+        self.routes = routes
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.stopping = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def handle_one_request(self) -> None:
+                try:
+                    super().handle_one_request()
+                except (ConnectionError, ssl.SSLError, OSError):
+                    self.close_connection = True
+
+            def do_GET(self) -> None:
+                self._serve()
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                self._serve()
+
+            def _serve(self) -> None:
+                path = self.path.split("?")[0]
+                server.requests.append((path, {k.lower(): v for k, v in self.headers.items()}))
+                route = server.routes.get(path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                route(self)
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http.daemon_threads = True
+        if tls is not None:
+            self._http.socket = tls.wrap_socket(self._http.socket, server_side=True)
+        self.port = self._http.server_address[1]
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self._http.shutdown()
+        self._http.server_close()
+        self._thread.join(5)
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+
+# -- routes --------------------------------------------------------------------------------
+
+
+def send_json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Route:
+    body = json.dumps(payload).encode()
+    return send_bytes(body, status, {"content-type": "application/json", **(headers or {})})
+
+
+def send_bytes(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Route:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.send_header("content-length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return route
+
+
+def redirect(location: str) -> Route:
+    return send_bytes(b"", 302, {"location": location})
+
+
+def send_sse(*frames: bytes, then: str = "end", stopping: threading.Event | None = None) -> Route:
+    """Each of `frames` as one HTTP chunk; then `end` the body, or `stall` until stopped."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("content-type", "text/event-stream")
+        handler.send_header("transfer-encoding", "chunked")
+        handler.end_headers()
+        for frame in frames:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            handler.wfile.flush()
+        if then == "end":
+            handler.wfile.write(b"0\r\n\r\n")
+        else:
+            (stopping or threading.Event()).wait(30)
+        handler.close_connection = True
+
+    return route
+
+
+def sse_frame(payload: Any) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def png_bytes(width: int = 8, height: int = 8) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 120, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# -- TLS -----------------------------------------------------------------------------------
+
+
+def self_signed_context(directory: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate (made by the openssl CLI)."""
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@contextmanager
+def silent_listener() -> Iterator[str]:
+    """A port that accepts TCP connections and never says a word (a hung TLS handshake)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in accepted:
+            conn.close()
+        listener.close()
