@@ -118,14 +118,21 @@ def _input_image(text: str) -> Any:
     if value.startswith("data:"):
         return value
     if value.startswith("["):
-        return json.loads(value)
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError("expected a JSON list of data: URLs") from None
     if value.startswith(("http://", "https://")):
         raise ValueError("remote URLs are refused by the API; give a local file or a data: URL")
-    path = Path(value).expanduser()
-    if not path.is_file():
+    try:  # expanduser and is_file raise on unknown users, NUL bytes, over-long names
+        path = Path(value).expanduser()
+        data = path.read_bytes() if path.is_file() else None
+    except (OSError, RuntimeError, ValueError):
+        data = None
+    if data is None:
         raise ValueError("expected a data: URL or the path of an existing image file")
     mime = mimetypes.guess_type(path.name)[0] or "image/png"
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def _positive_seconds(text: str) -> float:
@@ -326,14 +333,14 @@ def _words(text: str) -> Iterator[tuple[str, int]]:
             return
         match = _WORD.match(text, pos)
         if not match or match.end() == pos:
-            raise OptionError(f"unterminated quote in: {text.strip()}")
+            raise OptionError(f"unterminated quote in {text.strip()!r}")
         raw = match.group()
         if match.end() < len(text) and not text[match.end()].isspace():
-            raise OptionError(f"unterminated quote in: {text.strip()}")
+            raise OptionError(f"unterminated quote in {text.strip()!r}")
         try:
             parts = shlex.split(raw)
         except ValueError:
-            raise OptionError(f"unterminated quote in: {text.strip()}") from None
+            raise OptionError(f"unterminated quote in {text.strip()!r}") from None
         yield (parts[0] if parts else ""), pos
         pos = match.end()
 
@@ -443,10 +450,10 @@ class _NamespaceFormatter(string.Formatter):
         self.namespace = namespace
 
     def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
-        if isinstance(key, int) or not key:
+        if isinstance(key, int) or not key.isidentifier():
             raise OptionError(
-                "the prompt has an empty or numbered {} field; use a variable name such as "
-                "{animal}, or write {{ and }} for literal braces"
+                f"the prompt has a {{}} field {str(key)!r} that is not a variable name; use "
+                "one such as {animal}, or write {{ and }} for literal braces"
             )
         try:
             return self.namespace[key]

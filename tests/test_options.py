@@ -3,7 +3,11 @@ interpolation, and a clear usage error for every kind of bad input."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mesh_magics.errors import OptionError
 from mesh_magics.options import build_request, interpolate, parse_cell
@@ -207,3 +211,35 @@ def test_interpolation_errors_are_usage_errors(prompt: str, expected: str) -> No
 def test_prompt_braces_without_fields_are_untouched() -> None:
     assert body("", "just {{ kept }}")["prompt"] == "just { kept }"
     assert body("", "no fields at all")["prompt"] == "no fields at all"
+
+
+# -- fuzzing: any text gives a request or our usage error, never another exception -------
+
+_OPTION_WORDS = st.sampled_from(
+    ["-n", "-o", "-p", "--size", "--quality", "--seed", "--image", "--format", "--no-stream",
+     "--timeout", "--base-url", "--", "-", "--list-models", "--guidance-scale", "x=1", "{x}",
+     "{", "}}", "'", '"', "#", "\\", "=", "-n3", "--size=1x1", "--watermark"]
+)  # fmt: skip
+_WORDS = st.lists(st.one_of(_OPTION_WORDS, st.text(max_size=12)), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    line=_WORDS.map(" ".join),
+    cell=st.one_of(st.none(), st.lists(_WORDS.map(" ".join), max_size=6).map("\n".join)),
+)
+def test_any_line_and_cell_give_a_request_or_a_usage_error(line: str, cell: str | None) -> None:
+    try:
+        options = parse_cell(line, cell, {"x": 1})
+        request = build_request(options, DEFAULTS)
+    except OptionError as exc:
+        assert str(exc) and "\n" not in str(exc).strip()
+    else:
+        assert options.list_models or request.prompt.strip()
+
+
+@settings(max_examples=300, deadline=None)
+@given(line=st.text(max_size=60), cell=st.one_of(st.none(), st.text(max_size=200)))
+def test_arbitrary_text_never_crashes_the_parser(line: str, cell: str | None) -> None:
+    with contextlib.suppress(OptionError):
+        build_request(parse_cell(line, cell, {}), DEFAULTS)
