@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
+import select
 import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -116,10 +118,19 @@ def send_sse(*frames: bytes, then: str = "end", stopping: threading.Event | None
         if then == "end":
             handler.wfile.write(b"0\r\n\r\n")
         else:
-            (stopping or threading.Event()).wait(30)
+            wait_for_hang_up(handler.connection, stopping or threading.Event())
         handler.close_connection = True
 
     return route
+
+
+def wait_for_hang_up(connection: socket.socket, stopping: threading.Event) -> None:
+    """Say nothing until the client closes the connection (or the server stops)."""
+    deadline = time.monotonic() + 30
+    while not stopping.is_set() and time.monotonic() < deadline:
+        readable, _, _ = select.select([connection], [], [], 0.05)
+        if readable and not connection.recv(1, socket.MSG_PEEK):
+            return
 
 
 def sse_frame(payload: Any) -> bytes:

@@ -1,0 +1,259 @@
+"""JupyterLab in Chromium: one server and one browser for the session, a page per test.
+
+`lab` is JupyterLab started as a subprocess on a free loopback port, with its config,
+data, runtime, IPython and cache dirs in a temp dir, no token, and the embedded MeshAPI
+backend (`MESHAPI_BASE_URL=local`, a few seconds per generation) in its environment,
+which the kernels inherit. `page` is a fresh Chromium page; when the test ends, a
+screenshot of what it shows goes to `test-artifacts/browser/`, named after the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+FAKE_KEY = "rsk_browser_FAKE_KEY_0123456789abcdef"
+LATENCY_SECONDS = 3
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+# Turns off the "receive official Jupyter news?" pop-up that would cover the notebook.
+NO_NEWS = {"fetchNews": "false", "checkForUpdates": False}
+
+NOTEBOOK = ".jp-NotebookPanel:visible"
+IDLE = f"{NOTEBOOK} .jp-Notebook-ExecutionIndicator[data-status='idle']"
+_screenshots: list[Path] = []
+
+
+@dataclass(frozen=True)
+class Lab:
+    url: str
+    root: Path  # the server's root_dir: notebooks for the tests go here
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return json.load(response)
+
+
+def _wait_for_server(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited ({process.returncode}):\n{log.read_text()}")
+        try:
+            _get_json(f"{url}/api/status")
+            return
+        except OSError:
+            time.sleep(0.2)  # nothing to wait on but the port
+    raise RuntimeError(f"JupyterLab did not answer on {url} within 60 s:\n{log.read_text()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group (it shuts its kernels down), then SIGKILL."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("jupyterlab")
+    dirs = {
+        name: base / name.lower()
+        for name in (
+            "JUPYTER_CONFIG_DIR",
+            "JUPYTER_DATA_DIR",
+            "JUPYTER_RUNTIME_DIR",
+            "IPYTHONDIR",
+            "XDG_CACHE_HOME",
+        )
+    }
+    for path in dirs.values():
+        path.mkdir()
+    # User settings live under JUPYTER_CONFIG_DIR: the news setting stays out of the venv.
+    settings = dirs["JUPYTER_CONFIG_DIR"] / "lab" / "user-settings" / "@jupyterlab"
+    (settings / "apputils-extension").mkdir(parents=True)
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        json.dumps({})
+    )
+    root = base / "root"
+    root.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "MESH"))},
+        **{name: str(path) for name, path in dirs.items()},
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MESHAPI_BASE_URL": "local",
+        "MESH_LOCAL_LATENCY": str(LATENCY_SECONDS),
+        "MESHAPI_API_KEY": FAKE_KEY,
+    }
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = base / "jupyterlab.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                "--allow-root",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0",
+                "--IdentityProvider.token=",
+                "--ServerApp.password=",
+                f"--ServerApp.root_dir={root}",
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so teardown can end all of it
+        )
+    try:
+        _wait_for_server(url, process, log)
+        specs = _get_json(f"{url}/api/kernelspecs")
+        assert isinstance(specs, dict) and "python3" in specs["kernelspecs"], specs
+        yield Lab(url=url, root=root, log=log)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    # No skip: a browser that cannot start is a failure of the suite, not a reason to pass.
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_artifacts() -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh page; at the end, pass or fail, a screenshot of what it shows."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        # JupyterLab scrolls inside the notebook panel: the viewport is the whole picture.
+        shot = ARTIFACTS / (re.sub(r"[^\w-]+", "_", request.node.name) + ".png")
+        try:
+            page.screenshot(path=str(shot))
+            _screenshots.append(shot)
+        finally:
+            context.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _screenshots:
+        terminalreporter.write_sep("-", f"browser screenshots in {ARTIFACTS}")
+        for shot in _screenshots:
+            terminalreporter.write_line(str(shot))
+
+
+# -- notebooks --------------------------------------------------------------------------
+
+
+def copy_quickstart(lab: Lab, name: str = "quickstart.ipynb") -> Path:
+    return Path(shutil.copy(ROOT / "notebooks" / "quickstart.ipynb", lab.root / name))
+
+
+def write_notebook(lab: Lab, name: str, *sources: str) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    path = lab.root / name
+    nbformat.write(nb, path)
+    return path
+
+
+def cell_index(path: Path, starts_with: str) -> int:
+    """The index of the first cell whose source starts with `starts_with`."""
+    cells = nbformat.read(path, as_version=4).cells
+    return next(i for i, c in enumerate(cells) if c.source.startswith(starts_with))
+
+
+def open_notebook(page: Page, lab: Lab, path: Path) -> None:
+    """Open `path` alone (`?reset` drops any saved workspace) and wait for an idle kernel."""
+    page.goto(f"{lab.url}/lab/tree/{path.relative_to(lab.root).as_posix()}?reset")
+    page.locator(IDLE).wait_for(timeout=60_000)
+
+
+def cell(page: Page, index: int) -> Locator:
+    return page.locator(f"{NOTEBOOK} .jp-Notebook .jp-Cell").nth(index)
+
+
+def outputs(page: Page, index: int) -> Locator:
+    return cell(page, index).locator(".jp-OutputArea-output")
+
+
+def run_cell(page: Page, index: int) -> Locator:
+    """Run cell `index` as a person would (click in it, Shift+Enter); return the cell.
+
+    Waits for an idle kernel first, then checks the cell really started (its prompt turns
+    to `[*]` or a new number) and tries once more if not: a first click was seen to miss.
+    """
+    target = cell(page, index)
+    before = target.locator(".jp-InputPrompt").inner_text()
+    if not _start(page, target, before):
+        warnings.warn(f"cell {index} did not start on the first try; retrying", stacklevel=2)
+        if not _start(page, target, before):
+            raise AssertionError(f"cell {index} did not start: its prompt stayed {before!r}")
+    return target
+
+
+def _start(page: Page, target: Locator, before: str) -> bool:
+    page.locator(IDLE).wait_for()
+    target.locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+    try:
+        expect(target.locator(".jp-InputPrompt")).not_to_have_text(before, timeout=5_000)
+    except AssertionError:
+        return False
+    return True

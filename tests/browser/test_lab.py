@@ -1,0 +1,156 @@
+"""`%%meshimage` in JupyterLab, as a person sees it in Chromium.
+
+Each test opens its own notebook in a fresh page against the shared server, whose kernels
+use the embedded backend with a few seconds of latency per generation.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import nbformat
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from .conftest import (
+    FAKE_KEY,
+    NOTEBOOK,
+    Lab,
+    cell_index,
+    copy_quickstart,
+    open_notebook,
+    outputs,
+    run_cell,
+    write_notebook,
+)
+
+pytestmark = pytest.mark.browser
+
+LOAD = "%load_ext mesh_magics"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def wait_until_loaded(images: Locator, count: int) -> list[int]:
+    """Wait for `count` images, all decoded; return their natural widths."""
+    expect(images).to_have_count(count)
+    images.first.page.wait_for_function(
+        "imgs => imgs.every(img => img.complete && img.naturalWidth > 0)",
+        arg=images.element_handles(),
+    )
+    widths: list[int] = images.evaluate_all("imgs => imgs.map(img => img.naturalWidth)")
+    return widths
+
+
+def error_text(cell: Locator) -> Locator:
+    return cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+
+
+def test_quickstart_shows_progress_then_the_image_and_binds_fox(page: Page, lab: Lab) -> None:
+    path = copy_quickstart(lab)
+    open_notebook(page, lab, path)
+    run_cell(page, cell_index(path, LOAD))
+    fox = run_cell(page, cell_index(path, "%%meshimage -o fox --size 512x512"))
+
+    progress = fox.locator(".widget-vbox")
+    expect(progress).to_contain_text("openai/gpt-image-1 · 512x512 · 1 image")
+    expect(progress.locator(".widget-hprogress")).to_be_visible()
+    elapsed = progress.locator("div.widget-label", has_text=re.compile(r"^\d+ s$"))
+    first = int(elapsed.inner_text().split()[0])
+    page.wait_for_function(
+        "([label, first]) => parseInt(label.textContent) > first",
+        arg=[elapsed.element_handle(), first],
+    )
+
+    summary = fox.locator(".jp-OutputArea-output[data-mime-type='text/plain']").first
+    expect(summary).to_have_text(re.compile(r"^✓ 1 image · openai/gpt-image-1 · 512x512 png · "))
+    expect(progress).to_have_count(0)
+    assert wait_until_loaded(fox.locator(".jp-OutputArea-output img"), 1) == [512]
+
+    after = cell_index(path, "# the result holds PIL images")
+    run_cell(page, after)
+    expect(outputs(page, after)).to_contain_text("(512, 512)")
+    fox.scroll_into_view_if_needed()
+
+
+def test_three_images_in_one_cell_fill_the_grid(page: Page, lab: Lab) -> None:
+    path = write_notebook(
+        lab, "three.ipynb", LOAD, "%%meshimage -o foxes -n 3 --size 384x384\nThree foxes"
+    )
+    open_notebook(page, lab, path)
+    run_cell(page, 0)
+    foxes = run_cell(page, 1)
+
+    expect(foxes.locator(".widget-vbox")).to_contain_text("384x384 · 3 images")
+    expect(foxes.locator(".jp-OutputArea-output").first).to_have_text(re.compile(r"^✓ 3 images"))
+    widths = wait_until_loaded(foxes.locator("div.mesh-magics-grid figure img"), 3)
+    assert widths == [384, 384, 384]
+
+
+def test_a_misspelt_option_is_a_short_error(page: Page, lab: Lab) -> None:
+    path = write_notebook(lab, "typo.ipynb", LOAD, "%%meshimage --qualty high\nA fox")
+    open_notebook(page, lab, path)
+    run_cell(page, 0)
+    typo = run_cell(page, 1)
+
+    error = error_text(typo)
+    expect(error).to_contain_text("did you mean --quality")
+    text = error.inner_text()
+    assert text.startswith("UsageError") and "Traceback" not in text
+    assert len(text.strip().splitlines()) < 5, text
+    expect(typo.locator(".widget-vbox")).to_have_count(0)  # no request was started
+
+
+def test_a_kernel_interrupt_cancels_a_slow_generation(page: Page, lab: Lab) -> None:
+    path = write_notebook(
+        lab,
+        "interrupt.ipynb",
+        LOAD,
+        "%%meshimage -o slow -p mesh_local='{\"latency\": 30}'\nA very slow fox",
+        'print("after", "slow" in globals())',
+    )
+    open_notebook(page, lab, path)
+    run_cell(page, 0)
+    slow = run_cell(page, 1)
+    expect(slow.locator(".widget-hprogress")).to_be_visible()
+
+    page.locator(f"{NOTEBOOK} [data-command='notebook:interrupt-kernel']").click()
+    interrupted = time.monotonic()
+    expect(error_text(slow)).to_contain_text("Cancelled: cancelled by a kernel interrupt")
+    assert time.monotonic() - interrupted < 3
+    expect(slow.locator(".widget-vbox")).to_have_count(0)
+    expect(slow).to_contain_text("✗ openai/gpt-image-1")
+
+    run_cell(page, 2)
+    expect(outputs(page, 2)).to_have_text("after False")  # the next cell runs; nothing bound
+
+
+def test_a_saved_notebook_keeps_images_without_widgets_or_key(page: Page, lab: Lab) -> None:
+    path = copy_quickstart(lab, "saved.ipynb")
+    magic_cells = [
+        cell_index(path, "%%meshimage -o fox "),
+        cell_index(path, "%%meshimage -o foxes "),
+    ]
+    open_notebook(page, lab, path)
+    run_cell(page, cell_index(path, LOAD))
+    for index in magic_cells:
+        done = run_cell(page, index).locator(".jp-OutputArea-output img")
+        wait_until_loaded(done.first, 1)
+
+    page.keyboard.press("Control+s")
+    expect(page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty")).to_have_count(0)
+
+    text = path.read_text()
+    nb = nbformat.reads(text, as_version=4)
+    assert FAKE_KEY not in text
+    for index in magic_cells:
+        saved = nb.cells[index].outputs
+        assert any({"image/png", "image/jpeg"} & set(out.get("data", {})) for out in saved)
+        assert saved[0].data["text/plain"].startswith("✓ ")
+    assert not [
+        out
+        for c in nb.cells
+        if c.cell_type == "code"
+        for out in c.outputs
+        if WIDGET_VIEW in out.get("data", {})
+    ]
