@@ -104,3 +104,21 @@ def test_several_images_show_a_grid_with_captions_and_a_plain_image() -> None:
     assert data["text/html"].count("<img ") == 3
     assert "&lt;b&gt;fox&lt;/b&gt;" in data["text/html"]
     assert "image/jpeg" in data or "image/png" in data
+
+
+def test_a_crash_mid_write_leaves_no_half_written_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = result_of(encoded(40, 30), encoded(40, 30))
+    calls = []
+
+    def crash_on_second(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError("disk full")
+
+    monkeypatch.setattr("os.fsync", crash_on_second)
+    with pytest.raises(OSError, match="disk full"):
+        result.save(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["a-fox-in-snow-1.png"]  # whole, or absent
+    assert Image.open(tmp_path / "a-fox-in-snow-1.png").size == (40, 30)
