@@ -89,3 +89,23 @@ def test_any_split_and_line_ending_gives_the_same_events(
     points = sorted({c % (len(raw) + 1) for c in cuts})
     pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
     assert decode(*pieces) == reference
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(
+        st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=30), max_size=8
+    ),
+    ending=st.sampled_from(["\n", "\r\n", "\r"]),
+    cut=st.integers(0, 10_000),
+)
+def test_data_with_and_without_the_space_agree(texts: list[str], ending: str, cut: int) -> None:
+    texts = [t for t in texts if not t.startswith(" ")]  # one leading space is the separator
+    spaced = "".join(f"data: {t}{ending}{ending}" for t in texts).encode()
+    tight = "".join(f"data:{t}{ending}{ending}" for t in texts).encode()
+    point = cut % (len(tight) + 1)
+    assert (
+        decode(tight[:point], tight[point:])
+        == decode(spaced)
+        == [ServerSentEvent(t) for t in texts]
+    )
