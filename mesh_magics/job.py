@@ -86,7 +86,7 @@ class Job(Generic[E]):
         except KeyboardInterrupt:
             self.cancel()
             raise GenerationCancelled(self._cancel_message("by a kernel interrupt")) from None
-        except GenerationCancelled:
+        except BaseException:  # cancelled by the button, or a display error: stop the job
             self.cancel()
             raise
         finally:

@@ -94,11 +94,11 @@ class MeshImageMagics(Magics):
         Lines starting with `#` are comments.
         """
         options = parse_cell(line, cell, self.shell.user_ns if self.shell else {})
-        settings = self.client_settings(options.base_url)
         if options.list_models:
-            self._list_models(settings)
+            self._list_models(self.client_settings(options.base_url))
             return None
-        request = build_request(options, self.defaults())
+        request = build_request(options, self.defaults())  # every check before any connection
+        settings = self.client_settings(options.base_url)
         timeout = options.timeout if options.timeout is not None else self.timeout
         result = self._generate(request, settings, timeout)
         if options.out and self.shell is not None:
