@@ -46,6 +46,9 @@ NO_NEWS = {"fetchNews": "false", "checkForUpdates": False}
 
 NOTEBOOK = ".jp-NotebookPanel:visible"
 IDLE = f"{NOTEBOOK} .jp-Notebook-ExecutionIndicator[data-status='idle']"
+# The indicator above says idle for a moment before the kernel exists (a Shift+Enter then
+# is dropped): the status bar's "Python 3 (ipykernel) | Idle" means a kernel is there.
+KERNEL_IDLE = re.compile(r"\| Idle$")
 _screenshots: list[Path] = []
 
 
@@ -222,7 +225,12 @@ def cell_index(path: Path, starts_with: str) -> int:
 def open_notebook(page: Page, lab: Lab, path: Path) -> None:
     """Open `path` alone (`?reset` drops any saved workspace) and wait for an idle kernel."""
     page.goto(f"{lab.url}/lab/tree/{path.relative_to(lab.root).as_posix()}?reset")
-    page.locator(IDLE).wait_for(timeout=60_000)
+    wait_for_idle_kernel(page, timeout=60_000)
+
+
+def wait_for_idle_kernel(page: Page, timeout: float | None = None) -> None:
+    page.locator(".jp-StatusBar-TextItem", has_text=KERNEL_IDLE).wait_for(timeout=timeout)
+    page.locator(IDLE).wait_for(timeout=timeout)
 
 
 def cell(page: Page, index: int) -> Locator:
@@ -249,7 +257,7 @@ def run_cell(page: Page, index: int) -> Locator:
 
 
 def _start(page: Page, target: Locator, before: str) -> bool:
-    page.locator(IDLE).wait_for()
+    wait_for_idle_kernel(page)
     target.locator(".cm-content").click()
     page.keyboard.press("Shift+Enter")
     try:

@@ -60,6 +60,7 @@ def test_quickstart_shows_progress_then_the_image_and_binds_fox(page: Page, lab:
     page.wait_for_function(
         "([label, first]) => parseInt(label.textContent) > first",
         arg=[elapsed.element_handle(), first],
+        timeout=5_000,  # about two ticks; the generation takes a few seconds
     )
 
     summary = fox.locator(".jp-OutputArea-output[data-mime-type='text/plain']").first
