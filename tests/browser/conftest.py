@@ -95,7 +95,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped as soon as the browser tests end
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("jupyterlab")
     dirs = {
@@ -158,7 +158,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         _stop(process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down before the other tests: Playwright holds a loop
 def browser() -> Iterator[Browser]:
     # No skip: a browser that cannot start is a failure of the suite, not a reason to pass.
     with sync_playwright() as playwright:
@@ -169,7 +169,7 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _fresh_artifacts() -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):
