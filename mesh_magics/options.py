@@ -46,31 +46,22 @@ def _choice(*allowed: str, aliases: Mapping[str, str] | None = None) -> Converte
     return convert
 
 
-def _integer(low: int, high: int) -> Converter:
-    def convert(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError(f"expected a whole number from {low} to {high}") from None
-        if not low <= value <= high:
-            raise ValueError(f"allowed: {low} to {high}")
-        return value
+def _in_range(low: float, high: float, *, whole: bool = False) -> Converter:
+    """A number from `low` to `high`; `whole` asks for an integer."""
+    parse: Callable[[str], float] = int if whole else float
+    kind = "a whole number" if whole else "a number"
+    span = f"{low:.15g} to {high:.15g}"
 
-    convert.__doc__ = f"{low}..{high}"
-    return convert
-
-
-def _number(low: float, high: float) -> Converter:
     def convert(text: str) -> float:
         try:
-            value = float(text.strip())
+            value = parse(text.strip())
         except ValueError:
-            raise ValueError(f"expected a number from {low:g} to {high:g}") from None
+            raise ValueError(f"expected {kind} from {span}") from None
         if not low <= value <= high:
-            raise ValueError(f"allowed: {low:g} to {high:g}")
+            raise ValueError(f"allowed: {span}")
         return value
 
-    convert.__doc__ = f"{low:g}..{high:g}"
+    convert.__doc__ = span.replace(" to ", "..")
     return convert
 
 
@@ -175,7 +166,7 @@ _QUALITIES = ("auto", "low", "medium", "high", "hd", "standard")
 
 OPTIONS: tuple[Option, ...] = (
     Option(("--model", "-m"), "model", _text),
-    Option(("-n", "--n"), "n", _integer(1, 10)),
+    Option(("-n", "--n"), "n", _in_range(1, 10, whole=True)),
     Option(("--size", "-s"), "size", _size),
     Option(("--quality", "-q"), "quality", _choice(*_QUALITIES)),
     Option(("--response-format",), "response_format", _choice("url", "b64_json")),
@@ -184,14 +175,14 @@ OPTIONS: tuple[Option, ...] = (
         "output_format",
         _choice("png", "jpeg", "webp", aliases={"jpg": "jpeg"}),
     ),
-    Option(("--output-compression",), "output_compression", _integer(0, 100)),
+    Option(("--output-compression",), "output_compression", _in_range(0, 100, whole=True)),
     Option(("--background",), "background", _choice("transparent", "opaque", "auto")),
     Option(("--moderation",), "moderation", _choice("low", "auto")),
-    Option(("--partial-images",), "partial_images", _integer(0, 3)),
-    Option(("--seed",), "seed", _integer(-1, 2147483647)),
+    Option(("--partial-images",), "partial_images", _in_range(0, 3, whole=True)),
+    Option(("--seed",), "seed", _in_range(-1, 2147483647, whole=True)),
     Option(("--aspect-ratio",), "aspect_ratio", _text),
     Option(("--resolution",), "resolution", _text),
-    Option(("--guidance-scale",), "guidance_scale", _number(1, 10)),
+    Option(("--guidance-scale",), "guidance_scale", _in_range(1, 10)),
     Option(("--watermark",), "watermark", _boolean),
     Option(("--image",), "image", _input_image),
     Option(("--sequential-image-generation",), "sequential_image_generation", _text),
