@@ -81,6 +81,8 @@ class Job(Generic[E]):
                 elif kind == "error":
                     assert isinstance(item, BaseException)
                     raise item
+                elif kind == "cancelled":
+                    raise GenerationCancelled(self._cancel_message("by the worker"))
                 else:
                     return events
         except KeyboardInterrupt:
@@ -113,6 +115,10 @@ class Job(Generic[E]):
     def _work(self) -> None:
         try:
             asyncio.run(self._main())
+        except asyncio.CancelledError:
+            # Only `cancel()` cancels, and the caller has raised GenerationCancelled already;
+            # passing the error on would keep the unwound frames alive with its traceback.
+            self._queue.put(("cancelled", None))
         except BaseException as exc:  # reaches the main thread, which re-raises it
             self._queue.put(("error", exc))
         else:
@@ -132,8 +138,25 @@ class Job(Generic[E]):
                 f"gave up after --timeout {self._timeout:g} s; "
                 "the request was closed, nothing was bound"
             ) from None
+        finally:
+            _abort_leftover_transports(self._loop)
+            self._loop = self._task = None  # IPython keeps the last error, and so this job
 
     async def _drain(self) -> None:
         async with aclosing(self._make_events()) as events:
             async for event in events:
                 self._queue.put(("event", event))
+
+
+def _abort_leftover_transports(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close every connection the job's own loop still has open as the job ends.
+
+    httpcore closes its socket on `Exception` only, so a cancel in the middle of a TLS
+    handshake leaves it open until the garbage collector finds it. Each job has a loop of
+    its own: nothing it opened may outlive it. (`_transports` is the selector loop's
+    registry of open transports; a loop without one has nothing to do here.)
+    """
+    registry = getattr(loop, "_transports", None) or {}
+    for transport in list(registry.values()):
+        if transport is not None and not transport.is_closing():
+            transport.abort()

@@ -169,30 +169,33 @@ def self_signed_context(directory: Path) -> ssl.SSLContext:
 
 @contextmanager
 def silent_listener() -> Iterator[str]:
-    """A port that accepts TCP connections and never says a word (a hung TLS handshake)."""
+    """A port that accepts TCP connections and never says a word (a hung TLS handshake).
+
+    It reads and drops what clients send, and closes its side when a client hangs up, so
+    a test can count the sockets left open."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
-    accepted: list[socket.socket] = []
+    connections: list[socket.socket] = []
     stop = threading.Event()
 
-    def accept() -> None:
-        listener.settimeout(0.1)
+    def serve() -> None:
         while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
+            readable, _, _ = select.select([listener, *connections], [], [], 0.05)
+            for sock in readable:
+                if sock is listener:
+                    connections.append(listener.accept()[0])
+                elif not sock.recv(4096):
+                    connections.remove(sock)
+                    sock.close()
 
-    thread = threading.Thread(target=accept, daemon=True)
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         yield f"https://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         stop.set()
         thread.join(2)
-        for conn in accepted:
+        for conn in connections:
             conn.close()
         listener.close()
