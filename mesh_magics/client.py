@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 import json
 import logging
@@ -90,6 +91,12 @@ class ClientSettings:
     verify: ssl.SSLContext | bool = True
 
 
+@functools.cache
+def _verified_tls() -> ssl.SSLContext:
+    """One verifying TLS context per process: loading the CA bundle costs ~30 ms a client."""
+    return httpx.create_ssl_context()
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -153,32 +160,27 @@ class MeshClient:
         self._transport = transport
         self._api: httpx.AsyncClient | None = None
         self._files: httpx.AsyncClient | None = None
+        self._timeout = httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=60.0,
+            pool=settings.connect_timeout,
+        )
+        self._verify = _verified_tls() if settings.verify is True else settings.verify
 
     def __repr__(self) -> str:
         return f"MeshClient(base_url={self.base_url!r})"
 
     async def __aenter__(self) -> MeshClient:
-        timeout = httpx.Timeout(
-            connect=self.settings.connect_timeout,
-            read=self.settings.read_timeout,
-            write=60.0,
-            pool=self.settings.connect_timeout,
-        )
         headers = {"User-Agent": f"mesh-magics/{__version__}"}
         if self.settings.api_key is not None:
             headers["Authorization"] = f"Bearer {self.settings.api_key.reveal()}"
         self._api = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
-            timeout=timeout,
+            timeout=self._timeout,
             transport=self._transport,
-            verify=self.settings.verify,
-        )
-        # A second client for image URLs on other hosts: it has no Authorization header.
-        self._files = httpx.AsyncClient(
-            headers={"User-Agent": headers["User-Agent"]},
-            timeout=timeout,
-            verify=self.settings.verify,
+            verify=self._verify,
         )
         return self
 
@@ -368,7 +370,7 @@ class MeshClient:
 
     async def _fetch(self, url: str, what: str) -> bytes:
         """Download a remote image without credentials, following at most 3 redirects."""
-        files = self._require_open(files=True)
+        files = self._files_client()
         cap = self.settings.max_image_bytes
         for _ in range(4):
             parts = urlsplit(url)
@@ -422,11 +424,23 @@ class MeshClient:
             models = [m for m in models if "image" in (m.get("output_modalities") or ["image"])]
         return models
 
-    def _require_open(self, *, files: bool = False) -> httpx.AsyncClient:
-        client = self._files if files else self._api
-        if client is None:
+    def _require_open(self) -> httpx.AsyncClient:
+        if self._api is None:
             raise RuntimeError("use MeshClient as `async with MeshClient(...) as client`")
-        return client
+        return self._api
+
+    def _files_client(self) -> httpx.AsyncClient:
+        """The client for image URLs on other hosts: it has no Authorization header.
+
+        Made on first use: most responses carry their images inline."""
+        self._require_open()
+        if self._files is None:
+            self._files = httpx.AsyncClient(
+                headers={"User-Agent": f"mesh-magics/{__version__}"},
+                timeout=self._timeout,
+                verify=self._verify,
+            )
+        return self._files
 
 
 # -- error mapping -----------------------------------------------------------------------
