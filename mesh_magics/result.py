@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 _EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
+# Thumbnails box-reduce by a whole factor before resampling: 1024 px to a 320 px cell in a
+# third of the time (bench/: displaying an n=4 cell), a mean difference below 1/255.
+_REDUCING_GAP = 1.0
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,7 @@ def make_preview(image: GeneratedImage, max_px: int) -> Preview:
 
     with Image.open(io.BytesIO(image.data)) as img:
         if not fits:
-            img.thumbnail((max_px, max_px))
+            img.thumbnail((max_px, max_px), reducing_gap=_REDUCING_GAP)
         return _encode_preview(img)
 
 
@@ -239,7 +242,7 @@ def contact_sheet(previews: list[Preview], *, cell_px: int = 320) -> Preview:
     sheet = Image.new("RGBA", (columns * cell_px, rows * cell_px), (255, 255, 255, 0))
     for index, preview in enumerate(previews):
         with Image.open(io.BytesIO(preview.data)) as img:
-            img.thumbnail((cell_px, cell_px))
+            img.thumbnail((cell_px, cell_px), reducing_gap=_REDUCING_GAP)
             x = (index % columns) * cell_px + (cell_px - img.width) // 2
             y = (index // columns) * cell_px + (cell_px - img.height) // 2
             sheet.paste(img.convert("RGBA"), (x, y))
