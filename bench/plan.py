@@ -1,0 +1,48 @@
+"""How big and how often: the full run (`python -m bench`) and the smoke run of the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    reps: int = 5  # timed repetitions of each contender; medians are reported
+    warm_up: bool = True  # one uncounted run of each contender first
+    decode_mib: float = 40.0  # benchmark 1: the final frame (10 images of ~4 MiB base64)
+    paced_mb_per_s: int = 50  # benchmark 1, paced variant: a fast link (400 Mbit/s)
+    sdk_mib: float = 8.0  # benchmark 1c: the official SDK is quadratic, so a smaller frame
+    sdk_reps: int = 3
+    memory_mib: float = 40.0  # benchmark 2
+    memory_reps: int = 3  # one fresh subprocess per measurement
+    load_reps: int = 10  # benchmark 3: fresh interpreters, alternating
+    e2e_n: int = 4  # benchmark 4
+    e2e_size: str = "1024x1024"
+    e2e_reps: int = 7  # its cells are short and the display noisy: a few more
+    scaling_mib: tuple[float, ...] = (1.0, 4.0, 16.0, 40.0)  # benchmark 5
+
+    @classmethod
+    def smoke(cls) -> Plan:
+        """Every benchmark once at a tiny size: does the suite run? (No timing claims.)"""
+        return cls(
+            reps=1,
+            warm_up=False,
+            decode_mib=1.0,
+            sdk_mib=0.25,
+            sdk_reps=1,
+            memory_mib=1.0,
+            memory_reps=1,
+            load_reps=1,
+            e2e_n=1,
+            e2e_size="256x256",
+            e2e_reps=1,
+            scaling_mib=(0.25, 0.5, 1.0),
+        )
+
+    @property
+    def stream_sizes(self) -> set[float]:
+        """Every final-frame size some benchmark reads from the loopback server."""
+        return {self.decode_mib, self.sdk_mib, self.memory_mib, WARM_UP_MIB, *self.scaling_mib}
+
+
+WARM_UP_MIB = 0.25  # a small stream that loads everything a reader imports on first use

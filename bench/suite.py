@@ -1,0 +1,50 @@
+"""The benchmarks of the issue, in order, against one loopback SSE server.
+
+1. decode: a 40 MiB final frame through a real socket, against the raw limit (and the
+   official SDK on an 8 MiB frame);       `decode.py`, `readers.py`, `sse_server.py`
+2. memory: extra peak RSS for that response, in fresh subprocesses;     `memory.py`
+3. load: `%load_ext mesh_magics` in a fresh IPython against IPython alone;  `load.py`
+4. e2e: a `%%meshimage` cell against a bare httpx request, embedded backend;  `e2e.py`
+5. scaling: decode time per MiB for 1, 4, 16 and 40 MiB frames;          `decode.py`
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from . import decode, e2e, load, memory
+from .payload import sse_stream
+from .plan import Plan
+from .report import Row
+from .sse_server import serve, stream_name
+
+Benchmark = Callable[[Plan, str], list[Row]]
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "decode": decode.run_decode,
+    "sdk": decode.run_sdk,
+    "memory": memory.run,
+    "load": load.run,
+    "e2e": e2e.run,
+    "scaling": decode.run_scaling,
+}
+
+
+def run_suite(plan: Plan, names: Sequence[str] = tuple(BENCHMARKS)) -> list[Row]:
+    """Run the benchmarks NAMES (all by default) and return their rows, in order."""
+    say(f"making the payloads ({', '.join(f'{m:g}' for m in sorted(plan.stream_sizes))} MiB)")
+    bodies = {stream_name(mib): sse_stream(mib).body for mib in plan.stream_sizes}
+    rows: list[Row] = []
+    with serve(bodies) as server:
+        for name in names:
+            started = time.perf_counter()
+            say(f"running {name}")
+            rows += BENCHMARKS[name](plan, server)
+            say(f"  {name} took {time.perf_counter() - started:.1f} s")
+    return rows
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
