@@ -76,9 +76,10 @@ def raw_limit(url: str) -> Reading:
 def ours_client(url: str) -> Reading:
     """The whole client path of a cell: `MeshClient.generate` to its `Completed` event
     (httpx, `aiter_sse`, JSON, base64, the Pillow header check of every image)."""
-    from mesh_magics.client import ClientSettings, MeshClient
+    from mesh_magics.client import MeshClient
     from mesh_magics.events import Completed
     from mesh_magics.options import ImageRequest
+    from mesh_magics.settings import ClientSettings
 
     async def read() -> Reading:
         async with MeshClient(ClientSettings(base_url=url, max_retries=0)) as client:

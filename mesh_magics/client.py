@@ -16,79 +16,39 @@ It knows nothing of notebooks: it turns an `ImageRequest` into a stream of `even
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
-import ipaddress
 import json
 import logging
 import random
-import re
 import ssl
-import time
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from . import __version__
+from .envelopes import clip, error_from_envelope, error_from_response
 from .errors import (
     APIError,
-    ConfigError,
     ImageDecodeError,
     StreamError,
     StreamFailedError,
     TransportError,
-    api_error_class,
 )
 from .events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent
 from .images import GeneratedImage, check_image, decode_base64, decode_data_url
 from .options import ImageRequest
+from .settings import ClientSettings, is_loopback, normalize_base_url
 from .sse import aiter_sse
 
 log = logging.getLogger("mesh_magics")
 
-DEFAULT_BASE_URL = "https://api.meshapi.ai"
 GENERATIONS_PATH = "/v1/images/generations"
 MODELS_PATH = "/v1/models"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
-
-
-class Secret:
-    """The API key. Its repr and str never show it; only `reveal()` does."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("the API key cannot be pickled")
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    base_url: str = DEFAULT_BASE_URL
-    api_key: Secret | None = None
-    read_timeout: float = 120.0
-    connect_timeout: float = 15.0
-    max_retries: int = 2
-    max_retry_wait: float = 60.0
-    backoff_base: float = 0.5
-    max_image_bytes: int = 64 * 1024 * 1024
-    allow_insecure_http: bool = False
-    verify: ssl.SSLContext | bool = True
 
 
 @functools.cache
@@ -97,47 +57,8 @@ def _verified_tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def normalize_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
-    """`https://host[/v1][/]` -> `https://host`; refuse plain http to a remote host."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL {url!r} is not an http(s) URL, e.g. {DEFAULT_BASE_URL}")
-    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
-        raise ConfigError(
-            f"refusing plain http to {parts.hostname}: the API key would travel unencrypted. "
-            "Use https, or set MeshImageMagics.allow_insecure_http = True if you must."
-        )
-    path = re.sub(r"/v1/?$", "", parts.path.rstrip("/"))
-    return f"{parts.scheme}://{parts.netloc}{path}"
-
-
 def new_request_id() -> str:
     return f"mm_{uuid.uuid4().hex[:24]}"
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class _Retryable(Exception):
@@ -234,7 +155,7 @@ class MeshClient:
                 request_id = response.headers.get("x-request-id") or headers["X-Request-Id"]
                 log.debug("POST %s -> %d (%s)", GENERATIONS_PATH, response.status_code, request_id)
                 if response.status_code >= 400:
-                    error = await _error_from(response)
+                    error = await error_from_response(response)
                     if response.status_code in RETRYABLE_STATUSES:
                         raise _Retryable(error)
                     raise error
@@ -302,7 +223,7 @@ class MeshClient:
                     break
                 frame = _parse_frame(sse.data, request_id)
                 if "error" in frame:
-                    raise _error_from_envelope(frame, None, request_id, StreamFailedError)
+                    raise error_from_envelope(frame, None, request_id, StreamFailedError)
                 kind = frame.get("type")
                 if kind == "image_generation.partial_image":
                     index = int(frame.get("partial_image_index", 0))
@@ -415,7 +336,7 @@ class MeshClient:
         except httpx.HTTPError as exc:
             raise TransportError(f"listing models failed ({_cause(exc)})") from None
         if response.status_code >= 400:
-            raise await _error_from(response)
+            raise await error_from_response(response)
         payload = response.json()
         models = payload.get("data", []) if isinstance(payload, dict) else payload
         if not isinstance(models, list):
@@ -446,75 +367,16 @@ class MeshClient:
 # -- error mapping -----------------------------------------------------------------------
 
 
-async def _error_from(response: httpx.Response) -> APIError:
-    raw = await response.aread()
-    request_id = response.headers.get("x-request-id")
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
-    try:
-        payload = json.loads(raw)
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-        error = _error_from_envelope(payload, response.status_code, request_id, None)
-        if error.retry_after is None:
-            error.retry_after = retry_after
-        return error
-    if isinstance(payload, dict) and "detail" in payload:
-        message = str(payload["detail"])
-    else:
-        message = _text_summary(raw) or response.reason_phrase or "error"
-    cls = api_error_class(response.status_code)
-    return cls(message, status=response.status_code, request_id=request_id, retry_after=retry_after)
-
-
-def _error_from_envelope(
-    payload: dict[str, Any],
-    status: int | None,
-    request_id: str | None,
-    cls: type[APIError] | None,
-) -> APIError:
-    envelope = payload.get("error")
-    if not isinstance(envelope, dict):
-        envelope = {"message": str(envelope)}
-    message = str(envelope.get("message") or envelope.get("code") or "unknown error")
-    if status == 401:
-        message += " (check MESHAPI_API_KEY)"
-    retry_after = envelope.get("retry_after_seconds")
-    details = envelope.get("details")
-    error_class = cls or api_error_class(status or 500)
-    return error_class(
-        message,
-        status=status,
-        code=str(envelope["code"]) if envelope.get("code") else None,
-        request_id=str(payload.get("request_id") or request_id or "") or None,
-        retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
-        details=details if isinstance(details, list) else None,
-    )
-
-
 def _parse_frame(data: str, request_id: str) -> dict[str, Any]:
     try:
         frame = json.loads(data)
     except ValueError:
         raise StreamError(
-            f"the server sent a malformed frame: {_clip(data)} (request {request_id})"
+            f"the server sent a malformed frame: {clip(data)} (request {request_id})"
         ) from None
     if not isinstance(frame, dict):
-        raise StreamError(f"the server sent a frame that is not an object: {_clip(data)}")
+        raise StreamError(f"the server sent a frame that is not an object: {clip(data)}")
     return frame
-
-
-def _text_summary(raw: bytes) -> str:
-    text = raw.decode("utf-8", "replace")
-    title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
-    if title:
-        text = title.group(1)
-    text = re.sub(r"<[^>]+>", " ", text)
-    return _clip(" ".join(text.split()), 200)
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _short_reason(error: APIError | TransportError) -> str:
@@ -525,7 +387,7 @@ def _short_reason(error: APIError | TransportError) -> str:
 
 def _cause(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return _clip(text, 160)
+    return clip(text, 160)
 
 
 def _is_tls_failure(exc: BaseException) -> bool:

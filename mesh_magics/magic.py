@@ -17,13 +17,12 @@ from traitlets import Bool, Enum, Float, Int, Unicode
 
 from .errors import ConfigError, GenerationCancelled, IncompleteResultError
 from .options import build_request, parse_cell, validate_field
+from .settings import DEFAULT_BASE_URL, ClientSettings, Secret, is_loopback, normalize_base_url
 
 if TYPE_CHECKING:
-    from .client import ClientSettings
     from .options import ImageRequest
     from .result import ImageResult
 
-DEFAULT_BASE_URL = "https://api.meshapi.ai"
 KEY_VARIABLES = ("MESHAPI_API_KEY", "MESH_API_KEY")
 
 
@@ -116,8 +115,6 @@ class MeshImageMagics(Magics):
         }
 
     def client_settings(self, base_url: str | None = None) -> ClientSettings:
-        from .client import ClientSettings, Secret, is_loopback, normalize_base_url
-
         base = base_url or self.base_url or os.environ.get("MESHAPI_BASE_URL") or DEFAULT_BASE_URL
         key = None
         if base.strip() == "local":

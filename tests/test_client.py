@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from mesh_magics.client import ClientSettings, MeshClient, Secret, parse_retry_after
+from mesh_magics.client import MeshClient
+from mesh_magics.envelopes import parse_retry_after
 from mesh_magics.errors import (
     APIError,
     ConfigError,
@@ -25,6 +26,7 @@ from mesh_magics.errors import (
 from mesh_magics.events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent
 from mesh_magics.local import LocalServer
 from mesh_magics.options import ImageRequest
+from mesh_magics.settings import ClientSettings, Secret
 
 from .conftest import FAKE_KEY
 
