@@ -4,6 +4,8 @@ streaming and not, retries, faults, and where the key may go."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import time
 from typing import Any
 
 import pytest
@@ -278,3 +280,23 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
 
 def test_api_error_is_the_base_of_http_errors() -> None:
     assert issubclass(RateLimitError, APIError) and issubclass(StreamFailedError, APIError)
+
+
+def test_retry_after_as_an_http_date_is_honoured(server: LocalServer) -> None:
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    events = generate(server, mesh_local={"fault": "status:429", "times": 1, "retry_after": when})
+    retry = next(e for e in events if isinstance(e, Retrying))
+    assert 0.5 <= retry.delay <= 2.0
+    assert isinstance(events[-1], Completed)
+
+
+def test_a_long_retry_after_is_capped_by_max_retry_wait(server: LocalServer) -> None:
+    settings = settings_for(server, max_retry_wait=0.3)
+    events = generate(
+        server,
+        settings=settings,
+        mesh_local={"fault": "status:503", "times": 1, "retry_after": "120"},
+    )
+    retry = next(e for e in events if isinstance(e, Retrying))
+    assert retry.delay == pytest.approx(0.3)
+    assert isinstance(events[-1], Completed)
