@@ -49,6 +49,7 @@ log = logging.getLogger("mesh_magics")
 GENERATIONS_PATH = "/v1/images/generations"
 MODELS_PATH = "/v1/models"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+NO_STREAM_READ_TIMEOUT = 600.0  # a plain request waits for the whole generation
 
 
 @functools.cache
@@ -81,16 +82,15 @@ class MeshClient:
         self._transport = transport
         self._api: httpx.AsyncClient | None = None
         self._files: httpx.AsyncClient | None = None
-        self._timeout = httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=settings.read_timeout,
-            write=60.0,
-            pool=settings.connect_timeout,
-        )
         self._verify = _verified_tls() if settings.verify is True else settings.verify
 
     def __repr__(self) -> str:
         return f"MeshClient(base_url={self.base_url!r})"
+
+    def _timeouts(self, read: float | None = None) -> httpx.Timeout:
+        connect = self.settings.connect_timeout
+        read = self.settings.read_timeout if read is None else read
+        return httpx.Timeout(connect=connect, read=read, write=60.0, pool=connect)
 
     async def __aenter__(self) -> MeshClient:
         headers = {"User-Agent": f"mesh-magics/{__version__}"}
@@ -99,7 +99,7 @@ class MeshClient:
         self._api = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
-            timeout=self._timeout,
+            timeout=self._timeouts(),
             transport=self._transport,
             verify=self._verify,
         )
@@ -145,13 +145,19 @@ class MeshClient:
         self, request: ImageRequest, headers: dict[str, str]
     ) -> AsyncGenerator[StreamEvent, None]:
         api = self._require_open()
-        responded = False
-        request_id = ""
+        # Without a stream nothing keeps the connection alive while the image is made.
+        read_timeout = self.settings.read_timeout
+        if not request.stream:
+            read_timeout = max(read_timeout, NO_STREAM_READ_TIMEOUT)
+        request_id = ""  # set once the response has begun: then nothing may be retried
         try:
             async with api.stream(
-                "POST", GENERATIONS_PATH, json=request.body, headers=headers
+                "POST",
+                GENERATIONS_PATH,
+                json=request.body,
+                headers=headers,
+                timeout=self._timeouts(read_timeout),
             ) as response:
-                responded = True
                 request_id = response.headers.get("x-request-id") or headers["X-Request-Id"]
                 log.debug("POST %s -> %d (%s)", GENERATIONS_PATH, response.status_code, request_id)
                 if response.status_code >= 400:
@@ -171,9 +177,9 @@ class MeshClient:
                 raise _Retryable(
                     TransportError(f"could not connect to {self.base_url} (timed out)")
                 ) from None
+            stalled = "the stream stalled" if request.stream else "no response yet"
             raise TransportError(
-                f"the server sent nothing for {self.settings.read_timeout:g} s (read timeout); "
-                "the stream stalled"
+                f"the server sent nothing for {read_timeout:g} s (read timeout): {stalled}"
             ) from None
         except httpx.ConnectError as exc:
             if _is_tls_failure(exc):
@@ -184,7 +190,7 @@ class MeshClient:
                 TransportError(f"could not connect to {self.base_url} ({_cause(exc)})")
             ) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            if not responded:
+            if not request_id:
                 raise _Retryable(
                     TransportError(f"the connection to {self.base_url} failed ({_cause(exc)})")
                 ) from None
@@ -358,7 +364,7 @@ class MeshClient:
         if self._files is None:
             self._files = httpx.AsyncClient(
                 headers={"User-Agent": f"mesh-magics/{__version__}"},
-                timeout=self._timeout,
+                timeout=self._timeouts(),
                 verify=self._verify,
             )
         return self._files

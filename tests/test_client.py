@@ -300,3 +300,13 @@ def test_a_long_retry_after_is_capped_by_max_retry_wait(server: LocalServer) -> 
     retry = next(e for e in events if isinstance(e, Retrying))
     assert retry.delay == pytest.approx(0.3)
     assert isinstance(events[-1], Completed)
+
+
+def test_a_plain_request_may_wait_longer_than_the_stream_read_timeout(server: LocalServer) -> None:
+    events = generate(
+        server,
+        stream=False,
+        settings=settings_for(server, read_timeout=0.3),
+        mesh_local={"latency": 1.0},
+    )
+    assert isinstance(events[-1], Completed)
