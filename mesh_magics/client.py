@@ -228,13 +228,13 @@ class MeshClient:
                     done = True
                     break
                 frame = _parse_frame(sse.data, request_id)
-                if "error" in frame:
+                if frame.get("error"):
                     raise error_from_envelope(frame, None, request_id, StreamFailedError)
                 kind = frame.get("type")
                 if kind == "image_generation.partial_image":
-                    index = int(frame.get("partial_image_index", 0))
-                    data = decode_base64(str(frame.get("b64_json", "")), what="a preview")
-                    yield PartialImage(index, data)
+                    preview = _partial_image(frame)
+                    if preview is not None:  # a broken preview is not worth failing for
+                        yield preview
                 elif kind == "image_generation.completed":
                     items.append(frame)
                     usage = frame.get("usage") or usage
@@ -313,10 +313,10 @@ class MeshClient:
                         raise ImageDecodeError(
                             f"{what}: fetching it from {host} gave HTTP {response.status_code}"
                         )
-                    declared = int(response.headers.get("content-length") or 0)
-                    if declared > cap:
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > cap:
                         raise ImageDecodeError(
-                            f"{what} on {host} is {declared:,} bytes, over the {cap:,} cap"
+                            f"{what} on {host} is {int(declared):,} bytes, over the {cap:,} cap"
                         )
                     body = bytearray()
                     async for chunk in response.aiter_bytes():
@@ -371,6 +371,15 @@ class MeshClient:
 
 
 # -- error mapping -----------------------------------------------------------------------
+
+
+def _partial_image(frame: dict[str, Any]) -> PartialImage | None:
+    index = frame.get("partial_image_index", 0)
+    try:
+        data = decode_base64(str(frame.get("b64_json", "")), what="a preview")
+    except ImageDecodeError:
+        return None
+    return PartialImage(index if isinstance(index, int) else 0, data)
 
 
 def _parse_frame(data: str, request_id: str) -> dict[str, Any]:
