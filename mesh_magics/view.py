@@ -95,6 +95,9 @@ class DisplayTextView(ProgressView):
         self._handle.update(self._bundle(f"✗ {self.heading} · {message}"), raw=True)
 
 
+_REWRITE = "\r\x1b[K"  # back to the start of the terminal line, and clear it
+
+
 class StreamTextView(ProgressView):
     """Printed lines (terminal IPython, scripts): the start, each status, the end."""
 
@@ -112,7 +115,7 @@ class StreamTextView(ProgressView):
 
     def tick(self, elapsed: float) -> None:
         if self._live and int(elapsed) != int(self._elapsed):
-            self._stream.write(f"\r   {self.status} · {elapsed:.0f} s ")
+            self._stream.write(f"{_REWRITE}   {self.status} · {elapsed:.0f} s")
             self._stream.flush()
         self._elapsed = elapsed
 
@@ -123,7 +126,7 @@ class StreamTextView(ProgressView):
         self._write(f"✗ {self.heading} · {message}")
 
     def _write(self, text: str) -> None:
-        prefix = "\r" if self._live else ""
+        prefix = _REWRITE if self._live else ""
         self._stream.write(f"{prefix}{text}\n")
         self._stream.flush()
 
