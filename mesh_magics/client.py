@@ -22,7 +22,7 @@ import logging
 import random
 import ssl
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterable
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -222,7 +222,7 @@ class MeshClient:
         extra: dict[str, Any] = {}
         done = False
         last_status = None
-        async with aclosing(aiter_sse(response.aiter_bytes())) as events:
+        async with aclosing(aiter_sse(_body_chunks(response))) as events:
             async for sse in events:
                 if sse.data == "[DONE]":
                     done = True
@@ -371,6 +371,19 @@ class MeshClient:
 
 
 # -- error mapping -----------------------------------------------------------------------
+
+
+def _body_chunks(response: httpx.Response) -> AsyncIterable[bytes]:
+    """The response body as it arrives.
+
+    `aiter_bytes()` puts three generator layers (decoder, chunker, byte counter) over every
+    HTTP chunk: ~14 µs each, 140 ms for a 40 MB frame relayed in 4 KB chunks (bench/). A
+    body with no Content-Encoding needs none of them, so read the transport's stream.
+    """
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity") and isinstance(response.stream, httpx.AsyncByteStream):
+        return response.stream
+    return response.aiter_bytes()
 
 
 def _partial_image(frame: dict[str, Any]) -> PartialImage | None:

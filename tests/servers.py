@@ -104,13 +104,20 @@ def redirect(location: str) -> Route:
     return send_bytes(b"", 302, {"location": location})
 
 
-def send_sse(*frames: bytes, then: str = "end", stopping: threading.Event | None = None) -> Route:
+def send_sse(
+    *frames: bytes,
+    then: str = "end",
+    stopping: threading.Event | None = None,
+    headers: dict[str, str] | None = None,
+) -> Route:
     """Each of `frames` as one HTTP chunk; then `end` the body, or `stall` until stopped."""
 
     def route(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
         handler.send_header("content-type", "text/event-stream")
         handler.send_header("transfer-encoding", "chunked")
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
         handler.end_headers()
         for frame in frames:
             handler.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gzip
 import time
 from typing import Any
 
@@ -31,6 +32,7 @@ from mesh_magics.options import ImageRequest
 from mesh_magics.settings import ClientSettings, Secret
 
 from .conftest import FAKE_KEY
+from .servers import ScriptedServer, b64, png_bytes, send_sse, sse_frame
 
 
 def settings_for(server: LocalServer, **overrides: Any) -> ClientSettings:
@@ -310,3 +312,18 @@ def test_a_plain_request_may_wait_longer_than_the_stream_read_timeout(server: Lo
         mesh_local={"latency": 1.0},
     )
     assert isinstance(events[-1], Completed)
+
+
+def test_a_gzip_compressed_stream_is_decoded() -> None:
+    body = sse_frame({"object": "image.chunk", "data": [{"b64_json": b64(png_bytes(6, 4))}]})
+    packed = gzip.compress(body + b"data: [DONE]\n\n")
+    route = send_sse(packed[:20], packed[20:], headers={"content-encoding": "gzip"})
+    with ScriptedServer({"/v1/images/generations": route}) as api:
+
+        async def collect() -> list[StreamEvent]:
+            async with MeshClient(ClientSettings(base_url=api.url)) as client:
+                request = ImageRequest({"prompt": "x", "stream": True})
+                return [event async for event in client.generate(request)]
+
+        events = asyncio.run(collect())
+    assert (completed(events).images[0].width, completed(events).images[0].height) == (6, 4)
