@@ -182,9 +182,11 @@ class MeshClient:
                 f"the server sent nothing for {read_timeout:g} s (read timeout): {stalled}"
             ) from None
         except httpx.ConnectError as exc:
-            if _is_tls_failure(exc):
+            tls = _ssl_error_in(exc)
+            if tls is not None:
+                reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
                 raise TransportError(
-                    f"TLS handshake with {self.base_url} failed: {_tls_reason(exc)}"
+                    f"TLS handshake with {self.base_url} failed: {reason}"
                 ) from None
             raise _Retryable(
                 TransportError(f"could not connect to {self.base_url} ({_cause(exc)})")
@@ -418,20 +420,13 @@ def _cause(exc: BaseException) -> str:
     return clip(text, 160)
 
 
-def _is_tls_failure(exc: BaseException) -> bool:
+def _ssl_error_in(exc: BaseException | None) -> ssl.SSLError | None:
+    """The `ssl.SSLError` behind an httpx error, if a TLS failure is what it is."""
     while exc is not None:
         if isinstance(exc, ssl.SSLError):
-            return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return False
-
-
-def _tls_reason(exc: BaseException) -> str:
-    while exc is not None:
-        if isinstance(exc, ssl.SSLError):
-            return getattr(exc, "verify_message", None) or exc.reason or str(exc)
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return "unknown TLS error"
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 async def stream_generation(
