@@ -43,4 +43,9 @@ class Completed:
     extra: dict[str, Any] = field(default_factory=dict)  # created, size, quality, ...
 
 
+def count_images(n: int) -> str:
+    """`1 image`, `3 images`: how every view and summary says it."""
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
 StreamEvent = StatusChanged | Retrying | PartialImage | Completed

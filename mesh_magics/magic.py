@@ -146,13 +146,13 @@ class MeshImageMagics(Magics):
         self, request: ImageRequest, settings: ClientSettings, timeout: float | None
     ) -> ImageResult:
         from .client import stream_generation
-        from .events import Completed
+        from .events import Completed, count_images
         from .job import Job
         from .result import ImageResult
         from .view import make_view
 
-        count = f"{request.n} image" + ("s" if request.n != 1 else "")
-        view = make_view(f"{request.model} · {request.size} · {count}", self.progress, self.shell)
+        heading = f"{request.model} · {request.size} · {count_images(request.n)}"
+        view = make_view(heading, self.progress, self.shell)
         job = Job(lambda: stream_generation(settings, request), timeout=timeout)
         view.start()
         try:

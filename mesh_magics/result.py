@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
+from .events import count_images
 from .images import GeneratedImage
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class ImageResult(Sequence["Image.Image"]):
 
     def summary(self) -> str:
         """One line: what was made, by which model, how long it took."""
-        count = f"{len(self)} image" + ("s" if len(self) != 1 else "")
+        count = count_images(len(self))
         asked = int(self.request.get("n", len(self)))
         if asked > len(self):
             count = f"{len(self)} of {asked} images"

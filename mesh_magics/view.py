@@ -21,7 +21,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any, TextIO
 
-from .events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent
+from .events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent, count_images
 
 
 def describe(event: StreamEvent) -> str:
@@ -33,7 +33,7 @@ def describe(event: StreamEvent) -> str:
     if isinstance(event, PartialImage):
         return f"preview {event.index + 1} received"
     if isinstance(event, Completed):
-        return f"received {len(event.images)} image{'s' if len(event.images) != 1 else ''}"
+        return f"received {count_images(len(event.images))}"
     return ""
 
 
