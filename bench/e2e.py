@@ -48,7 +48,7 @@ def run(plan: Plan, server: str) -> list[Row]:
         Row(
             "4",
             f"{what} cell vs bare httpx + base64",
-            f"{ms(medians['cell'])} (+{ms(medians['cell'] - bare)})",
+            f"{ms(medians['cell'])} ({_difference(medians['cell'] - bare)})",
             ms(bare),
             medians["cell"] / bare,
             E2E_GOAL,
@@ -56,11 +56,15 @@ def run(plan: Plan, server: str) -> list[Row]:
         Row(
             "4",
             f"{what} --no-display cell vs bare httpx + base64",
-            f"{ms(medians['no_display'])} (+{ms(medians['no_display'] - bare)})",
+            f"{ms(medians['no_display'])} ({_difference(medians['no_display'] - bare)})",
             ms(bare),
             medians["no_display"] / bare,
         ),
     ]
+
+
+def _difference(seconds: float) -> str:
+    return ("+" if seconds >= 0 else "-") + ms(abs(seconds))
 
 
 def measure(n: int, size: str, reps: int, *, warm_up: bool) -> dict[str, float]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import functools
 import json
 import socket
 import time
@@ -37,7 +38,7 @@ class Reading:
 Reader = Callable[[str], Reading]
 
 
-def raw_limit(url: str) -> Reading:
+def raw_limit(url: str, b64decode: Callable[[str], bytes] = binascii.a2b_base64) -> Reading:
     """The floor: a blocking socket, a minimal chunked-body reader, one `json.loads` of the
     final frame's text, and `binascii.a2b_base64` (the core of `base64.b64decode`, without
     its ASCII re-encoding copy) for each image. It knows where the final frame is."""
@@ -68,14 +69,23 @@ def raw_limit(url: str) -> Reading:
     del text
     images = []
     while items:  # each base64 text goes once its bytes exist, as the client does
-        images.append(binascii.a2b_base64(items.pop(0)["b64_json"]))
+        images.append(b64decode(items.pop(0)["b64_json"]))
     finished = time.perf_counter()
     return Reading(finished - started, images, finished - received)
 
 
+def raw_limit_pybase64(url: str) -> Reading:
+    """The raw limit with the base64 decoder the client uses (pybase64, SIMD, ~20x faster
+    than `binascii`): a stricter floor, where what is left between it and the client is
+    the HTTP stack and the SSE reading."""
+    import pybase64
+
+    return raw_limit(url, functools.partial(pybase64.b64decode, validate=True))
+
+
 def ours_client(url: str) -> Reading:
     """The whole client path of a cell: `MeshClient.generate` to its `Completed` event
-    (httpx, `aiter_sse`, JSON, base64, the Pillow header check of every image)."""
+    (httpx, `aiter_sse`, JSON, base64, the header and structure check of every image)."""
     from mesh_magics.client import MeshClient
     from mesh_magics.events import Completed
     from mesh_magics.options import ImageRequest
@@ -159,6 +169,7 @@ def sdk_available() -> bool:
 
 READERS: dict[str, Reader] = {
     "raw": raw_limit,
+    "raw-pybase64": raw_limit_pybase64,
     "ours": ours_client,
     "ours-sse": ours_sse,
     "httpx": httpx_floor,
