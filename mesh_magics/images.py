@@ -52,7 +52,7 @@ def sniff_format(data: bytes) -> str | None:
 
 def decode_base64(text: str, *, what: str) -> bytes:
     """The bytes of a base64 text. Well-formed base64 (what every server sends) takes
-    pybase64's SIMD decoder, 20-50x faster than `binascii` on a 4 MB image; anything it
+    pybase64's SIMD decoder, ~20x faster than `binascii` on a 4 MB image; anything it
     refuses (line breaks, characters outside the alphabet) takes `binascii`'s lenient
     decoder, which skips them, so both accept the same texts."""
     try:
