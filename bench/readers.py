@@ -40,8 +40,9 @@ Reader = Callable[[str], Reading]
 
 def raw_limit(url: str, b64decode: Callable[[str], bytes] = binascii.a2b_base64) -> Reading:
     """The floor: a blocking socket, a minimal chunked-body reader, one `json.loads` of the
-    final frame's text, and `binascii.a2b_base64` (the core of `base64.b64decode`, without
-    its ASCII re-encoding copy) for each image. It knows where the final frame is."""
+    final frame's text, and B64DECODE for each image: by default `binascii.a2b_base64` (the
+    core of `base64.b64decode`, without its ASCII re-encoding copy). It knows where the
+    final frame is."""
     parts = urlsplit(url)
     payload = json.dumps(REQUEST_BODY).encode()
     request = (
