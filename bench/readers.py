@@ -89,7 +89,7 @@ def ours_client(url: str) -> Reading:
     (httpx, `aiter_sse`, JSON, base64, the header and structure check of every image)."""
     from mesh_magics.client import MeshClient
     from mesh_magics.events import Completed
-    from mesh_magics.options import ImageRequest
+    from mesh_magics.request import ImageRequest
     from mesh_magics.settings import ClientSettings
 
     async def read() -> Reading:

@@ -30,6 +30,12 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(MeshImageMagics)
 
 
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magic import unload
+
+    unload(ipython)
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
@@ -46,4 +52,5 @@ __all__ = [
     "OptionError",
     "__version__",
     "load_ipython_extension",
+    "unload_ipython_extension",
 ]

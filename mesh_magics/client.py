@@ -40,7 +40,7 @@ from .errors import (
 )
 from .events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent
 from .images import GeneratedImage, check_image, decode_base64, decode_data_url
-from .options import ImageRequest
+from .request import ImageRequest
 from .settings import ClientSettings, is_loopback, normalize_base_url
 from .sse import aiter_sse
 

@@ -4,16 +4,15 @@ User-facing errors render as one short line in IPython (via `_render_traceback_`
 hook IPython and ipykernel call instead of printing a traceback), and they still fail the
 cell, so "Run All" stops. Bugs are not `MeshError`s and keep their full traceback.
 No error message ever contains the API key: none of these classes is given it.
+
+This module does not import IPython: scripts use these errors too. The label is red only
+when a running IPython's colour scheme has colours (`--colors=NoColor` gets plain text).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
-
-from IPython.core.error import UsageError
-
-_RED = "\x1b[0;31m"
-_RESET = "\x1b[0m"
 
 
 class MeshError(Exception):
@@ -22,11 +21,21 @@ class MeshError(Exception):
     label = "meshimage error"
 
     def _render_traceback_(self) -> list[str]:
-        return [f"{_RED}{self.label}{_RESET}: {self}"]
+        return [f"{_coloured(self.label)}: {self}"]
 
 
-class OptionError(MeshError, UsageError):
-    """A mistake in the magic line, the option lines or the prompt; found before any request."""
+def _coloured(label: str) -> str:
+    """LABEL in red, unless IPython is not running or its colour scheme is NoColor."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or str(getattr(shell, "colors", "nocolor")).lower() == "nocolor":
+        return label
+    return f"\x1b[0;31m{label}\x1b[0m"
+
+
+class OptionError(MeshError, ValueError):
+    """A bad option, value or setting; found before any request. Also a `ValueError`, so
+    code calling the function API can catch it as one."""
 
     label = "UsageError"
 

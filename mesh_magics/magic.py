@@ -3,115 +3,121 @@
 cell text -> options -> request -> client (on a worker thread, via `job`) -> events ->
 view -> `ImageResult` (bound, returned, displayed). Each station lives in its own module
 and is imported on first use, so `%load_ext mesh_magics` stays fast.
+
+Every setting is checked when it is set (`%config`, a profile), with the same rules and
+messages as the option of the same name (`schema.py`); a bad value is refused and the
+old one kept, so one mistake cannot break every later cell.
 """
 
 from __future__ import annotations
 
-import html
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, Enum, Float, Int, Unicode
+from traitlets import Bool, Float, Int, TraitError, Unicode, validate
 
-from .errors import ConfigError, GenerationCancelled, IncompleteResultError
-from .options import build_request, parse_cell, validate_field
+from .errors import ConfigError, GenerationCancelled, IncompleteResultError, OptionError
+from .options import parse_cell
+from .request import DEFAULT_MAX_INPUT_IMAGE_BYTES, build_request
+from .schema import SETTINGS, check, magic_help
 from .settings import DEFAULT_BASE_URL, ClientSettings, Secret, is_loopback, normalize_base_url
 
 if TYPE_CHECKING:
-    from .options import ImageRequest
+    from .models_list import ModelList
+    from .request import ImageRequest
     from .result import ImageResult
 
 KEY_VARIABLES = ("MESHAPI_API_KEY", "MESH_API_KEY")
+REQUEST_DEFAULTS = ("model", "size", "quality", "n")  # settings that are request fields
+
+
+class SettingError(OptionError, TraitError):
+    """A `MeshImageMagics` setting was given a value its option would refuse.
+
+    A `TraitError` too, so traitlets keeps the old value."""
+
+    label = "ConfigError"
+
+
+def _help(text: str) -> Any:
+    def document(function: Any) -> Any:
+        function.__doc__ = text
+        return function
+
+    return document
 
 
 @magics_class
 class MeshImageMagics(Magics):
     """Generate images with MeshAPI. Configure with `%config MeshImageMagics.<name> = ...`."""
 
-    model = Unicode("openai/gpt-image-1", help="Model used when a cell names none.").tag(
-        config=True
-    )
-    size = Unicode("auto", help="Default size: auto or WIDTHxHEIGHT.").tag(config=True)
-    quality = Unicode("auto", help="Default quality: auto low medium high hd standard.").tag(
-        config=True
-    )
-    n = Int(1, help="Default number of images, 1..10.").tag(config=True)
-    base_url = Unicode(
-        None,
-        allow_none=True,
-        help="API base URL; 'local' runs the embedded backend. "
-        "Default: $MESHAPI_BASE_URL, else https://api.meshapi.ai.",
+    model = Unicode("openai/gpt-image-1", help=SETTINGS["model"].help).tag(config=True)
+    size = Unicode(None, allow_none=True, help=SETTINGS["size"].help).tag(config=True)
+    quality = Unicode(None, allow_none=True, help=SETTINGS["quality"].help).tag(config=True)
+    n = Int(None, allow_none=True, help=SETTINGS["n"].help).tag(config=True)
+    base_url = Unicode(None, allow_none=True, help=SETTINGS["base_url"].help).tag(config=True)
+    timeout = Float(None, allow_none=True, help=SETTINGS["timeout"].help).tag(config=True)
+    read_timeout = Float(120.0, help=SETTINGS["read_timeout"].help).tag(config=True)
+    max_retries = Int(2, help=SETTINGS["max_retries"].help).tag(config=True)
+    max_retry_wait = Float(60.0, help=SETTINGS["max_retry_wait"].help).tag(config=True)
+    max_image_bytes = Int(64 * 1024 * 1024, help=SETTINGS["max_image_bytes"].help).tag(config=True)
+    max_input_image_bytes = Int(
+        DEFAULT_MAX_INPUT_IMAGE_BYTES, help=SETTINGS["max_input_image_bytes"].help
     ).tag(config=True)
-    timeout = Float(
-        None, allow_none=True, help="Give up after this many seconds (default: no limit)."
-    ).tag(config=True)
-    read_timeout = Float(
-        120.0, help="Fail when the server sends nothing, not even a ping, for this long."
-    ).tag(config=True)
-    max_retries = Int(2, help="Retries for connection failures and 429/502/503/504.").tag(
-        config=True
-    )
-    max_retry_wait = Float(
-        60.0, help="Longest wait between retries, even if Retry-After asks more."
-    ).tag(config=True)
-    max_image_bytes = Int(
-        64 * 1024 * 1024, help="Largest image fetched from a remote URL, in bytes."
-    ).tag(config=True)
-    preview_max_px = Int(1024, help="Inline previews fit this many pixels; 0 = full size.").tag(
-        config=True
-    )
-    progress = Enum(
-        ["auto", "widget", "text"], "auto", help="Progress display: auto, widget or text."
-    ).tag(config=True)
-    allow_insecure_http = Bool(
-        False, help="Allow plain http:// to a non-loopback base URL (sends the key unencrypted)."
-    ).tag(config=True)
+    preview_max_px = Int(1024, help=SETTINGS["preview_max_px"].help).tag(config=True)
+    progress = Unicode("auto", help=SETTINGS["progress"].help).tag(config=True)
+    allow_insecure_http = Bool(False, help=SETTINGS["allow_insecure_http"].help).tag(config=True)
+
+    @validate(*SETTINGS)
+    def _check_setting(self, proposal: Any) -> Any:
+        option = SETTINGS[proposal["trait"].name]
+        try:
+            return check(option, proposal["value"], source=f"MeshImageMagics.{option.dest}")
+        except OptionError as exc:
+            kept = getattr(self, option.dest)
+            raise SettingError(f"{exc}; it stays {kept!r}") from None
 
     @no_var_expand
     @line_cell_magic
-    def meshimage(self, line: str, cell: str | None = None) -> ImageResult | None:
-        """Generate images: `%%meshimage [options]` then option lines, then the prompt.
-
-        Options (the magic line, or lines starting with `-` at the top of the cell):
-          --model M, -n N (1..10), --size auto|WxH, --quality auto|low|medium|high|hd|standard
-          --format/--output-format png|jpeg|webp, --output-compression 0..100
-          --response-format url|b64_json, --background transparent|opaque|auto
-          --moderation low|auto, --partial-images 0..3, --seed -1..2147483647
-          --aspect-ratio R, --resolution R, --guidance-scale 1..10, --watermark true|false
-          --image FILE|DATA_URL, --sequential-image-generation V,
-          --sequential-image-generation-options JSON, --optimize-prompt-options JSON
-          -p/--param KEY=VALUE   any other request field (VALUE parsed as JSON if it can be)
-          -o/--out NAME          bind the ImageResult to NAME
-          --no-stream            plain request instead of SSE streaming
-          --no-display           bind, show no images
-          --base-url URL|local   API base URL for this cell; local = embedded backend
-          --timeout SECONDS      give up after this long
-          --list-models          (line magic) list the image models
-        `{name}` in the prompt is filled from your variables; `{{` and `}}` are braces.
-        Lines starting with `#` are comments.
-        """
+    @_help(magic_help())
+    def meshimage(self, line: str, cell: str | None = None) -> ImageResult | ModelList | None:
         options = parse_cell(line, cell, self.shell.user_ns if self.shell else {})
+        for warning in options.warnings:
+            print(f"meshimage: {warning}", file=sys.stderr)
         if options.list_models:
-            self._list_models(self.client_settings(options.base_url))
-            return None
-        request = build_request(options, self.defaults())  # every check before any connection
+            models = self._list_models(self.client_settings(options.base_url))
+            self._bind(options.out, models)
+            return models
+        request = build_request(  # every check before any connection
+            options.prompt,
+            options.fields,
+            self.defaults(exclude=options.fields),
+            stream=options.stream,
+            max_input_image_bytes=self.max_input_image_bytes,
+        )
         settings = self.client_settings(options.base_url)
         timeout = options.timeout if options.timeout is not None else self.timeout
         result = self._generate(request, settings, timeout)
-        if options.out and self.shell is not None:
-            self.shell.user_ns[options.out] = result
+        self._bind(options.out, result)
         return None if options.no_display else result
+
+    def _bind(self, name: str | None, value: object) -> None:
+        if name and self.shell is not None:
+            self.shell.user_ns[name] = value
 
     # -- configuration ---------------------------------------------------------------
 
-    def defaults(self) -> dict[str, Any]:
-        """Request fields from the configuration, checked like the options are."""
-        values = {"model": self.model, "size": self.size, "quality": self.quality, "n": self.n}
+    def defaults(self, exclude: Any = ()) -> dict[str, Any]:
+        """The request fields the configuration sets, checked again (a profile may have set
+        them before validation could run); fields in `exclude` are the cell's own, so a
+        broken default never stands in the way of an explicit option."""
         return {
-            name: validate_field(name, str(value), source=f"MeshImageMagics.{name}")
-            for name, value in values.items()
+            name: check(SETTINGS[name], getattr(self, name), source=f"MeshImageMagics.{name}")
+            for name in REQUEST_DEFAULTS
+            if name not in exclude and getattr(self, name) is not None
         }
 
     def client_settings(self, base_url: str | None = None) -> ClientSettings:
@@ -183,26 +189,20 @@ class MeshImageMagics(Magics):
         view.finish(result.summary())
         return result
 
-    def _list_models(self, settings: ClientSettings) -> None:
-        from IPython.display import display
-
+    def _list_models(self, settings: ClientSettings) -> ModelList:
         from .client import fetch_models
         from .job import Job
+        from .models_list import ModelList
 
         (models,) = Job(lambda: fetch_models(settings)).run(lambda _: None)
-        rows = [
-            (
-                str(m.get("id", "")),
-                str(m.get("name", "")),
-                "yes" if m.get("supports_image_edit") else "",
-            )
-            for m in models
-        ]
-        width = max([len(r[0]) for r in rows] + [2])
-        text = "\n".join([f"{'id':<{width}}  name", *(f"{r[0]:<{width}}  {r[1]}" for r in rows)])
-        cells = "".join(
-            f"<tr><td><code>{html.escape(i)}</code></td><td>{html.escape(n)}</td><td>{e}</td></tr>"
-            for i, n, e in rows
-        )
-        table = f"<table><tr><th>id</th><th>name</th><th>edits</th></tr>{cells}</table>"
-        display({"text/plain": text, "text/html": table}, raw=True)
+        return ModelList(models)
+
+
+def unload(shell: Any) -> None:
+    """Take the magics out of `shell` again (`%unload_ext mesh_magics`)."""
+    manager = shell.magics_manager
+    for kind in ("line", "cell"):
+        manager.magics[kind].pop("meshimage", None)
+    instance = manager.registry.pop("MeshImageMagics", None)
+    if instance is not None and instance in shell.configurables:
+        shell.configurables.remove(instance)

@@ -1,228 +1,34 @@
-"""From the magic line and the cell text to a validated `ImageRequest` and the cell's settings.
+"""The cell grammar: from the magic line and the cell text to a `CellOptions`.
 
-The grammar (DESIGN.md): options come from the magic line and from the leading lines of
-the cell that start with `-`; lines starting with `#` are comments; the first other line
-starts the prompt, which runs to the end of the cell. In the line magic the prompt is the
-rest of the line after the options (`--` ends the options early). An option given twice:
-the last wins. Comment lines are dropped anywhere in the cell, so a prompt line cannot
-begin with `#`.
+- Options come from the magic line and from the leading lines of the cell that start with
+  `-`. Blank lines among them are skipped; a line `--` alone ends them, so the prompt that
+  follows may start with `-`.
+- Lines starting with `#` are comments anywhere in the cell, and a word starting with `#`
+  ends an option line (`--quality high  # best`).
+- The first other line starts the prompt, which runs to the end of the cell. A later line
+  that looks like an option is prompt text, with a warning naming it.
+- In the line magic the prompt is the rest of the line after the options (`--` ends the
+  options early). An option given twice: the last wins.
 
-Every mistake raises `OptionError` naming the option, the bad value and what is allowed,
-before any network call.
+The options themselves (flags, kinds, allowed values) are `schema.OPTIONS`. Every mistake
+raises `OptionError` naming the option, the bad value and what is allowed, before any
+network call.
 """
 
 from __future__ import annotations
 
-import base64
 import difflib
-import json
-import keyword
-import mimetypes
 import re
 import shlex
 import string
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .errors import OptionError
+from .schema import BY_FLAG, REQUEST_FIELDS, Boolean, Option, check, loads_finite
 
-Converter = Callable[[str], Any]
-
-# ---------------------------------------------------------------------------------------
-# Value converters: each takes the text the user wrote and returns the JSON value to send.
-
-
-def _choice(*allowed: str, aliases: Mapping[str, str] | None = None) -> Converter:
-    def convert(text: str) -> str:
-        value = text.strip().lower()
-        value = (aliases or {}).get(value, value)
-        if value not in allowed:
-            raise ValueError(f"allowed: {', '.join(allowed)}")
-        return value
-
-    convert.__doc__ = " | ".join(allowed)
-    return convert
-
-
-def _in_range(low: float, high: float, *, whole: bool = False) -> Converter:
-    """A number from `low` to `high`; `whole` asks for an integer."""
-    parse: Callable[[str], float] = int if whole else float
-    kind = "a whole number" if whole else "a number"
-    span = f"{low:.15g} to {high:.15g}"
-
-    def convert(text: str) -> float:
-        try:
-            value = parse(text.strip())
-        except ValueError:
-            raise ValueError(f"expected {kind} from {span}") from None
-        if not low <= value <= high:
-            raise ValueError(f"allowed: {span}")
-        return value
-
-    convert.__doc__ = span.replace(" to ", "..")
-    return convert
-
-
-_SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
-
-
-def _size(text: str) -> str:
-    value = text.strip().lower()
-    if value == "auto":
-        return value
-    match = _SIZE.fullmatch(value)
-    if not match or 0 in (int(match[1]), int(match[2])):
-        raise ValueError("allowed: auto or WIDTHxHEIGHT, e.g. 1024x1024, 1536x1024")
-    return f"{int(match[1])}x{int(match[2])}"
-
-
-def _text(text: str) -> str:
-    if not text.strip():
-        raise ValueError("expected a non-empty value")
-    return text.strip()
-
-
-def _boolean(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "yes", "on", "1"):
-        return True
-    if value in ("false", "no", "off", "0"):
-        return False
-    raise ValueError("allowed: true or false")
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise ValueError('expected a JSON object, e.g. {"max_images": 3}') from None
-    if not isinstance(value, dict):
-        raise ValueError('expected a JSON object, e.g. {"max_images": 3}')
-    return value
-
-
-def _input_image(text: str) -> Any:
-    """A data URL as is, a JSON list as is, or a local file read into a data URL."""
-    value = text.strip()
-    if value.startswith("data:"):
-        return value
-    if value.startswith("["):
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise ValueError("expected a JSON list of data: URLs") from None
-    if value.startswith(("http://", "https://")):
-        raise ValueError("remote URLs are refused by the API; give a local file or a data: URL")
-    try:  # expanduser and is_file raise on unknown users, NUL bytes, over-long names
-        path = Path(value).expanduser()
-        data = path.read_bytes() if path.is_file() else None
-    except (OSError, RuntimeError, ValueError):
-        data = None
-    if data is None:
-        raise ValueError("expected a data: URL or the path of an existing image file")
-    mime = mimetypes.guess_type(path.name)[0] or "image/png"
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError("expected a number of seconds, e.g. 120") from None
-    if value <= 0:
-        raise ValueError("expected a number of seconds greater than 0")
-    return value
-
-
-def _identifier(text: str) -> str:
-    if not text.isidentifier() or keyword.iskeyword(text):
-        raise ValueError("expected a Python variable name, e.g. -o fox")
-    return text
-
-
-def _base_url(text: str) -> str:
-    value = text.strip()
-    if value != "local" and not re.match(r"https?://[^\s/]+", value):
-        raise ValueError("allowed: local, or an http(s) URL such as https://api.meshapi.ai")
-    return value
-
-
-# ---------------------------------------------------------------------------------------
-# The option table. Request fields are sent in the body; settings steer this cell.
-
-
-@dataclass(frozen=True)
-class Option:
-    names: tuple[str, ...]
-    dest: str
-    convert: Converter | None  # None: a flag that takes no value
-    request_field: bool = True
-    value: Any = True  # what a flag stores
-
-
-_QUALITIES = ("auto", "low", "medium", "high", "hd", "standard")
-
-OPTIONS: tuple[Option, ...] = (
-    Option(("--model", "-m"), "model", _text),
-    Option(("-n", "--n"), "n", _in_range(1, 10, whole=True)),
-    Option(("--size", "-s"), "size", _size),
-    Option(("--quality", "-q"), "quality", _choice(*_QUALITIES)),
-    Option(("--response-format",), "response_format", _choice("url", "b64_json")),
-    Option(
-        ("--output-format", "--format", "-f"),
-        "output_format",
-        _choice("png", "jpeg", "webp", aliases={"jpg": "jpeg"}),
-    ),
-    Option(("--output-compression",), "output_compression", _in_range(0, 100, whole=True)),
-    Option(("--background",), "background", _choice("transparent", "opaque", "auto")),
-    Option(("--moderation",), "moderation", _choice("low", "auto")),
-    Option(("--partial-images",), "partial_images", _in_range(0, 3, whole=True)),
-    Option(("--seed",), "seed", _in_range(-1, 2147483647, whole=True)),
-    Option(("--aspect-ratio",), "aspect_ratio", _text),
-    Option(("--resolution",), "resolution", _text),
-    Option(("--guidance-scale",), "guidance_scale", _in_range(1, 10)),
-    Option(("--watermark",), "watermark", _boolean),
-    Option(("--image",), "image", _input_image),
-    Option(("--sequential-image-generation",), "sequential_image_generation", _text),
-    Option(
-        ("--sequential-image-generation-options",),
-        "sequential_image_generation_options",
-        _json_object,
-    ),
-    Option(("--optimize-prompt-options",), "optimize_prompt_options", _json_object),
-    Option(("--stream",), "stream", None, request_field=False, value=True),
-    Option(("--no-stream",), "stream", None, request_field=False, value=False),
-    Option(("-p", "--param"), "param", str, request_field=False),
-    Option(("-o", "--out"), "out", _identifier, request_field=False),
-    Option(("--no-display",), "no_display", None, request_field=False),
-    Option(("--base-url",), "base_url", _base_url, request_field=False),
-    Option(("--timeout",), "timeout", _positive_seconds, request_field=False),
-    Option(("--list-models",), "list_models", None, request_field=False),
-)
-
-_BY_NAME = {name: option for option in OPTIONS for name in option.names}
-_FIELDS = {option.dest: option for option in OPTIONS if option.request_field}
-_PARAM_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def validate_field(name: str, text: str, *, source: str) -> Any:
-    """Convert one request field's text with the same rules the options use.
-
-    `source` names where the value came from, for the message (`--quality`,
-    `-p quality=...`, `MeshImageMagics.quality`).
-    """
-    converter = _FIELDS[name].convert
-    assert converter is not None
-    try:
-        return converter(text)
-    except ValueError as exc:
-        raise OptionError(f"{source}: invalid value {text!r}; {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------
-# The parsed cell.
+# -- the parsed cell ------------------------------------------------------------------------
 
 
 @dataclass
@@ -237,69 +43,78 @@ class CellOptions:
     base_url: str | None = None
     timeout: float | None = None
     list_models: bool = False
+    given: list[str] = field(default_factory=list)  # the flags used, in order
+    warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class ImageRequest:
-    """The JSON body of one `POST /v1/images/generations`, exactly as it is sent."""
-
-    body: dict[str, Any]
-
-    @property
-    def stream(self) -> bool:
-        return bool(self.body.get("stream"))
-
-    @property
-    def prompt(self) -> str:
-        return str(self.body["prompt"])
-
-    @property
-    def model(self) -> str:
-        return str(self.body.get("model", ""))
-
-    @property
-    def n(self) -> int:
-        return int(self.body.get("n", 1))
-
-    @property
-    def size(self) -> str:
-        return str(self.body.get("size", "auto"))
-
-
-def build_request(options: CellOptions, defaults: Mapping[str, Any]) -> ImageRequest:
-    """The request body: configured defaults, overridden by what the cell set."""
-    body: dict[str, Any] = {"prompt": options.prompt}
-    body.update({k: v for k, v in defaults.items() if v is not None})
-    body.update(options.fields)
-    body["stream"] = options.stream
-    return ImageRequest(body)
+_LIST_MODELS_TAKES = {"--list-models", "-o", "--out", "--base-url", "--timeout"}
 
 
 def parse_cell(line: str, cell: str | None, namespace: Mapping[str, Any]) -> CellOptions:
     """Parse a `%meshimage` line or a `%%meshimage` cell; interpolate the prompt."""
     options = CellOptions()
     if cell is None:
-        prompt_start = _apply(options, line, stop_at_prompt=True)
+        prompt_start = _apply(options, line, line_magic=True)
         options.prompt = line[prompt_start:].strip() if prompt_start is not None else ""
     else:
-        _apply(options, line, stop_at_prompt=False)
-        body = cell.splitlines()
-        lines = [text for text in body if not text.lstrip().startswith("#")]
-        first_prompt_line = 0
-        for text in lines:
-            if text.strip() and not text.lstrip().startswith("-"):
-                break
-            _apply(options, text, stop_at_prompt=False)
-            first_prompt_line += 1
-        options.prompt = "\n".join(lines[first_prompt_line:]).strip("\n").rstrip()
-        options.prompt = _strip_blank_edges(options.prompt)
+        _apply(options, line, magic_line=True)
+        _read_body(options, cell)
     if options.list_models:
+        _check_list_models(options)
         return options
     if not options.prompt:
         where = "after the options" if cell is None else "below the option lines"
         raise OptionError(f"no prompt: write what to draw {where}")
-    options.prompt = interpolate(options.prompt, namespace)
+    filled = interpolate(options.prompt, namespace)
+    if not filled.strip():
+        raise OptionError(
+            "no prompt: it is empty once its {} fields are filled in; check the variables it uses"
+        )
+    options.prompt = filled
     return options
+
+
+def _read_body(options: CellOptions, cell: str) -> None:
+    lines = cell.splitlines()
+    prompt: list[str] = []
+    in_options = True
+    for number, text in enumerate(lines, start=1):
+        stripped = text.strip()
+        if stripped.startswith("#"):
+            continue  # a comment, wherever it is
+        if in_options:
+            if not stripped:
+                continue
+            if stripped == "--":
+                in_options = False
+                continue
+            if stripped.startswith("-"):
+                _apply(options, text)
+                continue
+            in_options = False
+        elif prompt and _looks_like_option(stripped):
+            options.warnings.append(
+                f"line {number} {_clip(stripped)!r} looks like an option, but the prompt "
+                "had already begun, so it is sent as prompt text; move it above the prompt"
+            )
+        prompt.append(text)
+    options.prompt = "\n".join(prompt).strip("\n")
+    options.prompt = _strip_blank_edges(options.prompt)
+
+
+def _looks_like_option(text: str) -> bool:
+    first = text.split(maxsplit=1)[0] if text else ""
+    return first.partition("=")[0] in BY_FLAG
+
+
+def _check_list_models(options: CellOptions) -> None:
+    stray = [flag for flag in dict.fromkeys(options.given) if flag not in _LIST_MODELS_TAKES]
+    if options.prompt:
+        stray.append(f"the prompt {_clip(options.prompt)!r}")
+    if stray:
+        raise OptionError(
+            f"--list-models takes only -o NAME, --base-url and --timeout; remove {', '.join(stray)}"
+        )
 
 
 def _strip_blank_edges(text: str) -> str:
@@ -311,11 +126,24 @@ def _strip_blank_edges(text: str) -> str:
     return "\n".join(lines)
 
 
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- words and options ----------------------------------------------------------------------
+
 _WORD = re.compile(r"""(?:[^\s'"\\]|\\.|'[^']*'|"(?:[^"\\]|\\.)*")+""")
 
 
-def _words(text: str) -> Iterator[tuple[str, int]]:
-    """Shell-style words of `text` with the offset each starts at."""
+@dataclass(frozen=True)
+class _Word:
+    text: str  # with shell quoting removed
+    raw: str  # as typed
+    start: int
+
+
+def _words(text: str) -> Iterator[_Word]:
+    """Shell-style words of `text`, each with its typed form and where it starts."""
     pos = 0
     while True:
         while pos < len(text) and text[pos].isspace():
@@ -324,116 +152,146 @@ def _words(text: str) -> Iterator[tuple[str, int]]:
             return
         match = _WORD.match(text, pos)
         if not match or match.end() == pos:
-            raise OptionError(f"unterminated quote in {text.strip()!r}")
+            raise OptionError(f"unterminated quote in {_clip(text.strip(), 60)!r}")
         raw = match.group()
         if match.end() < len(text) and not text[match.end()].isspace():
-            raise OptionError(f"unterminated quote in {text.strip()!r}")
+            raise OptionError(f"unterminated quote in {_clip(text.strip(), 60)!r}")
         try:
             parts = shlex.split(raw)
         except ValueError:
-            raise OptionError(f"unterminated quote in {text.strip()!r}") from None
-        yield (parts[0] if parts else ""), pos
+            raise OptionError(f"unterminated quote in {_clip(text.strip(), 60)!r}") from None
+        yield _Word(parts[0] if parts else "", raw, pos)
         pos = match.end()
 
 
-def _apply(options: CellOptions, text: str, *, stop_at_prompt: bool) -> int | None:
+def _apply(
+    options: CellOptions, text: str, *, line_magic: bool = False, magic_line: bool = False
+) -> int | None:
     """Apply the option words of `text`; return where the prompt starts (line magic only).
 
     Words are read lazily so that the prompt after the options may hold any quotes.
     """
     words = _words(text)
-    for word, start in words:
-        if word == "--" and stop_at_prompt:
-            rest = text[start + 2 :]
-            return start + 2 + (len(rest) - len(rest.lstrip())) if rest.strip() else None
-        if not word.startswith("-") or word == "-":
-            if stop_at_prompt:
-                return start
-            raise OptionError(
-                f"unexpected {word!r} in an option line; options look like --name value "
-                "(the prompt starts at the first line that does not begin with '-')"
-            )
-        name, value = _split_inline(word)
-        option = _BY_NAME.get(name)
+    for word in words:
+        if line_magic and word.raw == "--":
+            rest = text[word.start + 2 :]
+            return word.start + 2 + (len(rest) - len(rest.lstrip())) if rest.strip() else None
+        if not line_magic and word.raw.startswith("#"):
+            return None  # a comment to the end of the line
+        if not word.text.startswith("-") or word.text == "-":
+            if line_magic:
+                return word.start
+            raise OptionError(_not_an_option_message(word.text, magic_line))
+        flag, value, raw_value = _split_inline(word)
+        option = BY_FLAG.get(flag)
         if option is None:
-            raise OptionError(_unknown_option_message(name))
-        if option.convert is None:
+            raise OptionError(_unknown_option_message(flag))
+        options.given.append(option.flags[0])
+        if option.kind is None:
             if value is not None:
-                raise OptionError(f"{name} takes no value (got {value!r})")
-            setattr(options, option.dest, option.value)
+                raise OptionError(f"{flag} takes no value (got {value!r})")
+            setattr(options, option.dest, option.flag_value)
             continue
         if value is None:
             following = next(words, None)
-            if following is None:
-                raise OptionError(f"{name} needs a value{_allowed_hint(option)}")
-            value = following[0]
-        _store(options, option, name, value)
+            if following is None or (not line_magic and following.raw.startswith("#")):
+                raise OptionError(f"{flag} needs a value ({option.kind.allowed})")
+            value, raw_value = following.text, following.raw
+        _store(options, option, flag, value, raw_value)
     return None
 
 
-def _split_inline(word: str) -> tuple[str, str | None]:
-    if word.startswith("--"):
-        name, eq, value = word.partition("=")
-        return name, (value if eq else None)
-    if len(word) > 2 and word[:2] in _BY_NAME:  # -n3, -ofox
-        return word[:2], word[2:].removeprefix("=")
-    return word, None
+def _split_inline(word: _Word) -> tuple[str, str | None, str | None]:
+    """(flag, value, value as typed) of `--name=value`, `-n3`, `-ofox`, or a bare flag."""
+    text = word.text
+    if text.startswith("--"):
+        flag, eq, value = text.partition("=")
+        raw = word.raw.partition("=")[2] if eq else None
+        return flag, (value if eq else None), raw
+    if len(text) > 2 and text[:2] in BY_FLAG and f"-{text.partition('=')[0]}" not in BY_FLAG:
+        value = text[2:].removeprefix("=")
+        return text[:2], value, value
+    return text, None, None
 
 
-def _store(options: CellOptions, option: Option, name: str, text: str) -> None:
+def _store(options: CellOptions, option: Option, flag: str, value: str, raw: str | None) -> None:
     if option.dest == "param":
-        key, eq, raw = text.partition("=")
-        if not eq or not _PARAM_KEY.fullmatch(key):
-            raise OptionError(f"{name} {text!r}: expected KEY=VALUE, e.g. -p guidance_scale=4")
-        _store_param(options, key, raw, source=f"{name} {key}")
+        _store_param(options, flag, value, raw)
         return
-    assert option.convert is not None
-    try:
-        value = option.convert(text)
-    except ValueError as exc:
-        raise OptionError(f"{name}: invalid value {text!r}; {exc}") from None
+    converted = check(option, value, source=flag)
     if option.request_field:
-        options.fields[option.dest] = value
+        options.fields[option.dest] = converted
     else:
-        setattr(options, option.dest, value)
+        setattr(options, option.dest, converted)
 
 
-def _store_param(options: CellOptions, key: str, raw: str, *, source: str) -> None:
+_PARAM_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _store_param(options: CellOptions, flag: str, text: str, raw: str | None) -> None:
+    key, eq, value = text.partition("=")
+    if not eq or not _PARAM_KEY.fullmatch(key):
+        raise OptionError(f"{flag} {text!r}: expected KEY=VALUE, e.g. -p guidance_scale=4")
+    source = f"{flag} {key}"
     if key == "prompt":
         raise OptionError(f"{source}: the prompt is the cell text, not a parameter")
     if key == "stream":
-        options.stream = _boolean_or_error(raw, source)
+        options.stream = check(_STREAM, value, source=source)
         return
-    if key in _FIELDS:
-        options.fields[key] = validate_field(key, raw, source=source)
+    if key in REQUEST_FIELDS:
+        options.fields[key] = check(REQUEST_FIELDS[key], value, source=source)
         return
-    try:
-        options.fields[key] = json.loads(raw)
-    except ValueError:
-        options.fields[key] = raw
+    options.fields[key] = _json_or_text(source, key, value, raw)
 
 
-def _boolean_or_error(raw: str, source: str) -> bool:
-    try:
-        return _boolean(raw)
-    except ValueError as exc:
-        raise OptionError(f"{source}: invalid value {raw!r}; {exc}") from None
+_STREAM = Option("stream", ("-p stream",), Boolean(), "stream")
 
 
-def _allowed_hint(option: Option) -> str:
-    doc = option.convert.__doc__ if option.convert else None
-    return f" ({doc})" if doc and "\n" not in doc else ""
+def _json_or_text(source: str, key: str, value: str, raw: str | None) -> Any:
+    """VALUE parsed as JSON when it parses, else the string. The JSON is read from the
+    text as typed when the shell quoting would break it (`-p extra={"a":1}`)."""
+    typed = raw.partition("=")[2] if raw and raw.partition("=")[0] == key else None
+    for candidate in (value, typed):
+        if candidate is None:
+            continue
+        try:
+            return loads_finite(candidate)
+        except ValueError:
+            continue
+    if value.lstrip()[:1] in ("{", "["):
+        raise OptionError(
+            f"{source}: {_clip(value)!r} is not valid JSON; quote the whole parameter, "
+            f"e.g. -p '{key}={{\"a\": 1}}'"
+        )
+    return value
+
+
+def _not_an_option_message(word: str, magic_line: bool) -> str:
+    if magic_line:
+        return (
+            f"the %%meshimage line takes options only, and {_clip(word)!r} is not one: put "
+            "the prompt on the next line of the cell, or use %meshimage (one %) to write "
+            "it on the same line"
+        )
+    return (
+        f"unexpected {_clip(word)!r} in an option line; options look like --name value "
+        "(the prompt starts at the first line that does not begin with '-')"
+    )
 
 
 def _unknown_option_message(name: str) -> str:
-    known = sorted(_BY_NAME)
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]}?" if close else "; see %meshimage? for the options"
-    return f"unknown option {name}{hint}"
+    bare = name.lstrip("-").lower()
+    if name.startswith("-") and not name.startswith("--") and f"--{bare}" in BY_FLAG:
+        return f"unknown option {name}; did you mean --{bare}? (long options take two dashes)"
+    longs = sorted({f.lstrip("-") for f in BY_FLAG if f.startswith("--")})
+    by_prefix = [n for n in longs if bare and n.startswith(bare)]
+    close = by_prefix if len(by_prefix) == 1 else difflib.get_close_matches(bare, longs, 1, 0.75)
+    if close:
+        return f"unknown option {name}; did you mean --{close[0]}?"
+    return f"unknown option {name}; see %meshimage? for the options"
 
 
-# ---------------------------------------------------------------------------------------
-# Prompt interpolation: str.format fields from the user namespace, {{ }} for braces.
+# -- prompt interpolation: str.format fields from the user namespace, {{ }} for braces ------
 
 
 class _NamespaceFormatter(string.Formatter):
@@ -469,3 +327,7 @@ def interpolate(prompt: str, namespace: Mapping[str, Any]) -> str:
         ) from None
     except (AttributeError, LookupError, TypeError) as exc:
         raise OptionError(f"a {{}} field in the prompt could not be filled: {exc}") from None
+    except Exception as exc:  # a user's __format__ or property raised: say which field
+        raise OptionError(
+            f"a {{}} field in the prompt could not be filled: {type(exc).__name__}: {exc}"
+        ) from None

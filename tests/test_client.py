@@ -28,7 +28,7 @@ from mesh_magics.errors import (
 )
 from mesh_magics.events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent
 from mesh_magics.local import LocalServer
-from mesh_magics.options import ImageRequest
+from mesh_magics.request import ImageRequest
 from mesh_magics.settings import ClientSettings, Secret
 
 from .conftest import FAKE_KEY

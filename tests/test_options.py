@@ -3,25 +3,35 @@ interpolation, and a clear usage error for every kind of bad input."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mesh_magics.errors import OptionError
-from mesh_magics.options import build_request, interpolate, parse_cell
+from mesh_magics.options import CellOptions, interpolate, parse_cell
+from mesh_magics.request import ImageRequest, build_request
 
+from .servers import png_bytes
+
+PNG_URL = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
 DEFAULTS = {"model": "openai/gpt-image-1", "size": "auto", "quality": "auto", "n": 1}
 
 
+def request_of(options: CellOptions) -> ImageRequest:
+    return build_request(options.prompt, options.fields, DEFAULTS, stream=options.stream)
+
+
 def body(line: str, cell: str | None = None, **namespace: object) -> dict[str, object]:
-    return build_request(parse_cell(line, cell, namespace), DEFAULTS).body
+    return request_of(parse_cell(line, cell, namespace)).body
 
 
 def usage_error(line: str, cell: str | None = None, **namespace: object) -> str:
     with pytest.raises(OptionError) as caught:
-        parse_cell(line, cell, namespace)
+        request_of(parse_cell(line, cell, namespace))
     return str(caught.value)
 
 
@@ -48,7 +58,7 @@ def test_cell_settings_are_not_sent() -> None:
         30.0,
         "local",
     )
-    sent = build_request(options, DEFAULTS).body
+    sent = request_of(options).body
     assert sent["stream"] is False
     assert not {"out", "no_display", "timeout", "base_url"} & set(sent)
 
@@ -90,17 +100,38 @@ def test_last_option_wins() -> None:
             "optimize_prompt_options",
             {"mode": "fast"},
         ),
-        ("--image data:image/png;base64,AAAA", "image", "data:image/png;base64,AAAA"),
+        (f"--image {PNG_URL}", "image", PNG_URL),
     ],
 )
 def test_every_request_field_has_an_option(option: str, field: str, value: object) -> None:
     assert body(option, "a fox")[field] == value
 
 
-def test_image_option_reads_a_local_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    picture = tmp_path / "in.png"
-    picture.write_bytes(b"\x89PNG fake")
-    assert body(f"--image {picture}", "edit")["image"] == "data:image/png;base64,iVBORyBmYWtl"
+def test_image_option_reads_a_local_file_as_what_its_bytes_are(tmp_path: Path) -> None:
+    picture = tmp_path / "named-as-jpeg.jpg"
+    picture.write_bytes(png_bytes())
+    assert body(f"--image {picture}", "edit")["image"] == PNG_URL
+
+
+def test_image_option_refuses_what_is_not_an_image(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    message = usage_error(f"--image {notes}", "edit")
+    assert "--image" in message and "notes.txt is not an image" in message
+    assert "not an image" in usage_error("--image data:text/plain;base64,aGVsbG8=", "edit")
+    assert "base64" in usage_error("--image data:image/png,rawtext", "edit")
+
+
+def test_an_oversized_input_image_is_refused_before_sending(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(png_bytes() + b"\0" * 300_000)
+    options = parse_cell(f"--image {big}", "edit", {})
+    with pytest.raises(OptionError) as caught:
+        build_request(options.prompt, options.fields, {}, max_input_image_bytes=200_000)
+    message = str(caught.value)
+    size = big.stat().st_size
+    assert f"big.png is {size:,} bytes" in message and "200,000 bytes limit" in message
+    assert "max_input_image_bytes" in message
 
 
 def test_param_passes_any_field_parsed_as_json() -> None:
@@ -231,7 +262,7 @@ _WORDS = st.lists(st.one_of(_OPTION_WORDS, st.text(max_size=12)), max_size=12)
 def test_any_line_and_cell_give_a_request_or_a_usage_error(line: str, cell: str | None) -> None:
     try:
         options = parse_cell(line, cell, {"x": 1})
-        request = build_request(options, DEFAULTS)
+        request = request_of(options)
     except OptionError as exc:
         assert str(exc) and "\n" not in str(exc).strip()
     else:
@@ -242,4 +273,78 @@ def test_any_line_and_cell_give_a_request_or_a_usage_error(line: str, cell: str 
 @given(line=st.text(max_size=60), cell=st.one_of(st.none(), st.text(max_size=200)))
 def test_arbitrary_text_never_crashes_the_parser(line: str, cell: str | None) -> None:
     with contextlib.suppress(OptionError):
-        build_request(parse_cell(line, cell, {}), DEFAULTS)
+        request_of(parse_cell(line, cell, {}))
+
+
+# -- rough edges a new user hit ----------------------------------------------------------
+
+
+def test_a_line_of_two_dashes_ends_the_option_lines() -> None:
+    sent = body("", "--quality high\n--\n- a bullet that starts the prompt\n--seed 3 too")
+    assert sent["quality"] == "high"
+    assert sent["prompt"] == "- a bullet that starts the prompt\n--seed 3 too"
+    assert "seed" not in sent
+
+
+def test_an_inline_comment_ends_an_option_line() -> None:
+    sent = body("-n 2  # two of them", "--quality high  # best\n-p style=vivid #x\nA fox")
+    assert (sent["n"], sent["quality"], sent["style"], sent["prompt"]) == (
+        2,
+        "high",
+        "vivid",
+        "A fox",
+    )
+    assert "needs a value" in usage_error("", "--quality # forgot it\nA fox")
+
+
+def test_an_option_line_inside_the_prompt_is_text_with_a_warning() -> None:
+    options = parse_cell("", "A fox\nin the snow\n--quality high\n- not an option", {})
+    assert options.prompt.endswith("--quality high\n- not an option")
+    assert "quality" not in options.fields
+    (warning,) = options.warnings
+    assert "line 3" in warning and "--quality high" in warning and "above the prompt" in warning
+
+
+def test_unquoted_json_in_a_param_is_kept_intact() -> None:
+    assert body("", '-p extra={"a":1}\nA fox')["extra"] == {"a": 1}
+    assert body('-p extra={"a":[1,2]}', "A fox")["extra"] == {"a": [1, 2]}
+    message = usage_error("", "-p extra={a:1}\nA fox")
+    assert "-p extra" in message and "not valid JSON" in message and "quote" in message
+
+
+def test_non_finite_numbers_are_refused_everywhere() -> None:
+    for line in ("--timeout nan", "--timeout inf", "--guidance-scale nan", "-p guidance_scale=NaN"):
+        assert "finite" in usage_error(line, "A fox") or "allowed" in usage_error(line, "A fox")
+    assert "not valid JSON" in usage_error("-p extra=[NaN]", "A fox")
+    assert body("-p steps=NaN", "A fox")["steps"] == "NaN"  # not JSON: sent as the text
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [("-size", "--size"), ("-quality", "--quality"), ("--Size", "--size"), ("--qual", "--quality")],
+)
+def test_suggestions_are_sane(typed: str, suggested: str) -> None:
+    assert f"did you mean {suggested}?" in usage_error(f"{typed} 512x512", "A fox")
+
+
+def test_no_suggestion_for_an_option_that_resembles_nothing() -> None:
+    message = usage_error("--bogus 1", "A fox")
+    assert "did you mean" not in message and "%meshimage?" in message
+
+
+def test_a_prompt_on_the_cell_magic_line_points_to_the_line_magic() -> None:
+    message = usage_error("a fox", "")
+    assert "%meshimage (one %)" in message and "next line" in message
+
+
+@pytest.mark.parametrize("empty", ["", "   ", "\n\t"])
+def test_a_prompt_that_is_empty_once_filled_is_no_prompt(empty: str) -> None:
+    assert "no prompt" in usage_error("", "{e}", e=empty)
+    assert "no prompt" in usage_error("{e}", None, e=empty)
+
+
+def test_list_models_refuses_stray_arguments() -> None:
+    assert parse_cell("--list-models -o t_models --base-url local", None, {}).out == "t_models"
+    message = usage_error("--list-models --quality high", None)
+    assert "--list-models takes only" in message and "--quality" in message
+    assert "the prompt 'a fox'" in usage_error("--list-models", "a fox")
