@@ -2,7 +2,7 @@
 
 It knows nothing of notebooks: it turns an `ImageRequest` into a stream of `events`
 (status, retries, previews, and finally `Completed` with checked images) or raises one of
-`errors`. The policy it follows is PROTOCOL.md's:
+`errors`. The policy it follows is the one in docs/protocol.md:
 
 - retry connection failures and 429/502/503/504 that come before any response body,
   with exponential backoff, honouring `Retry-After` (seconds or an HTTP date, capped);

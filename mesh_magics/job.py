@@ -1,6 +1,6 @@
 """Run one async job on a worker thread with its own event loop, from synchronous code.
 
-Why a thread (NOTES.md): inside ipykernel an asyncio loop is already running, so the cell
+Why a thread (docs/design.md): inside ipykernel an asyncio loop is already running, so the cell
 cannot `asyncio.run` anything; `nest_asyncio` re-enters the running loop, which broke on
 widget clicks and left requests running after an interrupt. Instead the job gets a fresh
 loop on a worker thread and hands its events over a queue; the calling (main) thread does

@@ -6,7 +6,7 @@ with a one-line summary (`finish`) or a failure line (`fail`). It knows nothing 
 
 Which view: `MeshImageMagics.progress` = `auto` picks widgets in a Jupyter kernel when
 ipywidgets imports and the running execution allows stdin, else text; `widget` and `text`
-force one. There is no reliable kernel-side test for a widget frontend (NOTES.md): the
+force one. There is no reliable kernel-side test for a widget frontend (docs/design.md): the
 interactive frontends (JupyterLab, Notebook, VS Code) send `allow_stdin: true`, while
 nbclient, nbconvert and papermill send `false` and would store the closed widgets' state
 in the saved file. Text in a kernel is one output line

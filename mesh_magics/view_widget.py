@@ -3,7 +3,7 @@ partial previews and a Cancel button.
 
 Widget updates are throttled (comm messages count against the server's iopub rate limit),
 and at the end the widgets are closed before the display is replaced by the summary, so a
-saved notebook holds the summary text and no widget-view output (NOTES.md).
+saved notebook holds the summary text and no widget-view output (docs/design.md).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class WidgetProgressView(ProgressView):
 
     def _on_cancel(self, _button: widgets.Button) -> None:
         # Runs on the kernel's control/shell thread where clicks are delivered at all
-        # during a blocking cell (NOTES.md): only set the event, the main thread acts on it.
+        # during a blocking cell (docs/design.md): only set the event, the main thread acts on it.
         self.cancel_requested.set()
         self._cancel.description = "Cancelling…"
         self._cancel.disabled = True

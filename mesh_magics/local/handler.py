@@ -56,7 +56,7 @@ def new_request_id() -> str:
 
 
 def envelope(code: str, message: str, request_id: str, **extra: Any) -> dict[str, Any]:
-    """PROTOCOL.md's error envelope."""
+    """The error envelope of docs/protocol.md."""
     return {"error": {"code": code, "message": message, **extra}, "request_id": request_id}
 
 
