@@ -199,10 +199,17 @@ class MeshImageMagics(Magics):
 
 
 def unload(shell: Any) -> None:
-    """Take the magics out of `shell` again (`%unload_ext mesh_magics`)."""
+    """Take the magics out of `shell` again (`%unload_ext mesh_magics`).
+
+    The settings made with `%config` are kept in the shell's config, so that `%load_ext`
+    (or `%reload_ext`) brings them back, as a profile's would be."""
     manager = shell.magics_manager
     for kind in ("line", "cell"):
         manager.magics[kind].pop("meshimage", None)
     instance = manager.registry.pop("MeshImageMagics", None)
-    if instance is not None and instance in shell.configurables:
+    if instance is None:
+        return
+    for name in instance.class_trait_names(config=True):
+        shell.config.MeshImageMagics[name] = getattr(instance, name)
+    if instance in shell.configurables:
         shell.configurables.remove(instance)

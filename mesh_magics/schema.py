@@ -214,6 +214,7 @@ class Option:
     config: bool = False  # MeshImageMagics.<dest> is its configurable default
     flag_value: Any = True  # what a flag stores
     optional: bool = False  # None is a valid configured value ("not set")
+    metavar: str = "VALUE"  # how help writes the value
 
     @property
     def flag(self) -> str:
@@ -226,52 +227,55 @@ SECONDS = Number(0, above=True, unit="seconds")
 OPTIONS: tuple[Option, ...] = (
     # -- request fields
     Option("model", ("--model", "-m"), Text(), "model id; default openai/gpt-image-1",
-           config=True),
+           config=True, metavar="M"),
     Option("n", ("-n", "--n"), Number(1, 10, whole=True), "number of images", config=True,
-           optional=True),
-    Option("size", ("--size", "-s"), Size(), "image size", config=True, optional=True),
+           optional=True, metavar="N"),
+    Option("size", ("--size", "-s"), Size(), "image size", config=True, optional=True, metavar="S"),
     Option("quality", ("--quality", "-q"), Choice(*QUALITIES), "quality", config=True,
-           optional=True),
+           optional=True, metavar="Q"),
     Option("output_format", ("--output-format", "--format", "-f"),
-           Choice("png", "jpeg", "webp", aliases={"jpg": "jpeg"}), "file format (jpg = jpeg)"),
+           Choice("png", "jpeg", "webp", aliases={"jpg": "jpeg"}), "file format (jpg = jpeg)",
+           metavar="F"),
     Option("output_compression", ("--output-compression",), Number(0, 100, whole=True),
-           "jpeg/webp compression"),
+           "jpeg/webp compression", metavar="C"),
     Option("response_format", ("--response-format",), Choice("url", "b64_json"),
-           "how images come back"),
+           "how images come back", metavar="R"),
     Option("background", ("--background",), Choice("transparent", "opaque", "auto"),
-           "background"),
-    Option("moderation", ("--moderation",), Choice("low", "auto"), "moderation level"),
+           "background", metavar="B"),
+    Option("moderation", ("--moderation",), Choice("low", "auto"), "moderation level", metavar="M"),
     Option("partial_images", ("--partial-images",), Number(0, 3, whole=True),
-           "streamed previews"),
-    Option("seed", ("--seed",), Number(-1, 2147483647, whole=True), "seed (some providers)"),
-    Option("aspect_ratio", ("--aspect-ratio",), Text(), "provider field, e.g. 16:9"),
-    Option("resolution", ("--resolution",), Text(), "provider field, e.g. 2K"),
-    Option("guidance_scale", ("--guidance-scale",), Number(1, 10), "provider field"),
-    Option("watermark", ("--watermark",), Boolean(), "provider field"),
+           "streamed previews", metavar="K"),
+    Option("seed", ("--seed",), Number(-1, 2147483647, whole=True), "seed (some providers)",
+           metavar="S"),
+    Option("aspect_ratio", ("--aspect-ratio",), Text(), "provider field, e.g. 16:9", metavar="R"),
+    Option("resolution", ("--resolution",), Text(), "provider field, e.g. 2K", metavar="R"),
+    Option("guidance_scale", ("--guidance-scale",), Number(1, 10), "provider field", metavar="G"),
+    Option("watermark", ("--watermark",), Boolean(), "provider field", metavar="B"),
     Option("image", ("--image",), ImageSource(),
-           "input image, sent as a data: URL; at most max_input_image_bytes"),
+           "input image, sent as a data: URL; at most max_input_image_bytes", metavar="FILE"),
     Option("sequential_image_generation", ("--sequential-image-generation",), Text(),
-           "provider field"),
+           "provider field", metavar="V"),
     Option("sequential_image_generation_options", ("--sequential-image-generation-options",),
-           JsonObject(), "provider field"),
+           JsonObject(), "provider field", metavar="JSON"),
     Option("optimize_prompt_options", ("--optimize-prompt-options",), JsonObject(),
-           "provider field"),
+           "provider field", metavar="JSON"),
     # -- settings of the cell
     Option("stream", ("--stream",), None, "SSE streaming (the default)", request_field=False),
     Option("stream", ("--no-stream",), None, "plain request instead of SSE streaming",
            request_field=False, flag_value=False),
     Option("param", ("-p", "--param"), Text(),
            "KEY=VALUE: any other request field; VALUE parsed as JSON when it parses, "
-           "else a string; repeatable", request_field=False),
+           "else a string; repeatable", request_field=False, metavar="KEY=VALUE"),
     Option("out", ("-o", "--out"), Identifier(), "bind the result to this variable",
-           request_field=False),
+           request_field=False, metavar="NAME"),
     Option("no_display", ("--no-display",), None, "bind, show no images", request_field=False),
     Option("base_url", ("--base-url",), BaseUrl(),
            "API base URL; local = the embedded backend; default $MESHAPI_BASE_URL, "
-           "else https://api.meshapi.ai", request_field=False, config=True, optional=True),
+           "else https://api.meshapi.ai", request_field=False, config=True, optional=True,
+           metavar="URL"),
     Option("timeout", ("--timeout",), SECONDS, "give up after this many seconds (default: no "
            "total limit while the stream lives)", request_field=False, config=True,
-           optional=True),
+           optional=True, metavar="SECONDS"),
     Option("list_models", ("--list-models",), None,
            "list the image models (with -o NAME: bind the list)", request_field=False),
     # -- configuration only
@@ -335,7 +339,7 @@ def magic_help() -> str:
     for option in OPTIONS:
         if not option.flags:
             continue
-        value = f" {option.dest.upper()}" if option.kind is not None else ""
+        value = f" {option.metavar}" if option.kind is not None else ""
         allowed = f" ({_allowed(option)})" if option.kind and option.kind.allowed else ""
         lines.append(f"  {', '.join(option.flags)}{value}: {option.help}{allowed}")
     lines += ["", "Configuration: %config MeshImageMagics.<name> = value"]
@@ -353,7 +357,7 @@ def options_table() -> str:
     for option in OPTIONS:
         if not option.flags:
             continue
-        value = f" {option.dest.upper()}" if option.kind is not None else ""
+        value = f" {option.metavar}" if option.kind is not None else ""
         flags = ", ".join(
             f"`{flag}{value if i == 0 else ''}`" for i, flag in enumerate(option.flags)
         )

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 from PIL import Image
 
 from mesh_magics.errors import (
@@ -92,11 +93,85 @@ def test_usage_errors_happen_before_any_request(ip: InteractiveShell, server: Lo
     assert server.requests == []
 
 
-def test_bad_configuration_is_a_usage_error(ip: InteractiveShell, server: LocalServer) -> None:
-    ip.run_line_magic("config", "MeshImageMagics.size = 'huge'")
-    run = run_cell(ip, "%%meshimage\nfox")
-    assert isinstance(run.error, OptionError) and "MeshImageMagics.size" in str(run.error)
-    assert server.requests == []
+@pytest.mark.parametrize(
+    ("setting", "value", "allowed"),
+    [
+        ("timeout", "-5", "greater than 0"),
+        ("timeout", "float('nan')", "finite"),
+        ("read_timeout", "0", "greater than 0"),
+        ("quality", "'ultra'", "auto, low, medium, high, hd, standard"),
+        ("n", "20", "1 to 10"),
+        ("size", "'huge'", "WIDTHxHEIGHT"),
+        ("max_retries", "-1", "0 to 10"),
+        ("preview_max_px", "-1", "0 or more"),
+        ("progress", "'fancy'", "auto, widget, text"),
+        ("base_url", "'ftp://x'", "local, or an http(s) URL"),
+    ],
+)
+def test_a_bad_setting_is_refused_when_set_and_later_cells_still_work(
+    ip: InteractiveShell, server: LocalServer, setting: str, value: str, allowed: str
+) -> None:
+    magics = ip.magics_manager.registry["MeshImageMagics"]
+    before = getattr(magics, setting)
+    run = run_cell(ip, f"%config MeshImageMagics.{setting} = {value}")
+    assert getattr(magics, setting) == before
+    assert f"MeshImageMagics.{setting}: invalid value" in run.stdout + run.error_text
+    assert allowed in run.stdout + run.error_text
+    assert run_cell(ip, "%%meshimage -o t_after --size 64x64\nfox").success
+    assert "t_after" in ip.user_ns
+
+
+def test_an_explicit_option_wins_over_a_broken_default(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    magics = ip.magics_manager.registry["MeshImageMagics"]
+    magics._trait_values["quality"] = "ultra"  # as a profile loaded before validation could
+    assert run_cell(ip, "%%meshimage --quality high --size 64x64\nfox").success
+    assert server.requests[-1].body["quality"] == "high"
+    run = run_cell(ip, "%%meshimage --size 64x64\nfox")
+    assert isinstance(run.error, OptionError) and "MeshImageMagics.quality" in str(run.error)
+    assert len(server.requests) == 1
+
+
+def test_only_what_was_set_is_sent(ip: InteractiveShell, server: LocalServer) -> None:
+    assert run_cell(ip, "%%meshimage\nfox").success
+    assert server.requests[-1].body.keys() == {"prompt", "model", "stream"}
+    ip.run_line_magic("config", "MeshImageMagics.quality = 'low'")
+    assert run_cell(ip, "%%meshimage -n 2\nfox").success
+    sent = server.requests[-1].body
+    assert (sent["quality"], sent["n"]) == ("low", 2) and "size" not in sent
+
+
+def test_an_option_line_inside_the_prompt_warns(ip: InteractiveShell) -> None:
+    with capture_output() as captured:
+        outcome = ip.run_cell("%%meshimage -o t_w --size 64x64\nA fox\n--quality high")
+    assert outcome.success
+    assert "line 2" in captured.stderr and "--quality high" in captured.stderr
+    assert ip.user_ns["t_w"].prompt == "A fox\n--quality high"
+
+
+def test_unload_and_load_again_keeps_the_settings(ip: InteractiveShell) -> None:
+    ip.run_line_magic("config", "MeshImageMagics.quality = 'low'")
+    ip.run_line_magic("unload_ext", "mesh_magics")
+    try:
+        assert "meshimage" not in ip.magics_manager.magics["cell"]
+        assert not run_cell(ip, "%meshimage --list-models").success
+    finally:
+        ip.run_line_magic("load_ext", "mesh_magics")
+    assert run_cell(ip, "%%meshimage -o t_again --size 64x64\nfox").success
+    assert ip.user_ns["t_again"].request["quality"] == "low"
+
+
+def test_error_labels_follow_the_colour_scheme(ip: InteractiveShell) -> None:
+    error = OptionError("bad")
+    saved = ip.colors
+    try:
+        ip.colors = "nocolor"
+        assert error._render_traceback_() == ["UsageError: bad"]
+        ip.colors = "linux"
+        assert "\x1b[" in error._render_traceback_()[0]
+    finally:
+        ip.colors = saved
 
 
 def test_no_key_and_a_remote_base_url_says_how_to_set_it(
@@ -152,12 +227,20 @@ def test_interrupt_cancels_closes_the_connection_and_binds_nothing(
     assert run_cell(ip, "1 + 1").result == 2  # the shell is still usable
 
 
-def test_list_models_shows_a_table(ip: InteractiveShell) -> None:
-    run = run_cell(ip, "%meshimage --list-models")
+def test_list_models_shows_a_table_and_binds_the_list(ip: InteractiveShell) -> None:
+    run = run_cell(ip, "%meshimage --list-models -o t_models")
     assert run.success
-    (table,) = [o for o in run.outputs if "text/html" in o]
-    assert "openai/gpt-image-1" in table["text/plain"] and "<table>" in table["text/html"]
-    assert "gpt-4o-mini" not in table["text/plain"]
+    models = ip.user_ns["t_models"]
+    assert run.result is models and "openai/gpt-image-1" in models.ids
+    assert "openai/gpt-image-1" in repr(models) and "<table>" in models._repr_html_()
+    assert "openai/gpt-4o-mini" not in models.ids
+    run = run_cell(ip, "%%meshimage --list-models -o t_models2\n")
+    assert run.success and ip.user_ns["t_models2"].ids == models.ids
+
+
+def test_list_models_with_stray_arguments_is_an_error(ip: InteractiveShell) -> None:
+    run = run_cell(ip, "%meshimage --list-models -n 2")
+    assert isinstance(run.error, OptionError) and "-n" in str(run.error)
 
 
 def test_key_never_appears_in_what_the_user_sees(ip: InteractiveShell) -> None:

@@ -1,0 +1,64 @@
+"""The option schema is the one source: the parser, the settings, the magic's help and the
+README's tables all come from it and agree."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mesh_magics.errors import OptionError
+from mesh_magics.magic import MeshImageMagics
+from mesh_magics.options import parse_cell
+from mesh_magics.schema import OPTIONS, SETTINGS, Number, check
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_magic_help_names_every_flag_and_setting() -> None:
+    help_text = MeshImageMagics.meshimage.__doc__ or ""
+    for option in OPTIONS:
+        for flag in option.flags:
+            assert f"{flag}" in help_text, flag
+        if option.config:
+            assert f"  {option.dest}:" in help_text, option.dest
+
+
+def test_every_configurable_trait_is_in_the_schema_and_back() -> None:
+    assert set(MeshImageMagics.class_trait_names(config=True)) == set(SETTINGS)
+
+
+def test_the_readme_tables_are_generated_from_the_schema() -> None:
+    check_run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "readme_tables.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert check_run.returncode == 0, "README tables are stale: run scripts/readme_tables.py"
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "nan", "inf", "1e999"])
+def test_numbers_must_be_finite(value: object) -> None:
+    with pytest.raises(OptionError, match="finite"):
+        check(SETTINGS["timeout"], value)
+
+
+def test_config_values_and_cell_text_get_the_same_message() -> None:
+    with pytest.raises(OptionError) as from_cell:
+        parse_cell("--quality ultra", "x", {})
+    with pytest.raises(OptionError) as from_config:
+        check(SETTINGS["quality"], "ultra", source="MeshImageMagics.quality")
+    assert str(from_cell.value).removeprefix("--quality") == str(from_config.value).removeprefix(
+        "MeshImageMagics.quality"
+    )
+
+
+def test_whole_numbers_refuse_fractions_and_booleans() -> None:
+    whole = Number(1, 10, whole=True)
+    assert whole.convert(3.0) == 3 and whole.convert("7") == 7
+    for bad in (2.5, True, "2.5", None):
+        with pytest.raises(ValueError):
+            whole.convert(bad)
