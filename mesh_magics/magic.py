@@ -77,8 +77,7 @@ class MeshImageMagics(Magics):
         try:
             return check(option, proposal["value"], source=f"MeshImageMagics.{option.dest}")
         except OptionError as exc:
-            kept = getattr(self, option.dest)
-            raise SettingError(f"{exc}; it stays {kept!r}") from None
+            raise SettingError(f"{exc}; the setting is unchanged") from None
 
     @no_var_expand
     @line_cell_magic
@@ -121,14 +120,26 @@ class MeshImageMagics(Magics):
         }
 
     def client_settings(self, base_url: str | None = None) -> ClientSettings:
-        base = base_url or self.base_url or os.environ.get("MESHAPI_BASE_URL") or DEFAULT_BASE_URL
+        base, source = next(
+            (value, source)
+            for value, source in (
+                (base_url, "--base-url"),
+                (self.base_url, "MeshImageMagics.base_url"),
+                (os.environ.get("MESHAPI_BASE_URL"), "$MESHAPI_BASE_URL"),
+                (DEFAULT_BASE_URL, "the default base URL"),
+            )
+            if value
+        )
         key = None
         if base.strip() == "local":
             from .local import ensure_local_server
 
             base = ensure_local_server().url  # the embedded backend needs no key: send none
         else:
-            base = normalize_base_url(base, allow_insecure_http=self.allow_insecure_http)
+            try:
+                base = normalize_base_url(base, allow_insecure_http=self.allow_insecure_http)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}") from None
             key = next((os.environ[k] for k in KEY_VARIABLES if os.environ.get(k)), None)
             if key is None and not is_loopback(urlsplit(base).hostname or ""):
                 raise ConfigError(

@@ -314,8 +314,7 @@ def check(option: Option, value: Any, *, source: str | None = None) -> Any:
     try:
         return option.kind.convert(value)
     except ValueError as exc:
-        shown = value if isinstance(value, str) else repr(value)
-        raise OptionError(f"{source or option.flag}: invalid value {shown!r}; {exc}") from None
+        raise OptionError(f"{source or option.flag}: invalid value {value!r}; {exc}") from None
 
 
 # -- help, derived ----------------------------------------------------------------------------
