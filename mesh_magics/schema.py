@@ -196,7 +196,11 @@ def loads_finite(text: str) -> Any:
     def refuse(name: str) -> Any:
         raise ValueError(f"{name} is not a finite number")
 
-    return json.loads(text, parse_constant=refuse)
+    def finite(literal: str) -> float:
+        value = float(literal)
+        return value if math.isfinite(value) else refuse(literal)  # 1e999 overflows to inf
+
+    return json.loads(text, parse_constant=refuse, parse_float=finite)
 
 
 # -- the table ------------------------------------------------------------------------------

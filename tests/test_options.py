@@ -316,6 +316,8 @@ def test_non_finite_numbers_are_refused_everywhere() -> None:
     for line in ("--timeout nan", "--timeout inf", "--guidance-scale nan", "-p guidance_scale=NaN"):
         assert "finite" in usage_error(line, "A fox") or "allowed" in usage_error(line, "A fox")
     assert "not valid JSON" in usage_error("-p extra=[NaN]", "A fox")
+    assert "not valid JSON" in usage_error("-p extra=[1e999]", "A fox")
+    assert "finite" in usage_error("-p guidance_scale=1e999", "A fox")
     assert body("-p steps=NaN", "A fox")["steps"] == "NaN"  # not JSON: sent as the text
 
 
