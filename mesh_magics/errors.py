@@ -76,6 +76,13 @@ class ImageDecodeError(MeshError):
     label = "ImageError"
 
 
+class SaveError(MeshError, OSError):
+    """`ImageResult.save()` could not write a file; the message names the path and what to
+    do. An `OSError` too, so `except OSError` around a save keeps working."""
+
+    label = "SaveError"
+
+
 class IncompleteResultError(MeshError):
     """Fewer images came back than were asked for. Nothing is bound; the images that did
     come are kept on the error as `.result` (reach it with `sys.last_value.result`)."""

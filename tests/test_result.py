@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import base64
+import errno
 import io
+import json
+import os
+import re
+import tempfile
+import unicodedata
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
+from mesh_magics import files
+from mesh_magics.errors import MeshError, SaveError
 from mesh_magics.images import check_image
-from mesh_magics.result import ImageResult, safe_stem
+from mesh_magics.names import safe_stem
+from mesh_magics.result import ImageResult
 
 
 def encoded(width: int, height: int, fmt: str = "PNG", mode: str = "RGB") -> bytes:
@@ -21,17 +32,36 @@ def encoded(width: int, height: int, fmt: str = "PNG", mode: str = "RGB") -> byt
 
 
 def result_of(
-    *blobs: bytes, prompt: str = "A fox, in snow!", revised: str | None = None, **kw: object
+    *blobs: bytes,
+    prompt: str = "A fox, in snow!",
+    revised: str | None = None,
+    request: dict[str, object] | None = None,
+    **kw: object,
 ) -> ImageResult:
     images = [check_image(b, what="test image", revised_prompt=revised) for b in blobs]
     return ImageResult(
         images,
-        request={"prompt": prompt, "n": len(blobs)},
+        request=request or {"prompt": prompt, "n": len(blobs)},
         model="openai/gpt-image-1",
         request_id="req_1",
         elapsed=1.5,
         **kw,
     )  # type: ignore[arg-type]
+
+
+def shown_images(data: dict[str, str]) -> list[Image.Image]:
+    """Every image a bundle carries: image/* outputs and data URIs inside its HTML."""
+    blobs = [base64.b64decode(v) for k, v in data.items() if k.startswith("image/")]
+    blobs += [
+        base64.b64decode(uri)
+        for uri in re.findall(
+            r"data:image/[a-z]+;base64,([A-Za-z0-9+/=]+)", data.get("text/html", "")
+        )
+    ]
+    return [Image.open(io.BytesIO(blob)) for blob in blobs]
+
+
+# -- the images and what came with them ----------------------------------------------------
 
 
 def test_sequence_of_pil_images_with_info() -> None:
@@ -52,6 +82,9 @@ def test_summary_and_repr() -> None:
     assert repr(result) == "<ImageResult 1 image · openai/gpt-image-1 · 40x30 png · 1.5 s>"
 
 
+# -- saving into a folder ------------------------------------------------------------------
+
+
 def test_save_writes_safe_names_with_metadata(tmp_path: Path) -> None:
     result = result_of(encoded(40, 30), encoded(20, 10, "JPEG"), revised="deeper snow")
     paths = result.save(tmp_path)
@@ -63,47 +96,182 @@ def test_save_writes_safe_names_with_metadata(tmp_path: Path) -> None:
     assert b"deeper snow" in jpeg.info["comment"] and jpeg.size == (20, 10)
     again = result.save(tmp_path)
     assert again[0].name == "a-fox-in-snow-1-v2.png"  # never overwrites
+    assert Image.open(paths[0]).size == (40, 30)
     assert not list(tmp_path.glob(".mesh-*"))  # no temporary files left
 
 
+def test_overwrite_replaces_the_prompt_named_files(tmp_path: Path) -> None:
+    (first,) = result_of(encoded(40, 30)).save(tmp_path)
+    (second,) = result_of(encoded(8, 6)).save(tmp_path, overwrite=True)
+    assert second == first and Image.open(second).size == (8, 6)
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]
+
+
 @pytest.mark.parametrize(
-    "prompt", ["../../etc/passwd", "a/b\\c\0d", "ü" * 300, "", "..", "🦊 " * 80]
+    ("prompt", "name"),
+    [
+        ("一只狐狸在雪中", "一只狐狸在雪中.png"),
+        ("Лиса в снегу", "лиса-в-снегу.png"),
+        ("नमस्ते दुनिया", "नमस्ते-दुनिया.png"),  # combining vowel signs kept with their letters
+        ("🦊 in the snow", "in-the-snow.png"),
+        ("🦊🦊🦊", "image.png"),
+        ("CON", "con-image.png"),  # a name Windows reserves
+    ],
+)
+def test_prompts_in_any_script_name_their_files(tmp_path: Path, prompt: str, name: str) -> None:
+    (path,) = result_of(encoded(8, 8), prompt=prompt).save(tmp_path)
+    assert path.name == name and path.exists()
+    assert Image.open(path).text["prompt"] == prompt
+
+
+@pytest.mark.parametrize(
+    "prompt", ["../../etc/passwd", "a/b\\c\0d", "ü" * 300, "", "..", "🦊 " * 80, "-rf ."]
 )
 def test_saved_names_stay_inside_the_directory(tmp_path: Path, prompt: str) -> None:
     (path,) = result_of(encoded(8, 8), prompt=prompt).save(tmp_path / "out")
-    assert path.parent == tmp_path / "out" and len(path.name) < 80
+    assert path.parent == tmp_path / "out" and len(path.name.encode()) <= 110
     assert path.name == f"{safe_stem(prompt)}.png"
 
 
-def test_webp_is_saved_with_a_sidecar_and_displayed_as_png_or_jpeg(tmp_path: Path) -> None:
-    result = result_of(encoded(30, 20, "WEBP", "RGBA"))
-    (path,) = result.save(tmp_path)
-    assert path.suffix == ".webp" and Path(str(path) + ".json").exists()
-    data, _ = result._repr_mimebundle_()
-    assert "image/png" in data and "image/webp" not in data  # alpha kept as PNG
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300))
+def test_any_prompt_gives_a_short_safe_stem(prompt: str) -> None:
+    stem = safe_stem(prompt)
+    assert stem and stem not in (".", "..") and stem[0] not in ".-"
+    assert not any(c in stem for c in "/\\\0") and all(c.isprintable() for c in stem)
+    assert len(stem.encode("utf-8")) <= 100 and unicodedata.is_normalized("NFC", stem)
 
 
-def test_single_image_displays_as_an_ordinary_image_output() -> None:
-    data, metadata = result_of(encoded(40, 30))._repr_mimebundle_()
-    assert set(data) == {"image/png", "text/plain"}
-    assert Image.open(io.BytesIO(base64.b64decode(data["image/png"]))).size == (40, 30)
-    assert metadata["image/png"] == {"width": 40, "height": 30}
+@settings(max_examples=25, deadline=None)
+@given(st.text(max_size=200))
+def test_any_prompt_saves_inside_the_folder(prompt: str) -> None:
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp) / "out"
+        (path,) = result_of(encoded(4, 4), prompt=prompt).save(folder)
+        assert path.parent == folder and path.resolve().parent == folder.resolve()
+        assert [p.name for p in folder.iterdir()] == [path.name]
 
 
-def test_previews_are_capped_but_the_result_keeps_full_size() -> None:
-    result = result_of(encoded(2000, 1000), preview_max_px=500)
-    data, _ = result._repr_mimebundle_()
-    (mime,) = [k for k in data if k.startswith("image/")]
-    assert Image.open(io.BytesIO(base64.b64decode(data[mime]))).size == (500, 250)
-    assert result[0].size == (2000, 1000)
+# -- saving to a file name -----------------------------------------------------------------
 
 
-def test_several_images_show_a_grid_with_captions_and_a_plain_image() -> None:
-    result = result_of(encoded(40, 30), encoded(40, 30), encoded(40, 30), revised="<b>fox</b>")
-    data, _ = result._repr_mimebundle_()
-    assert data["text/html"].count("<img ") == 3
-    assert "&lt;b&gt;fox&lt;/b&gt;" in data["text/html"]
-    assert "image/jpeg" in data or "image/png" in data
+def test_a_file_name_is_a_file_not_a_folder(tmp_path: Path) -> None:
+    (path,) = result_of(encoded(40, 30)).save(tmp_path / "out" / "fox.png")
+    assert path == tmp_path / "out" / "fox.png" and path.is_file()
+    assert Image.open(path).text["prompt"] == "A fox, in snow!"
+
+
+def test_several_images_to_one_file_name_are_numbered(tmp_path: Path) -> None:
+    paths = result_of(encoded(40, 30), encoded(20, 10)).save(tmp_path / "fox.png")
+    assert [p.name for p in paths] == ["fox-1.png", "fox-2.png"]
+    assert [Image.open(p).size for p in paths] == [(40, 30), (20, 10)]
+
+
+def test_the_suffix_names_the_format_you_get(tmp_path: Path) -> None:
+    jpeg_as_png, transparent_as_jpeg, webp_as_webp = (
+        result_of(encoded(40, 30, "JPEG")).save(tmp_path / "a.png")[0],
+        result_of(encoded(40, 30, "PNG", "RGBA")).save(tmp_path / "b.JPG")[0],
+        result_of(encoded(40, 30, "WEBP")).save(tmp_path / "c.webp")[0],
+    )
+    assert Image.open(jpeg_as_png).format == "PNG"
+    assert Image.open(jpeg_as_png).text["model"] == "openai/gpt-image-1"
+    flattened = Image.open(transparent_as_jpeg)
+    assert flattened.format == "JPEG" and transparent_as_jpeg.name == "b.JPG"
+    assert flattened.getpixel((0, 0))[0] > 200  # half-transparent red over white
+    assert Image.open(webp_as_webp).format == "WEBP"
+    assert json.loads(Path(f"{webp_as_webp}.json").read_text())["prompt"] == "A fox, in snow!"
+
+
+def test_a_taken_file_name_is_an_error_unless_overwrite(tmp_path: Path) -> None:
+    taken = tmp_path / "fox-2.png"
+    taken.write_bytes(b"mine")
+    result = result_of(encoded(40, 30), encoded(20, 10))
+    with pytest.raises(SaveError) as caught:
+        result.save(tmp_path / "fox.png")
+    assert str(taken) in str(caught.value) and "overwrite=True" in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fox-2.png"]  # nothing half saved
+    assert taken.read_bytes() == b"mine"
+    result.save(tmp_path / "fox.png", overwrite=True)
+    assert Image.open(taken).size == (20, 10)
+
+
+def test_stem_with_a_file_name_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SaveError, match="stem="):
+        result_of(encoded(8, 8)).save(tmp_path / "fox.png", stem="other")
+
+
+# -- when saving fails ---------------------------------------------------------------------
+
+
+def fails_to_save(result: ImageResult, *args: object, **kw: object) -> str:
+    """Save, expect a one-line `SaveError`; return its message."""
+    with pytest.raises(SaveError) as caught:
+        result.save(*args, **kw)  # type: ignore[arg-type]
+    error = caught.value
+    assert isinstance(error, MeshError) and isinstance(error, OSError)
+    (line,) = error._render_traceback_()
+    assert "SaveError" in line and len(line) < 200 + len(str(args[0]))  # the path, and a line
+    return str(error)
+
+
+def test_saving_into_a_file_says_it_is_not_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("mine")
+    message = fails_to_save(result_of(encoded(8, 8)), tmp_path / "notes")
+    assert str(tmp_path / "notes") in message and "not a folder" in message
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
+def test_a_folder_under_a_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("mine")
+    message = fails_to_save(result_of(encoded(8, 8)), tmp_path / "notes" / "fox.png")
+    assert "not a folder" in message
+
+
+def test_a_file_name_that_is_too_long_says_so(tmp_path: Path) -> None:
+    message = fails_to_save(result_of(encoded(8, 8)), tmp_path / ("f" * 300 + ".png"))
+    assert "too long" in message and "shorter" in message
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.EACCES, "permission denied"),
+        (errno.EROFS, "read-only"),
+        (errno.ENOSPC, "no space left"),
+    ],
+)
+def test_an_unwritable_folder_names_the_path_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, words: str
+) -> None:
+    def refuse(*args: object, **kw: object) -> object:
+        raise OSError(code, os.strerror(code), str(tmp_path / ".mesh-x.part"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # what such a file system answers
+    message = fails_to_save(result_of(encoded(8, 8)), tmp_path)
+    assert words in message and str(tmp_path / "a-fox-in-snow.png") in message
+    assert ".mesh-" not in message  # the path the user asked for, not our temporary file
+
+
+def test_a_file_that_appears_while_saving_is_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = files._temporary
+
+    def and_meanwhile(folder: Path, data: bytes) -> Path:
+        temp = real(folder, data)
+        for name in ("a-fox-in-snow.png", "fox.png"):
+            (folder / name).write_bytes(b"another process")
+        return temp
+
+    monkeypatch.setattr(files, "_temporary", and_meanwhile)
+    (path,) = result_of(encoded(8, 8)).save(tmp_path)
+    assert path.name == "a-fox-in-snow-v2.png"
+    assert (tmp_path / "a-fox-in-snow.png").read_bytes() == b"another process"
+    (tmp_path / "fox.png").unlink()
+    message = fails_to_save(result_of(encoded(8, 8)), tmp_path / "fox.png")
+    assert "already exists" in message
+    assert (tmp_path / "fox.png").read_bytes() == b"another process"
+    assert not list(tmp_path.glob(".mesh-*"))
 
 
 def test_a_crash_mid_write_leaves_no_half_written_file(
@@ -118,7 +286,80 @@ def test_a_crash_mid_write_leaves_no_half_written_file(
             raise OSError("disk full")
 
     monkeypatch.setattr("os.fsync", crash_on_second)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match="disk full"):  # a SaveError, and an OSError
         result.save(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["a-fox-in-snow-1.png"]  # whole, or absent
     assert Image.open(tmp_path / "a-fox-in-snow-1.png").size == (40, 30)
+
+
+# -- display -------------------------------------------------------------------------------
+
+
+def test_single_image_displays_as_an_ordinary_image_output() -> None:
+    data, metadata = result_of(encoded(40, 30))._repr_mimebundle_()
+    assert set(data) == {"image/png", "text/plain"}
+    assert Image.open(io.BytesIO(base64.b64decode(data["image/png"]))).size == (40, 30)
+    assert metadata["image/png"] == {"width": 40, "height": 30}
+
+
+def test_a_revised_prompt_costs_no_image_bytes() -> None:
+    data, metadata = result_of(encoded(40, 30), revised="a fox in deep snow")._repr_mimebundle_()
+    assert set(data) == {"image/png", "text/plain"}  # no HTML copy of the image
+    assert data["text/plain"].endswith("\nrevised prompt: a fox in deep snow")
+    assert metadata["mesh_magics"] == {"revised_prompts": ["a fox in deep snow"]}
+
+
+def test_previews_are_capped_but_the_result_keeps_full_size() -> None:
+    result = result_of(encoded(2000, 1000), preview_max_px=500)
+    (shown,) = shown_images(result._repr_mimebundle_()[0])
+    assert shown.size == (500, 250) and result[0].size == (2000, 1000)
+    (full,) = shown_images(result_of(encoded(2000, 1000), preview_max_px=0)._repr_mimebundle_()[0])
+    assert full.size == (2000, 1000)
+
+
+def test_webp_is_saved_with_a_sidecar_and_displayed_as_png_or_jpeg(tmp_path: Path) -> None:
+    result = result_of(encoded(30, 20, "WEBP", "RGBA"))
+    (path,) = result.save(tmp_path)
+    assert path.suffix == ".webp" and Path(str(path) + ".json").exists()
+    data, _ = result._repr_mimebundle_()
+    assert "image/png" in data and "image/webp" not in data  # alpha kept as PNG
+
+
+def test_several_images_are_one_html_grid_of_tiles_at_twice_their_shown_size() -> None:
+    result = result_of(*[encoded(1024, 768)] * 3, encoded(500, 1000), revised="a fox")
+    data, _ = result._repr_mimebundle_()
+    assert set(data) == {"text/html", "text/plain"}  # the grid is the one carrier of pixels
+    html = data["text/html"]
+    assert html.count("<img ") == 4 and html.count("<figcaption") == 4
+    assert [im.size for im in shown_images(data)] == [(640, 480)] * 3 + [(320, 640)]
+    shown = re.findall(r'width="(\d+)" height="(\d+)"', html)
+    assert shown == [("320", "240")] * 3 + [("160", "320")]
+
+
+def test_preview_max_px_caps_grid_tiles_too() -> None:
+    data, _ = result_of(
+        encoded(1024, 1024), encoded(1024, 1024), preview_max_px=200
+    )._repr_mimebundle_()
+    assert [im.size for im in shown_images(data)] == [(200, 200)] * 2
+
+
+def test_server_text_is_escaped_in_html_and_flattened_in_text() -> None:
+    evil = '<img src=x onerror="alert(1)">\x1b[31m red\nline\u202e'
+    data, _ = result_of(encoded(40, 30), encoded(40, 30), revised=evil)._repr_mimebundle_()
+    html = data["text/html"]
+    assert "<img src=x" not in html and 'onerror="' not in html
+    assert (
+        html.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") == 2 * 3
+    )  # caption, alt, title
+    assert "\x1b" not in data["text/plain"] and "\u202e" not in data["text/plain"]
+    flattened = '<img src=x onerror="alert(1)"> [31m red line'
+    assert data["text/plain"].splitlines()[1:] == [f"1: {flattened}", f"2: {flattened}"]
+
+
+def test_the_display_shows_no_request_fields() -> None:
+    request = {"prompt": "a fox", "n": 2, "user": "user-4821", "seed": 987654321}
+    data, metadata = result_of(
+        encoded(40, 30), encoded(40, 30), request=request
+    )._repr_mimebundle_()
+    shown = json.dumps([data, metadata])
+    assert "user-4821" not in shown and "987654321" not in shown

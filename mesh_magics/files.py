@@ -1,0 +1,221 @@
+"""Writing a result's images to disk: where, under which names, and never half or over.
+
+`save(path)` reads `path` as a FILE name when it ends in an image suffix (`.png`, `.jpg`,
+`.jpeg`, `.webp`, `.gif`): one image goes there, several go to `fox-1.png`, `fox-2.png`...
+in that format (convert.py). Any other path is a FOLDER, made if missing, and the names
+come from the prompt (names.py).
+
+Nothing is overwritten unless `overwrite=True`: in a folder a taken name gets a `-v2`,
+`-v3`... name instead; a file name that is taken is an error, so the path you asked for
+never silently holds an older image. Each file is written to a temporary file in the
+same folder, fsynced, then hard-linked to its name, which fails rather than replace a
+file that appeared since the name was checked (on file systems without hard links it is
+checked and renamed). Every failure is a one-line `SaveError` naming the path and what
+to do, never a raw `OSError` traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .convert import convert
+from .errors import SaveError
+from .file_metadata import needs_sidecar, sidecar, with_metadata
+from .images import GeneratedImage
+from .names import safe_stem
+
+FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".gif": "gif"}
+EXTENSION = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
+_SUFFIXES = ", ".join(sorted(FORMAT_OF_SUFFIX))
+# What os.link raises where the file system has no hard links (FAT, some shares, FUSE).
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
+_REASONS = {
+    errno.EROFS: "the file system is read-only. Choose another folder",
+    errno.ENAMETOOLONG: "the name is too long. Pass a shorter one",
+    errno.ENOSPC: "no space left on the device. Free some space or choose another disk",
+}
+
+
+def save_images(
+    images: Sequence[GeneratedImage],
+    path: str | os.PathLike[str],
+    *,
+    prompt: str,
+    stem: str | None,
+    metadata: Sequence[dict[str, Any]],
+    overwrite: bool,
+) -> list[Path]:
+    """Write `images` (with `metadata[i]` inside image i) to `path`; return their paths."""
+    target = Path(path).expanduser()
+    fmt = FORMAT_OF_SUFFIX.get(target.suffix.lower())
+    if fmt is None:
+        folder_stem = safe_stem(stem if stem is not None else prompt)
+        return _save_in_folder(images, target, folder_stem, metadata, overwrite)
+    if stem is not None:
+        raise SaveError(f"{target} is a file name, so stem= has nothing to name: pass one")
+    return _save_as_files(images, target, fmt, metadata, overwrite)
+
+
+def _save_in_folder(
+    images: Sequence[GeneratedImage],
+    folder: Path,
+    stem: str,
+    metadata: Sequence[dict[str, Any]],
+    overwrite: bool,
+) -> list[Path]:
+    _make_folder(folder)
+    paths = []
+    for index, (image, meta) in enumerate(zip(images, metadata, strict=True)):
+        name = f"{stem}-{index + 1}" if len(images) > 1 else stem
+        paths.append(_write_free(folder, name, image, meta, overwrite))
+    return paths
+
+
+def _save_as_files(
+    images: Sequence[GeneratedImage],
+    target: Path,
+    fmt: str,
+    metadata: Sequence[dict[str, Any]],
+    overwrite: bool,
+) -> list[Path]:
+    folder = target.parent
+    if len(images) == 1:
+        paths = [target]
+    else:
+        paths = [folder / f"{target.stem}-{i}{target.suffix}" for i in range(1, len(images) + 1)]
+    taken = [path for path in paths if os.path.lexists(path)]
+    if taken and not overwrite:  # checked before writing any, so nothing is half saved
+        raise SaveError(_exists(taken[0]))
+    _make_folder(folder)
+    for image, meta, path in zip(images, metadata, paths, strict=True):
+        converted = convert(image, fmt)
+        with _reported(path):
+            _write(folder, with_metadata(converted, meta), path, overwrite)
+            if needs_sidecar(fmt):
+                _write(folder, sidecar(meta), _sidecar_of(path), overwrite=True)
+    return paths
+
+
+def _write_free(
+    folder: Path, name: str, image: GeneratedImage, meta: dict[str, Any], overwrite: bool
+) -> Path:
+    """Write `image` as `name.ext`, or the first free `name-vN.ext`; return the path."""
+    extension = EXTENSION[image.format]
+    path = folder / f"{name}.{extension}"
+    with _reported(path):
+        temp = _temporary(folder, with_metadata(image, meta))
+        try:
+            for version in itertools.count(1):
+                versioned = name if version == 1 else f"{name}-v{version}"
+                path = folder / f"{versioned}.{extension}"
+                if not overwrite and needs_sidecar(image.format) and _sidecar_of(path).exists():
+                    continue  # an image's sidecar marks its name as taken too
+                try:
+                    _publish(temp, path, overwrite)
+                    break
+                except FileExistsError:
+                    continue
+        finally:
+            temp.unlink(missing_ok=True)
+        if needs_sidecar(image.format):
+            _write(folder, sidecar(meta), _sidecar_of(path), overwrite=True)
+    return path
+
+
+def _write(folder: Path, data: bytes, path: Path, overwrite: bool) -> None:
+    temp = _temporary(folder, data)
+    try:
+        _publish(temp, path, overwrite)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _publish(temp: Path, path: Path, overwrite: bool) -> None:
+    """Give the finished `temp` its name: replace with `overwrite`, else only if free."""
+    if overwrite:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)  # FileExistsError if taken, even by a file made just now
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.replace(temp, path)
+
+
+def _temporary(folder: Path, data: bytes) -> Path:
+    """`data` in a new hidden file in `folder`, on disk (fsynced), with the usual mode."""
+    handle, name = tempfile.mkstemp(dir=folder, prefix=".mesh-", suffix=".part")
+    temp = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def _make_folder(folder: Path) -> None:
+    with _reported(folder):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise SaveError(
+                f"cannot save into {folder}: it is a file, not a folder. Pass a folder, "
+                f"or a file name ending in {_SUFFIXES}"
+            ) from None
+
+
+def _sidecar_of(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+@contextmanager
+def _reported(path: Path) -> Iterator[None]:
+    """Turn an `OSError` while writing `path` into a `SaveError` that says what to do."""
+    try:
+        yield
+    except SaveError:
+        raise
+    except OSError as exc:
+        raise SaveError(_describe(exc, path)) from exc
+
+
+def _describe(exc: OSError, path: Path) -> str:
+    if isinstance(exc, FileExistsError):
+        return _exists(path)
+    if isinstance(exc, IsADirectoryError):
+        return f"cannot save to {path}: that is a folder. Pass a file name, or save into it"
+    if isinstance(exc, NotADirectoryError):
+        return f"cannot save to {path}: part of that path is a file, not a folder"
+    if exc.errno in _REASONS:
+        return f"cannot save to {path}: {_REASONS[exc.errno]}"
+    if isinstance(exc, PermissionError):
+        return f"cannot save to {path}: permission denied. Choose a folder you can write to"
+    return f"cannot save to {path}: {exc.strerror or exc}"
+
+
+def _exists(path: Path) -> str:
+    return f"{path} already exists: pass overwrite=True to replace it, or another name"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+__all__ = ["EXTENSION", "FORMAT_OF_SUFFIX", "save_images"]
