@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import base64
+import hashlib
 import io
 import json
+import math
+import os
 import re
 import socket
 import subprocess
@@ -14,13 +19,18 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
+from mesh_magics.errors import ConfigError
 from mesh_magics.local import MODELS, LocalServer, ensure_local_server, pictures
+from mesh_magics.local import server as server_module
+from mesh_magics.local.attempts import AttemptCounter, attempt_key
+from mesh_magics.local.files import FileStore
 
 PROMPT = "a red fox in the snow"
 GENERATED_ID = re.compile(r"^req_[0-9A-Z]{26}$")
@@ -144,8 +154,15 @@ def test_models_lists_image_and_text_models(client: httpx.Client, server: LocalS
     assert "openai/gpt-4o-mini" in ids
     for model in models:
         assert {"id", "name", "model_type", "input_modalities", "output_modalities"} <= set(model)
-        assert isinstance(model["pricing"], dict)
+        assert isinstance(model["is_free"], bool)
         assert isinstance(model["supports_image_edit"], bool)
+        prices = model["pricing"]
+        assert all(value is None or isinstance(value, str) for value in prices.values())
+        if model["model_type"] == "image":
+            assert float(prices["image_output_usd_per_image"]) >= 0
+        else:
+            assert float(prices["prompt_usd_per_1m"]) > 0
+            assert float(prices["completion_usd_per_1m"]) > 0
     # The base URL may come without /v1.
     assert httpx.get(server.url + "/models").json() == models
 
@@ -155,6 +172,63 @@ def test_models_type_image_keeps_only_image_generators(client: httpx.Client) -> 
     assert models
     assert all("image" in m["output_modalities"] for m in models)
     assert "openai/gpt-4o-mini" not in {m["id"] for m in models}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/models/openai/gpt-image-1", "/models/openai%2Fgpt-image-1", "/models/openai/gpt-image-1/"],
+)
+def test_one_model_by_its_id_slash_and_all(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.json() == next(m for m in MODELS if m["id"] == "openai/gpt-image-1")
+
+
+def test_an_unknown_model_id_is_a_404_envelope(client: httpx.Client) -> None:
+    response = client.get("/models/acme/painter-9")
+    assert response.status_code == 404
+    error = error_of(response)
+    assert error["code"] == "model_not_found"
+    assert "acme/painter-9" in error["message"]
+
+
+def test_free_and_paid_models_split_the_catalogue(client: httpx.Client) -> None:
+    free = client.get("/models/free").json()
+    paid = client.get("/models/paid").json()
+    assert [m["id"] for m in free] == ["local/sketch"]
+    assert all(not m["is_free"] for m in paid)
+    assert sorted(m["id"] for m in free + paid) == sorted(m["id"] for m in MODELS)
+    assert client.get("/models", params={"free": "true"}).json() == free
+    assert client.get("/models", params={"free": "false"}).json() == paid
+
+
+def test_models_filter_by_provider_and_type_together(client: httpx.Client) -> None:
+    openai = client.get("/models", params={"provider": "openai"}).json()
+    assert {m["id"] for m in openai} == {
+        "openai/gpt-image-1",
+        "openai/dall-e-3",
+        "openai/gpt-4o-mini",
+    }
+    images = client.get("/models", params={"provider": "openai", "type": "image"}).json()
+    assert {m["id"] for m in images} == {"openai/gpt-image-1", "openai/dall-e-3"}
+    assert client.get("/models", params={"provider": "nobody"}).json() == []
+
+
+@pytest.mark.parametrize(("name", "value"), [("free", "maybe"), ("type", "hologram")])
+def test_a_bad_models_filter_is_a_422_naming_it(
+    client: httpx.Client, name: str, value: str
+) -> None:
+    response = client.get("/models", params={name: value})
+    assert response.status_code == 422
+    [detail] = error_of(response)["details"]
+    assert (detail["loc"], detail["input"]) == (["query", name], value)
+
+
+def test_a_wrong_method_is_a_405_naming_the_right_one(client: httpx.Client) -> None:
+    response = client.get("/images/generations")
+    assert (response.status_code, response.headers["allow"]) == (405, "POST")
+    assert error_of(response)["code"] == "method_not_allowed"
+    assert client.delete("/models").status_code == 405
 
 
 # -- plain answers ---------------------------------------------------------------------
@@ -231,7 +305,7 @@ def test_imagen_always_answers_b64_and_no_usage(client: httpx.Client) -> None:
 
 
 def test_unknown_fields_pass_through(client: httpx.Client) -> None:
-    fields = {"aspect_ratio": "1:1", "image": ["data:image/png;base64,AAAA"], "seed": 7}
+    fields = {"aspect_ratio": "1:1", "sequential_image_generation": "auto", "seed": 7}
     response = generate(client, guidance_scale=3.5, watermark=False, moderation="low", **fields)
     assert response.status_code == 200
 
@@ -263,8 +337,10 @@ def test_stream_sequence(client: httpx.Client) -> None:
     assert (processing["status"], processing["data"]) == ("processing", [])
     assert [p["partial_image_index"] for p in partials] == [0, 1]
     for partial in partials:
-        assert partial["type"] == "image_generation.partial_image"
-        assert open_image(base64.b64decode(partial["b64_json"])).width == 64
+        assert (partial["object"], partial["status"]) == ("image.chunk", "partial_image")
+        assert (partial["id"], partial["created"]) == (processing["id"], processing["created"])
+        [preview] = partial["data"]
+        assert open_image(base64.b64decode(preview["b64_json"])).width == 64
     assert final["id"] == processing["id"]
     assert final["status"] == "completed"
     assert final["usage"]["total_tokens"] > 0
@@ -473,6 +549,7 @@ def test_error_frame(client: httpx.Client) -> None:
     assert events[1] == ": ping"
     processing, error, done = payloads(events)
     assert processing["status"] == "processing"
+    assert (error["object"], error["status"], error["data"]) == ("image.chunk", "failed", [])
     assert error["error"]["code"] == "provider_job_failed"
     assert error["request_id"].startswith("req_")
     assert done == "[DONE]"
@@ -679,3 +756,393 @@ def test_the_command_line_serves_until_stopped() -> None:
             _, errors = process.communicate(timeout=5)
     assert process.returncode == 0
     assert "Traceback" not in errors
+
+
+def test_the_command_line_on_all_interfaces_prints_a_usable_url() -> None:
+    command = [sys.executable, "-m", "mesh_magics.local", "--host", "0.0.0.0"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            url = process.stdout.readline().strip()
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
+            assert "all interfaces" in process.stderr.readline()
+            assert httpx.get(url + "/v1/models").status_code == 200
+        finally:
+            process.terminate()
+            process.communicate(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--latency", "-1", "latency"),
+        ("--latency", "nan", "latency"),
+        ("--latency", "inf", "latency"),
+        ("--ping-interval", "abc", "ping interval"),
+        ("--port", "70000", "port"),
+        ("--port", "-5", "port"),
+        ("--fault", "explode", "unknown fault"),
+    ],
+)
+def test_the_command_line_refuses_bad_values_in_one_line(flag: str, value: str, says: str) -> None:
+    command = [sys.executable, "-m", "mesh_magics.local", flag, value]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert says in done.stderr and repr(value) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# -- request bodies: limits, chunks, methods -------------------------------------------
+
+
+@pytest.fixture
+def small_limit() -> Iterator[LocalServer]:
+    with LocalServer(ping_interval=0.1, max_body_bytes=4096) as server:
+        yield server
+
+
+def oversized_body() -> dict[str, Any]:
+    return {"prompt": "x" * 200_000, "size": "64x64"}
+
+
+def test_an_oversized_body_gets_the_413_envelope(small_limit: LocalServer) -> None:
+    with httpx.Client(base_url=small_limit.url + "/v1", timeout=5) as http:
+        response = http.post("/images/generations", json=oversized_body())
+        assert response.status_code == 413
+        error = error_of(response)
+        assert (error["code"], error["message"]) == (
+            "request_too_large",
+            "The request body exceeds 4,096 bytes",
+        )
+        # The same client goes on working afterwards.
+        assert generate(http).status_code == 200
+
+
+def test_an_async_client_sees_the_413_too(small_limit: LocalServer) -> None:
+    async def send() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=small_limit.url + "/v1", timeout=5) as http:
+            return await http.post("/images/generations", json=oversized_body())
+
+    response = asyncio.run(send())
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "request_too_large"
+
+
+def test_a_chunked_body_is_read_and_limited_too(small_limit: LocalServer) -> None:
+    def pieces(body: dict[str, Any]) -> Iterator[bytes]:
+        raw = json.dumps(body).encode()
+        for start in range(0, len(raw), 1000):
+            yield raw[start : start + 1000]
+
+    with httpx.Client(base_url=small_limit.url + "/v1", timeout=5) as http:
+        small = {"prompt": PROMPT, "size": "64x64", "response_format": "b64_json"}
+        fine = http.post("/images/generations", content=pieces(small))
+        assert fine.status_code == 200
+        assert small_limit.requests[-1].headers["transfer-encoding"] == "chunked"
+        assert http.post("/images/generations", content=pieces(oversized_body())).status_code == 413
+
+
+def test_the_default_limit_is_32_mb() -> None:
+    assert LocalServer().max_body_bytes == 32 * 1024 * 1024
+
+
+# -- what the server keeps: bounded whatever the kernel does ---------------------------
+
+
+def data_url(color: tuple[int, int, int], side: int = 64, fmt: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), color).save(buffer, fmt)
+    mime = "image/png" if fmt == "PNG" else f"image/{fmt.lower()}"
+    return f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def noisy_data_url(megabytes: float) -> str:
+    """An incompressible PNG of about MEGABYTES: random pixels."""
+    side = int((megabytes * 1024 * 1024 / 3) ** 0.5)
+    noise = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG", compress_level=0)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_the_request_log_keeps_the_last_requests_with_long_strings_summarised() -> None:
+    big = noisy_data_url(1.5)
+    with (
+        LocalServer(keep_requests=5) as server,
+        httpx.Client(base_url=server.url + "/v1", timeout=30) as http,
+    ):
+        for seed in range(12):
+            response = generate(http, model="local/sketch", image=[big], seed=seed)
+            assert response.status_code == 200
+        recorded = server.requests
+    assert len(recorded) == 5
+    assert [r.body["seed"] for r in recorded] == [7, 8, 9, 10, 11]
+    digest = hashlib.sha256(big.encode()).hexdigest()[:12]
+    assert recorded[-1].body["image"] == [
+        f"<data:image/png;base64 {len(big):,} chars sha256={digest}>"
+    ]
+    assert recorded[-1].body["prompt"] == PROMPT  # short strings are kept as they are
+    assert sum(len(json.dumps(r.body)) for r in recorded) < 5 * 1024
+
+
+def test_a_long_prompt_is_summarised_by_its_first_words(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    prompt = "a fox " * 400
+    generate(client, prompt=prompt)
+    summary = server.requests[-1].body["prompt"]
+    assert summary.startswith("<a fox a fox") and f"{len(prompt):,} chars" in summary
+
+
+def test_remote_files_are_bounded_in_bytes_keeping_the_newest() -> None:
+    store = FileStore(max_files=100, max_bytes=1000)
+    names = [store.publish(bytes(400), "png") for _ in range(5)]
+    assert len(store) == 2 and store.total_bytes == 800
+    assert store.get(names[0]) is None and store.get(names[-1]) is not None
+    assert store.get(store.publish(bytes(5000), "png")) is not None  # alone over the cap
+    assert len(store) == 1
+
+
+def test_attempt_counts_are_bounded() -> None:
+    counter = AttemptCounter(keep=3)
+    for body in range(10):
+        counter.next(attempt_key(str(body).encode(), None))
+    assert len(counter) == 3
+
+
+# -- times: counted per request body, for any client ------------------------------------
+
+
+def test_times_counts_attempts_of_the_same_body_without_a_request_id(
+    server: LocalServer,
+) -> None:
+    body = {"prompt": PROMPT, "size": "64x64", "mesh_local": {"fault": "status:503", "times": 1}}
+    with httpx.Client(base_url=server.url + "/v1", timeout=5) as http:
+        first = http.post("/images/generations", json=body)
+        retry = http.post("/images/generations", json=body)
+        other = http.post("/images/generations", json={**body, "seed": 1})
+        again = http.post("/images/generations", json=body)
+    assert "x-request-id" not in server.requests[-1].headers
+    assert [first.status_code, retry.status_code] == [503, 200]
+    assert other.status_code == 503  # another body is another request
+    assert again.status_code == 503  # a success starts the count again
+
+
+# -- image input -----------------------------------------------------------------------
+
+RED = (255, 0, 0)
+
+
+def red_share(img: Image.Image) -> float:
+    """The share of pure red pixels in the top quarter of IMG."""
+    top = img.convert("RGB").crop((0, 0, img.width, img.height // 4))
+    counts = {color: n for n, color in top.getcolors(top.width * top.height) or []}
+    return counts.get(RED, 0) / (top.width * top.height)
+
+
+def picture(http: httpx.Client, **fields: Any) -> Image.Image:
+    response = generate(http, response_format="b64_json", seed=3, **fields)
+    assert response.status_code == 200, response.text
+    return open_image(image_bytes(response.json()["data"][0]))
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-image-1", "local/sketch"])
+def test_an_input_image_becomes_the_background(client: httpx.Client, model: str) -> None:
+    plain = picture(client, model=model)
+    over_red = picture(client, model=model, image=data_url(RED, side=40))
+    assert plain.tobytes() != over_red.tobytes()
+    assert red_share(plain) == 0
+    assert red_share(over_red) > 0.5
+    assert picture(client, model=model, image=[data_url(RED)]).tobytes() == over_red.tobytes()
+
+
+def test_the_first_of_several_input_images_is_drawn(client: httpx.Client) -> None:
+    blue = (0, 0, 255)
+    img = picture(client, image=[data_url(RED), data_url(blue, fmt="JPEG")])
+    assert red_share(img) > 0.5
+
+
+def test_stream_previews_carry_the_input_image_too(client: httpx.Client) -> None:
+    frames = payloads(stream(client, partial_images=1, image=data_url(RED)))
+    partial = next(f for f in frames if f != "[DONE]" and f["status"] == "partial_image")
+    preview = open_image(base64.b64decode(partial["data"][0]["b64_json"]))
+    assert red_share(preview) > 0.3  # blurred at the edges of the shapes
+
+
+@pytest.mark.parametrize(
+    ("image", "loc", "says"),
+    [
+        ("https://example.com/fox.png", ["body", "image"], "Remote image URLs"),
+        ("data:image/png;base64,AAAA", ["body", "image"], "not a readable image"),
+        ("data:text/plain;base64,aGk=", ["body", "image"], "should hold an image"),
+        ("data:image/png,rawbytes", ["body", "image"], "base64"),
+        ("data:image/png;base64,@@@", ["body", "image"], "not valid base64"),
+        (["data:image/png;base64,AAAA"], ["body", "image", 0], "not a readable image"),
+        ([], ["body", "image"], "between 1 and"),
+        (42, ["body", "image"], "valid string"),
+    ],
+)
+def test_a_bad_input_image_is_a_422_detail(
+    client: httpx.Client, image: Any, loc: list[Any], says: str
+) -> None:
+    response = generate(client, image=image)
+    assert response.status_code == 422
+    [detail] = error_of(response)["details"]
+    assert detail["loc"] == loc
+    assert says in detail["msg"]
+
+
+def test_a_remote_url_in_a_list_is_refused_by_position(client: httpx.Client) -> None:
+    response = generate(client, image=[data_url(RED), "http://example.com/a.png"])
+    assert [d["loc"] for d in error_of(response)["details"]] == [["body", "image", 1]]
+
+
+def test_a_model_without_image_input_refuses_one(client: httpx.Client) -> None:
+    response = generate(client, model="openai/dall-e-3", image=data_url(RED))
+    assert response.status_code == 422
+    assert "does not accept image input" in error_of(response)["message"]
+
+
+# -- configuration: one line naming what is wrong ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("MESH_LOCAL_LATENCY", "abc", "number of seconds"),
+        ("MESH_LOCAL_LATENCY", "-1", "number of seconds >= 0"),
+        ("MESH_LOCAL_LATENCY", "nan", "finite"),
+        ("MESH_LOCAL_PING_INTERVAL", "inf", "finite"),
+        ("MESH_LOCAL_FAULT", "explode", "allowed: status:CODE"),
+    ],
+)
+def test_a_bad_environment_value_is_a_one_line_config_error(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    monkeypatch.setattr(server_module, "_shared", None)  # as in a fresh kernel
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        ensure_local_server()
+    message = str(caught.value)
+    assert variable in message and repr(value) in message and says in message
+    [line] = caught.value._render_traceback_()
+    assert "\n" not in line
+
+
+def test_good_environment_values_configure_the_kernels_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server_module, "_shared", None)
+    monkeypatch.setenv("MESH_LOCAL_LATENCY", "0.25")
+    monkeypatch.setenv("MESH_LOCAL_PING_INTERVAL", "0")
+    monkeypatch.setenv("MESH_LOCAL_FAULT", "status:429")
+    server = ensure_local_server()
+    try:
+        assert (server.latency, server.ping_interval, server.fault) == (0.25, 0.0, "status:429")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("latency", -1),
+        ("latency", math.nan),
+        ("ping_interval", math.inf),
+        ("max_body_bytes", -1),
+        ("port", 70000),
+        ("keep_requests", -2),
+    ],
+)
+def test_the_server_refuses_bad_settings(setting: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=setting):
+        LocalServer(**{setting: value})
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [
+        b'{"latency": NaN}',
+        b'{"latency": Infinity}',
+        b'{"latency": -0.5}',
+        b'{"ping_interval": -Infinity}',
+        b'{"times": -1}',
+        b'{"retry_after": -3}',
+        b'{"retry_after": "1\\r\\nX-Evil: yes"}',
+    ],
+)
+def test_bad_per_request_controls_are_a_400(client: httpx.Client, controls: bytes) -> None:
+    body = b'{"prompt": "fox", "size": "64x64", "mesh_local": ' + controls + b"}"
+    response = client.post("/images/generations", content=body)
+    assert response.status_code == 400
+    assert "mesh_local." in error_of(response)["message"]
+
+
+# -- addresses: all interfaces, the Host header ------------------------------------------
+
+
+def test_a_server_on_all_interfaces_has_a_loopback_url() -> None:
+    with LocalServer("0.0.0.0") as server:
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        body = generate(httpx.Client(base_url=server.url + "/v1"), model="openai/dall-e-3")
+        [entry] = body.json()["data"]
+        assert entry["url"].startswith(server.url + "/files/")
+        assert httpx.get(entry["url"]).status_code == 200
+
+
+def test_remote_file_urls_follow_the_host_the_client_used(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    host = f"localhost:{server.port}"
+    response = client.post(
+        "/images/generations",
+        json={"prompt": PROMPT, "size": "64x64", "model": "openai/dall-e-3"},
+        headers={"Host": host},
+    )
+    url = response.json()["data"][0]["url"]
+    assert url.startswith(f"http://{host}/files/")
+    assert httpx.get(url.replace("localhost", "127.0.0.1")).status_code == 200
+
+
+def test_without_a_host_header_file_urls_use_the_servers_address(server: LocalServer) -> None:
+    payload = json.dumps({"prompt": PROMPT, "size": "64x64", "model": "openai/dall-e-3"})
+    head = (
+        "POST /v1/images/generations HTTP/1.0\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode() + payload.encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["data"][0]["url"].startswith(server.url + "/files/")
+
+
+# -- the package: modules that do not import each other back -------------------------------
+
+
+def test_the_backend_modules_import_no_cycle() -> None:
+    package = Path(pictures.__file__).parent
+    imports: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imports[path.stem] = {
+            (node.module or "").split(".")[0] or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+            for alias in node.names
+        }
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(
+            name == goal or (name not in seen and reaches(name, goal, seen | {name}))
+            for name in imports.get(start, set())
+        )
+
+    # The package's __init__ imports lazily, by name; every other module is checked.
+    cycles = [m for m in imports if m != "__init__" and reaches(m, m, {m})]
+    assert cycles == []
+    assert "server" not in imports["handler"]

@@ -9,8 +9,9 @@ and faults on demand (see ``faults.py``) so every path can be exercised.
 
 A request may carry ``"mesh_local": {"latency": 2, "ping_interval": 0.5,
 "fault": "status:429", "times": 1, "retry_after": "3"}`` to override the server's
-settings for itself; ``times`` limits the fault to the first attempts that carry
-the same ``X-Request-Id``, so a retried request can succeed.
+settings for itself; ``times`` limits the fault to the first attempts of the same
+request (the same body, and the same ``X-Request-Id`` if one is sent), so a retried
+request can succeed.
 """
 
 from __future__ import annotations

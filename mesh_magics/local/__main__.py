@@ -6,17 +6,39 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
+from . import numbers
+from .addresses import is_wildcard
 from .faults import parse_fault
 from .server import LocalServer
 
 
-def _fault(spec: str) -> str:
+def _checked(check: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a check that raises ValueError with a readable message."""
+
+    def parse(text: str) -> object:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _port(text: str) -> int:
     try:
-        parse_fault(spec)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port must be a whole number between 0 and 65535, not {text!r}")
+    return value
+
+
+def _fault(spec: str) -> str:
+    parse_fault(spec)
     return spec
 
 
@@ -25,13 +47,27 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m mesh_magics.local",
         description="Serve MeshAPI-compatible procedural images on this machine.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds per generation")
     parser.add_argument(
-        "--ping-interval", type=float, default=1.0, help="seconds between stream pings"
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0: all)"
     )
-    parser.add_argument("--fault", type=_fault, help="misbehave, e.g. status:429, drop, stall")
+    parser.add_argument(
+        "--port", type=_checked(_port), default=0, help="port (default: a free one)"
+    )
+    parser.add_argument(
+        "--latency",
+        type=_checked(lambda text: numbers.seconds_text(text, "latency")),
+        default=0.0,
+        help="seconds per generation",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=_checked(lambda text: numbers.seconds_text(text, "ping interval")),
+        default=1.0,
+        help="seconds between stream pings (0: none)",
+    )
+    parser.add_argument(
+        "--fault", type=_checked(_fault), help="misbehave, e.g. status:429, drop, stall"
+    )
     args = parser.parse_args(argv)
 
     server = LocalServer(
@@ -54,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("SIGINT", "SIGTERM"):
         signal.signal(getattr(signal, name), on_signal)
     print(server.url, flush=True)
-    print("mesh local image server running; Ctrl-C to stop", file=sys.stderr, flush=True)
+    where = f"all interfaces ({args.host or '0.0.0.0'})" if is_wildcard(args.host) else args.host
+    print(
+        f"mesh local image server listening on {where}, port {server.port}; Ctrl-C to stop",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         # A timed wait keeps the main thread responsive to signals on every platform.
         while not stopped.wait(0.5):

@@ -11,17 +11,20 @@ A spec is a short string, set on the server or per request:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
 
+from . import numbers
+
 STREAM_FAULTS = frozenset({"error_frame", "drop", "cut", "stall", "malformed"})
 IMAGE_FAULTS = frozenset({"not_image", "truncated_png", "bomb", "fewer"})
 PAGE_FAULTS = frozenset({"status", "html", "text"})
 
-# status -> (error code, message) as PROTOCOL.md's error table gives them.
+# status -> (error code, message) as the error table of docs/protocol.md gives them.
 STATUS_ERRORS: dict[int, tuple[str, str]] = {
     400: ("bad_request", "The request could not be understood"),
     401: ("unauthorized", "Invalid or missing API key"),
@@ -136,11 +139,18 @@ class RequestControls:
 CONTROL_KEYS = ("latency", "ping_interval", "fault", "times", "retry_after")
 
 
-def _seconds(raw: dict[str, Any], key: str, default: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"mesh_local.{key} must be a number of seconds >= 0, not {value!r}")
-    return float(value)
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e]{1,64}$")  # printable ASCII: no header injection
+
+
+def _retry_after(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and _HEADER_VALUE.match(value):
+        return value
+    raise ValueError(
+        "mesh_local.retry_after must be whole seconds >= 0 or an HTTP date "
+        f"(printable, at most 64 characters), not {value!r}"
+    )
 
 
 def parse_controls(raw: Any, defaults: RequestControls) -> RequestControls:
@@ -153,15 +163,12 @@ def parse_controls(raw: Any, defaults: RequestControls) -> RequestControls:
     if unknown:
         raise ValueError(f"mesh_local: unknown key(s) {unknown}; allowed: {list(CONTROL_KEYS)}")
     times = raw.get("times")
-    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 0):
-        raise ValueError(f"mesh_local.times must be an integer >= 0, not {times!r}")
-    retry_after = raw.get("retry_after", defaults.retry_after)
-    if isinstance(retry_after, bool) or not isinstance(retry_after, (str, int)):
-        raise ValueError(f"mesh_local.retry_after must be a string, not {retry_after!r}")
     return RequestControls(
-        latency=_seconds(raw, "latency", defaults.latency),
-        ping_interval=_seconds(raw, "ping_interval", defaults.ping_interval),
+        latency=numbers.seconds(raw.get("latency", defaults.latency), "mesh_local.latency"),
+        ping_interval=numbers.seconds(
+            raw.get("ping_interval", defaults.ping_interval), "mesh_local.ping_interval"
+        ),
         fault=parse_fault(raw["fault"]) if "fault" in raw else defaults.fault,
-        times=times,
-        retry_after=str(retry_after),
+        times=None if times is None else numbers.count(times, "mesh_local.times"),
+        retry_after=_retry_after(raw.get("retry_after", defaults.retry_after)),
     )

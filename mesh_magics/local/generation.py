@@ -2,13 +2,13 @@
 
 Each model answers the way its real counterpart does: gpt-image-1 and the local
 sketch model give data URLs, DALL·E 3 gives remote URLs, Imagen always gives
-``b64_json`` and no usage.
+``b64_json`` and no usage. Every stream frame is an ``image.chunk`` (the SDK's
+``ImageGenerationChunk``): processing, partial previews, the result, an error.
 """
 
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +27,11 @@ def make_images(params: ImageParams, fault: Fault | None) -> list[tuple[bytes, s
     """The (bytes, claimed format) of each picture, spoiled as an image fault asks."""
     kind = fault.kind if fault else None
     count = max(0, params.n - 1) if kind == "fewer" else params.n
-    images = []
+    images: list[tuple[bytes, str]] = []
+    background = None
+    if params.images and kind not in ("not_image", "bomb"):
+        first = params.images[0].data
+        background = pictures.backdrop(first, params.width, params.height)
     for index in range(count):
         if kind == "not_image":
             images.append((pictures.NOT_AN_IMAGE, params.output_format))
@@ -41,6 +45,7 @@ def make_images(params: ImageParams, fault: Fault | None) -> list[tuple[bytes, s
                 params.width,
                 params.height,
                 transparent=params.transparent,
+                background=background,
             )
             if kind == "truncated_png":
                 images.append((pictures.truncated(pictures.encode(img, "png")), "png"))
@@ -98,43 +103,59 @@ def response_body(
     return body
 
 
-def processing_chunk(stream_id: str, params: ImageParams, created: int) -> dict[str, Any]:
+def chunk(
+    stream_id: str, params: ImageParams, created: int, status: str, **fields: Any
+) -> dict[str, Any]:
+    """A stream frame: an ``image.chunk`` with STATUS, ``data`` empty unless FIELDS give it."""
     return {
         "id": stream_id,
         "object": "image.chunk",
         "created": created,
         "model": params.model,
-        "status": "processing",
+        "status": status,
         "data": [],
+        **fields,
     }
+
+
+def processing_chunk(stream_id: str, params: ImageParams, created: int) -> dict[str, Any]:
+    return chunk(stream_id, params, created, "processing")
 
 
 def final_chunk(
     stream_id: str, params: ImageParams, created: int, entries: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    chunk = {**processing_chunk(stream_id, params, created), "status": "completed"}
-    chunk["data"] = entries
+    final = chunk(stream_id, params, created, "completed", data=entries)
     spent = usage(params, len(entries))
     if spent is not None:
-        chunk["usage"] = spent
-    return chunk
+        final["usage"] = spent
+    return final
 
 
-def partial_frame(params: ImageParams, index: int) -> dict[str, Any]:
+def partial_chunk(stream_id: str, params: ImageParams, created: int, index: int) -> dict[str, Any]:
     """Partial preview INDEX of ``partial_images``: sharper as the index grows."""
-    blur = float(params.partial_images - index)
     png = pictures.preview(
         params.prompt,
         params.seed,
         params.width,
         params.height,
         transparent=params.transparent,
-        blur=blur,
+        blur=float(params.partial_images - index),
+        background=params.images[0].data if params.images else None,
     )
-    return {
-        "type": "image_generation.partial_image",
-        "b64_json": base64.b64encode(png).decode("ascii"),
-        "partial_image_index": index,
-        "created_at": int(time.time()),
-        "output_format": "png",
-    }
+    b64 = base64.b64encode(png).decode("ascii")
+    return chunk(
+        stream_id,
+        params,
+        created,
+        "partial_image",
+        partial_image_index=index,
+        data=[{"b64_json": b64}],
+    )
+
+
+def error_chunk(
+    stream_id: str, params: ImageParams, created: int, envelope: dict[str, Any]
+) -> dict[str, Any]:
+    """The error envelope as a frame; the chunk fields make it an ``image.chunk`` too."""
+    return {**chunk(stream_id, params, created, "failed"), **envelope}

@@ -2,7 +2,7 @@
 
 Chunked transfer encoding is written by hand so that faults can be made at the
 byte level: a stream cut in the middle of a chunk, a stream that ends cleanly
-without a result, and so on.
+without a result, and so on. The handler knows its server only as a ``Backend``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,16 @@ import secrets
 import selectors
 import socket
 import time
-from collections.abc import Callable
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, NoReturn
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import generation
+from .addresses import base_url_from_host_header
+from .attempts import attempt_key
+from .backend import Backend
+from .bodies import BodyError, read_body
 from .faults import (
     RETRY_AFTER_STATUSES,
     Fault,
@@ -32,20 +36,20 @@ from .faults import (
     status_error,
     text_page,
 )
-from .models import image_model_ids, models_of_type
+from .models import MODEL_TYPES, accepts_image_input, find_model, image_model_ids, select_models
 from .validation import ImageParams, summarize, validate_generation
-
-if TYPE_CHECKING:
-    from .server import LocalServer, _HTTPServer
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 API_VERSIONS = frozenset({"2026-08"})
-MAX_BODY_BYTES = 32 * 1024 * 1024
 FRAME_PIECE_BYTES = 64 * 1024  # the big final frame goes out in pieces: many client reads
 WAIT_SLICE = 0.1  # how often a wait looks for a hung-up client or a stopping server
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+# Route -> the one method it answers; any other method gets a 405 naming it.
+_METHODS = {"/images/generations": "POST", "/models": "GET", "/models/": "GET", "/files/": "GET"}
 
 
 def new_request_id() -> str:
@@ -56,8 +60,18 @@ def new_request_id() -> str:
 
 
 def envelope(code: str, message: str, request_id: str, **extra: Any) -> dict[str, Any]:
-    """The error envelope of docs/protocol.md."""
+    """The protocol's error envelope (the SDK's ``ApiErrorEnvelope``)."""
     return {"error": {"code": code, "message": message, **extra}, "request_id": request_id}
+
+
+def _method_for(route: str) -> str | None:
+    """The method ROUTE answers, or None if no such endpoint exists."""
+    if route in _METHODS:
+        return _METHODS[route]
+    return next(
+        (m for prefix, m in _METHODS.items() if prefix[-1] == "/" and route.startswith(prefix)),
+        None,
+    )
 
 
 class _Hangup(Exception):
@@ -71,28 +85,27 @@ class _Abort(Exception):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "mesh-local/0.1"
-    server: _HTTPServer
 
     _request_id: str | None = None
     _in_flight = False  # an answer has started and is not finished
     _responded = False
 
-    @property
-    def owner(self) -> LocalServer:
-        return self.server.owner
+    def __init__(self, request: Any, client_address: Any, server: Any, *, backend: Backend) -> None:
+        self.backend = backend  # before super().__init__, which handles the connection
+        super().__init__(request, client_address, server)
 
     def setup(self) -> None:
         super().setup()
         # Without this, Nagle + delayed ACK hold every small write (a ping, a body) ~40 ms.
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.owner._track(self.connection, True)
+        self.backend.track(self.connection, True)
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.owner._track(self.connection, False)
+            self.backend.track(self.connection, False)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("mesh local: " + format, *args)
@@ -105,21 +118,20 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (OSError, _Hangup):
             self.close_connection = True
-            if self._in_flight and not self.owner._stopping.is_set():
-                self.owner._note_disconnect()
+            if self._in_flight and not self.backend.stopping.is_set():
+                self.backend.note_disconnect()
 
     # -- routing --------------------------------------------------------------------
 
     def do_GET(self) -> None:
-        self._dispatch(self._get)
+        self._dispatch()
 
-    def do_POST(self) -> None:
-        self._dispatch(self._post)
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
-    def _dispatch(self, handle: Callable[[], None]) -> None:
+    def _dispatch(self) -> None:
         self._request_id = self._client_request_id() or new_request_id()
         try:
-            handle()
+            self._handle()
         except (OSError, _Hangup, _Abort):
             raise
         except Exception:
@@ -127,6 +139,33 @@ class Handler(BaseHTTPRequestHandler):
             if not self._responded:
                 self._send_error(500, "internal_error", "The embedded backend failed")
             self.close_connection = True
+
+    def _handle(self) -> None:
+        try:
+            raw = read_body(self.rfile, self.headers, self.backend.max_body_bytes)
+        except BodyError as exc:
+            self._record(None)
+            self.close_connection = True  # a refused body may not have been read to its end
+            return self._send_error(exc.status, exc.code, exc.message)
+        try:
+            parsed: Any = json.loads(raw) if raw or self.command == "POST" else None
+        except ValueError:
+            parsed, invalid_json = None, True
+        else:
+            invalid_json = False
+        self._record(parsed)
+        route, query = self._route()
+        method = _method_for(route)
+        if method is None:
+            return self._send_error(404, "not_found", f"No such endpoint: {self.command} {route}")
+        if method != self.command:
+            message = f"{route} answers {method}, not {self.command}"
+            return self._send_error(405, "method_not_allowed", message, headers={"Allow": method})
+        if route.startswith("/files/"):
+            return self._send_file(route.removeprefix("/files/"))
+        if route.startswith("/models"):
+            return self._models(route, query)
+        return self._generate(raw, parsed, invalid_json)
 
     def _route(self) -> tuple[str, dict[str, list[str]]]:
         parts = urlsplit(self.path)
@@ -137,7 +176,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _record(self, body: Any) -> None:
         headers = {name.lower(): value for name, value in self.headers.items()}
-        self.owner._record(self.command, self.path, headers, body)
+        self.backend.record(self.command, self.path, headers, body)
 
     def _client_request_id(self) -> str | None:
         client_id = self.headers.get("X-Request-Id", "")
@@ -152,35 +191,41 @@ class Handler(BaseHTTPRequestHandler):
         self._send_error(400, "invalid_api_version", message)
         return False
 
-    def _get(self) -> None:
-        self._record(None)
-        route, query = self._route()
-        if route.startswith("/files/"):
-            self._send_file(route.removeprefix("/files/"))
-        elif route == "/models":
-            if not self._check_version() or self._page_fault(self.owner._defaults(), None):
-                return
-            kind = query.get("type", [None])[0]
-            self._send_json(200, models_of_type(kind))
-        else:
-            self._not_found(route)
+    # -- models ---------------------------------------------------------------------
 
-    def _post(self) -> None:
-        length = self._content_length()
-        if length is None:
-            return
-        raw = self.rfile.read(length)
-        try:
-            parsed: Any = json.loads(raw)
-        except ValueError:
-            parsed = None
-            invalid_json = True
-        else:
-            invalid_json = False
-        self._record(parsed)
-        route, _ = self._route()
-        if route != "/images/generations":
-            return self._not_found(route)
+    def _models(self, route: str, query: dict[str, list[str]]) -> None:
+        """``/models`` (filtered), ``/models/free``, ``/models/paid``, ``/models/{id}``."""
+        if not self._check_version() or self._page_fault(self.backend.defaults(), None):
+            return None
+        if route not in ("/models", "/models/free", "/models/paid"):
+            # Ids hold a slash (openai/gpt-image-1), sent as is or percent-encoded.
+            model_id = unquote(route.removeprefix("/models/"))
+            model = find_model(model_id)
+            if model is None:
+                return self._send_error(404, "model_not_found", f"Model '{model_id}' not found")
+            return self._send_json(200, model)
+        details: list[dict[str, Any]] = []
+        kind = query.get("type", [""])[-1] or None
+        if kind is not None and kind not in MODEL_TYPES:
+            allowed = ", ".join(repr(t) for t in MODEL_TYPES)
+            details.append(
+                _query_detail("type", f"Input should be {allowed}", "literal_error", kind)
+            )
+        free_text = query.get("free", [""])[-1].lower()
+        free = True if free_text in _TRUE else False if free_text in _FALSE else None
+        if free_text and free is None:
+            message = "Input should be a valid boolean, unable to interpret input"
+            details.append(_query_detail("free", message, "bool_parsing", free_text))
+        if details:
+            return self._send_error(422, "validation_error", summarize(details), details=details)
+        if route != "/models":
+            free = route == "/models/free"
+        provider = query.get("provider", [""])[-1] or None
+        return self._send_json(200, select_models(kind, free=free, provider=provider))
+
+    # -- generations ----------------------------------------------------------------
+
+    def _generate(self, raw: bytes, parsed: Any, invalid_json: bool) -> None:
         if not self._check_version():
             return None
         if invalid_json:
@@ -189,12 +234,14 @@ class Handler(BaseHTTPRequestHandler):
             return self._send_error(400, "invalid_request", "The request body must be an object")
         body = dict(parsed)
         try:
-            controls = parse_controls(body.pop("mesh_local", None), self.owner._defaults())
+            controls = parse_controls(body.pop("mesh_local", None), self.backend.defaults())
         except ValueError as exc:
             return self._send_error(400, "invalid_request", str(exc))
-        attempt = self.owner._attempt(self._client_request_id())
-        if controls.times is not None and attempt > controls.times:
-            controls = RequestControls(controls.latency, controls.ping_interval, None)
+        if controls.times is not None:
+            key = attempt_key(raw, self._client_request_id())
+            if self.backend.next_attempt(key) > controls.times:
+                controls = replace(controls, fault=None)
+                self.backend.attempt_succeeded(key)
         if self._page_fault(controls, body.get("model")):
             return None
         params, details = validate_generation(body)
@@ -203,40 +250,25 @@ class Handler(BaseHTTPRequestHandler):
         if params.model not in image_model_ids():
             message = f"Model '{params.model}' not found or does not generate images"
             return self._send_error(404, "model_not_found", message)
+        if params.images and not accepts_image_input(params.model):
+            message = f"Model '{params.model}' does not accept image input"
+            details = [{"loc": ["body", "image"], "msg": message, "type": "value_error"}]
+            return self._send_error(422, "validation_error", summarize(details), details=details)
         if params.stream:
             return self._stream(params, controls)
         return self._answer(params, controls)
 
-    def _content_length(self) -> int | None:
-        """The request body's length, or None once an error has been answered."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            self._send_error(411, "bad_request", "Send the body with a Content-Length")
-            return None
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            self._send_error(400, "bad_request", "Bad Content-Length header")
-            return None
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True  # the unread body must not be taken for a request
-            limit = MAX_BODY_BYTES // (1024 * 1024)
-            self._send_error(413, "request_too_large", f"The request body exceeds {limit} MB")
-            return None
-        return length
-
-    def _not_found(self, route: str) -> None:
-        self._send_error(404, "not_found", f"No such endpoint: {self.command} {route}")
-
     def _send_file(self, name: str) -> None:
-        stored = self.owner._file(name)
+        stored = self.backend.published(name)
         if stored is None:
             return self._send_error(404, "not_found", "This file does not exist or has expired")
         data, fmt = stored
         self._send(200, data, f"image/{fmt}", {"Cache-Control": "private, max-age=3600"})
+
+    def _publish(self, data: bytes, fmt: str) -> str:
+        """Keep DATA and return its URL, on the host and port the client used to reach us."""
+        base = base_url_from_host_header(self.headers.get("Host"), self.backend.url)
+        return f"{base}/files/{self.backend.publish(data, fmt)}"
 
     # -- answers ----------------------------------------------------------------------
 
@@ -266,7 +298,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _images(self, params: ImageParams, fault: Fault | None) -> list[dict[str, Any]]:
         return [
-            generation.image_entry(params, data, fmt, self.owner._publish)
+            generation.image_entry(params, data, fmt, self._publish)
             for data, fmt in generation.make_images(params, fault)
         ]
 
@@ -302,13 +334,13 @@ class Handler(BaseHTTPRequestHandler):
         self._event(generation.processing_chunk(stream_id, params, created))
         if kind == "stall":
             self._wait(None)  # ends only by a hang-up or a stop, both raise
+        self._timeline(params, controls, stream_id, created)
         if kind == "error_frame":
-            self._timeline(params, controls)
             self._chunk(b": ping\n\n")
             message = "The provider failed to generate the image"
-            self._event(envelope("provider_job_failed", message, self._rid()))
+            failure = envelope("provider_job_failed", message, self._rid())
+            self._event(generation.error_chunk(stream_id, params, created, failure))
             return self._done()
-        self._timeline(params, controls)
         if kind == "cut":
             self._chunk(b"")
             self._in_flight = False
@@ -327,7 +359,9 @@ class Handler(BaseHTTPRequestHandler):
             self._drop()
         return self._done()
 
-    def _timeline(self, params: ImageParams, controls: RequestControls) -> None:
+    def _timeline(
+        self, params: ImageParams, controls: RequestControls, stream_id: str, created: int
+    ) -> None:
         """Spend the latency: pings every ping_interval, partial previews spread evenly."""
         latency, interval, k = controls.latency, controls.ping_interval, params.partial_images
         events: list[tuple[float, int]] = [(latency * (i + 1) / (k + 1), i) for i in range(k)]
@@ -339,7 +373,7 @@ class Handler(BaseHTTPRequestHandler):
             if index < 0:
                 self._chunk(b": ping\n\n")
             else:
-                self._event(generation.partial_frame(params, index))
+                self._event(generation.partial_chunk(stream_id, params, created, index))
         self._wait(began + latency - time.monotonic())
 
     # -- the wire ---------------------------------------------------------------------
@@ -356,6 +390,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("x-request-id", self._rid())
         for name, value in headers.items():
             self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
 
     def _send(
@@ -405,17 +441,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def _wait(self, seconds: float | None) -> None:
         """Sleep SECONDS (None: until interrupted); raise if the client hangs up or we stop."""
+        stopping = self.backend.stopping
         deadline = None if seconds is None else time.monotonic() + seconds
         with selectors.DefaultSelector() as selector:
             selector.register(self.connection, selectors.EVENT_READ)
             while True:
-                if self.owner._stopping.is_set():
+                if stopping.is_set():
                     raise _Abort
                 remaining = WAIT_SLICE if deadline is None else deadline - time.monotonic()
                 if remaining <= 0:
                     return
                 if selector.select(min(remaining, WAIT_SLICE)) and self._client_gone():
-                    if self.owner._stopping.is_set():
+                    if stopping.is_set():
                         raise _Abort
                     raise _Hangup
 
@@ -427,5 +464,9 @@ class Handler(BaseHTTPRequestHandler):
             return True
         if not gone:
             # The client sent more (a pipelined request): leave it, just sleep.
-            self.owner._stopping.wait(WAIT_SLICE)
+            self.backend.stopping.wait(WAIT_SLICE)
         return gone
+
+
+def _query_detail(name: str, msg: str, kind: str, value: str) -> dict[str, Any]:
+    return {"loc": ["query", name], "msg": msg, "type": kind, "input": value}

@@ -1,8 +1,9 @@
 """Deterministic procedural pictures: a sky, a sun, hills and a few shapes.
 
 The palette comes from the prompt, the layout from (prompt, seed, index), so the
-same request always yields the same bytes. Pillow is imported lazily: importing
-the embedded backend must stay cheap.
+same request always yields the same bytes. An input image, when the request has one,
+is fitted to the picture and replaces the sky: the drawing is made over it. Pillow
+is imported lazily: importing the embedded backend must stay cheap.
 """
 
 from __future__ import annotations
@@ -36,10 +37,29 @@ def _color(hue: float, saturation: float, value: float, alpha: bool) -> Color:
     return (*channels, 255) if alpha else channels
 
 
+def backdrop(data: bytes, width: int, height: int) -> Image.Image:
+    """Input image DATA as RGBA, scaled and centre-cropped to fill WIDTH x HEIGHT."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as source:
+        fitted = ImageOps.fit(source.convert("RGBA"), (width, height), Image.Resampling.BILINEAR)
+    return fitted
+
+
 def render(
-    prompt: str, seed: int | None, index: int, width: int, height: int, *, transparent: bool
+    prompt: str,
+    seed: int | None,
+    index: int,
+    width: int,
+    height: int,
+    *,
+    transparent: bool,
+    background: Image.Image | None = None,
 ) -> Image.Image:
-    """Draw picture INDEX of a request: RGBA with a see-through sky if TRANSPARENT, else RGB."""
+    """Draw picture INDEX of a request: RGBA with a see-through sky if TRANSPARENT, else RGB.
+
+    BACKGROUND (RGBA, from ``backdrop``) is laid over the sky, its own alpha respected.
+    """
     from PIL import Image, ImageDraw
 
     hue = _rng("palette", prompt).random()
@@ -54,6 +74,9 @@ def render(
         # A 256x256 gradient stretched by Pillow: no per-pixel Python.
         mask = Image.linear_gradient("L").resize(size, Image.Resampling.BILINEAR)
         img = Image.composite(bottom, top, mask)
+    if background is not None:
+        img = Image.alpha_composite(img.convert("RGBA"), background)
+        img = img if transparent else img.convert("RGB")
     draw = ImageDraw.Draw(img)
 
     radius = short * layout.uniform(0.08, 0.16)
@@ -117,13 +140,30 @@ def encode(img: Image.Image, fmt: str, compression: int | None = None) -> bytes:
 
 
 def preview(
-    prompt: str, seed: int | None, width: int, height: int, *, transparent: bool, blur: float
+    prompt: str,
+    seed: int | None,
+    width: int,
+    height: int,
+    *,
+    transparent: bool,
+    blur: float,
+    background: bytes | None = None,
 ) -> bytes:
     """A small blurred PNG of the first picture, as a streamed partial image."""
     from PIL import ImageFilter
 
     small_height = max(1, round(PREVIEW_WIDTH * height / width))
-    img = render(prompt, seed, 0, PREVIEW_WIDTH, small_height, transparent=transparent)
+    img = render(
+        prompt,
+        seed,
+        0,
+        PREVIEW_WIDTH,
+        small_height,
+        transparent=transparent,
+        background=None
+        if background is None
+        else backdrop(background, PREVIEW_WIDTH, small_height),
+    )
     if blur > 0:
         img = img.filter(ImageFilter.GaussianBlur(blur))
     return encode(img, "png")

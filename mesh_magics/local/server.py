@@ -1,48 +1,45 @@
 """The embedded backend's HTTP server: MeshAPI's endpoints on loopback.
 
 Real HTTP over loopback sockets (stdlib ``http.server``), one daemon thread per
-connection; the wire work is in ``handler.py``.
+connection; the wire work is in ``handler.py``. Everything kept per request is
+bounded: the request log, the attempt counts and the published files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
-import secrets
 import socket
 import sys
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any
 
+from . import numbers
+from .addresses import base_url
+from .attempts import AttemptCounter
+from .bodies import MAX_BODY_BYTES
 from .faults import RequestControls, parse_fault
+from .files import FileStore
 from .handler import Handler
+from .recording import KEEP_REQUESTS, RecordedRequest, RequestLog
 
 log = logging.getLogger(__name__)
 
-KEPT_FILES = 256  # remote-URL images kept in memory, oldest dropped first
-
-
-@dataclass
-class RecordedRequest:
-    """A request as the server received it (``body`` is the parsed JSON, or None)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
+__all__ = ["MAX_BODY_BYTES", "LocalServer", "RecordedRequest", "ensure_local_server"]
 
 
 class LocalServer:
     """A MeshAPI-compatible image server on loopback, serving from a daemon thread.
 
-    ``latency``, ``ping_interval`` and ``fault`` are read on every request, so a
-    test may change them while the server runs.
+    ``latency``, ``ping_interval``, ``fault`` and ``max_body_bytes`` are read on every
+    request, so a test may change them while the server runs; a bad value (negative,
+    NaN, infinite, an unknown fault) raises ValueError when set. ``keep_requests``
+    bounds ``requests``, the log of the latest requests.
     """
 
     def __init__(
@@ -53,22 +50,43 @@ class LocalServer:
         latency: float = 0.0,
         ping_interval: float = 1.0,
         fault: str | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        keep_requests: int = KEEP_REQUESTS,
     ) -> None:
         self.host = host
-        self.port = port
+        self.port = numbers.port(port)
         self.latency = latency
         self.ping_interval = ping_interval
         self.fault = fault
-        self.requests: list[RecordedRequest] = []
+        self.max_body_bytes = max_body_bytes
         self.disconnects = 0
+        self._log = RequestLog(numbers.count(keep_requests, "keep_requests"))
+        self._attempts = AttemptCounter()
+        self._files = FileStore()
         self._lock = threading.Lock()
         self._disconnected = threading.Event()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: dict[socket.socket, threading.Thread] = {}
-        self._attempts: dict[str, int] = {}
-        self._files: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+
+    # -- settings, checked when set -----------------------------------------------------
+
+    @property
+    def latency(self) -> float:
+        return self._latency
+
+    @latency.setter
+    def latency(self, value: float) -> None:
+        self._latency = numbers.seconds(value, "latency")
+
+    @property
+    def ping_interval(self) -> float:
+        return self._ping_interval
+
+    @ping_interval.setter
+    def ping_interval(self, value: float) -> None:
+        self._ping_interval = numbers.seconds(value, "ping_interval")
 
     @property
     def fault(self) -> str | None:
@@ -79,10 +97,25 @@ class LocalServer:
         self._fault = parse_fault(spec)  # a bad spec fails here, not on a later request
 
     @property
+    def max_body_bytes(self) -> int:
+        """The largest request body taken; a larger one is read, dropped and answered 413."""
+        return self._max_body_bytes
+
+    @max_body_bytes.setter
+    def max_body_bytes(self, value: int) -> None:
+        self._max_body_bytes = numbers.count(value, "max_body_bytes")
+
+    # -- state ------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The latest requests (``keep_requests`` at most), oldest first; long strings cut."""
+        return self._log.snapshot()
+
+    @property
     def url(self) -> str:
-        """The base URL, without ``/v1``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        """The base URL, without ``/v1``; loopback when bound to all interfaces."""
+        return base_url(self.host, self.port)
 
     @property
     def running(self) -> bool:
@@ -93,7 +126,7 @@ class LocalServer:
         if self._httpd is not None:
             return self
         self._stopping.clear()
-        httpd = _HTTPServer((self.host, self.port), self)
+        httpd = _HTTPServer((self.host, self.port), functools.partial(Handler, backend=self))
         self.port = int(httpd.server_address[1])
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -140,49 +173,41 @@ class LocalServer:
         """True once a client has hung up on an unfinished answer (within TIMEOUT seconds)."""
         return self._disconnected.wait(timeout)
 
-    # -- used by the handler ------------------------------------------------------
+    # -- the Backend protocol: what the handler calls ---------------------------------------
 
-    def _record(self, method: str, path: str, headers: dict[str, str], body: Any) -> None:
-        with self._lock:
-            self.requests.append(RecordedRequest(method, path, headers, body))
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stopping
 
-    def _note_disconnect(self) -> None:
-        with self._lock:
-            self.disconnects += 1
-        self._disconnected.set()
+    def defaults(self) -> RequestControls:
+        return RequestControls(self.latency, self.ping_interval, self._fault)
 
-    def _attempt(self, request_id: str | None) -> int:
-        """Which attempt this is among requests carrying the same client X-Request-Id."""
-        if request_id is None:
-            return 1
-        with self._lock:
-            count = self._attempts.pop(request_id, 0) + 1
-            self._attempts[request_id] = count
-            if len(self._attempts) > 4096:
-                del self._attempts[next(iter(self._attempts))]
-        return count
+    def record(self, method: str, path: str, headers: dict[str, str], body: Any) -> None:
+        self._log.add(method, path, headers, body)
 
-    def _publish(self, data: bytes, fmt: str) -> str:
-        token = secrets.token_urlsafe(18)
-        with self._lock:
-            self._files[f"{token}.{fmt}"] = (data, fmt)
-            while len(self._files) > KEPT_FILES:
-                self._files.popitem(last=False)
-        return f"{self.url}/files/{token}.{fmt}"
+    def next_attempt(self, key: bytes) -> int:
+        return self._attempts.next(key)
 
-    def _file(self, name: str) -> tuple[bytes, str] | None:
-        with self._lock:
-            return self._files.get(name)
+    def attempt_succeeded(self, key: bytes) -> None:
+        self._attempts.forget(key)
 
-    def _track(self, connection: socket.socket, alive: bool) -> None:
+    def publish(self, data: bytes, fmt: str) -> str:
+        return self._files.publish(data, fmt)
+
+    def published(self, name: str) -> tuple[bytes, str] | None:
+        return self._files.get(name)
+
+    def track(self, connection: socket.socket, alive: bool) -> None:
         with self._lock:
             if alive:
                 self._connections[connection] = threading.current_thread()
             else:
                 self._connections.pop(connection, None)
 
-    def _defaults(self) -> RequestControls:
-        return RequestControls(self.latency, self.ping_interval, self._fault)
+    def note_disconnect(self) -> None:
+        with self._lock:
+            self.disconnects += 1
+        self._disconnected.set()
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -190,11 +215,10 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 64
     block_on_close = False  # stop() joins the handlers itself, with a time limit
 
-    def __init__(self, address: tuple[str, int], owner: LocalServer) -> None:
-        self.owner = owner
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, Handler)
+        super().__init__(address, handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls getfqdn(), a reverse DNS lookup that can take seconds.
@@ -211,20 +235,49 @@ class _HTTPServer(ThreadingHTTPServer):
 _shared: LocalServer | None = None
 _shared_lock = threading.Lock()
 
+ENV_LATENCY = "MESH_LOCAL_LATENCY"
+ENV_PING_INTERVAL = "MESH_LOCAL_PING_INTERVAL"
+ENV_FAULT = "MESH_LOCAL_FAULT"
+
+
+def _fault_text(text: str, what: str) -> str | None:
+    try:
+        fault = parse_fault(text)
+    except ValueError as exc:
+        raise ValueError(f"{what}={text!r}: {exc}") from None
+    return None if fault is None else fault.spec
+
+
+def _from_environment() -> dict[str, Any]:
+    """The per-kernel server's settings from the environment; ConfigError names a bad one."""
+    from ..errors import ConfigError  # here: serving does not need the magic's errors
+
+    checks = [
+        (ENV_LATENCY, "latency", numbers.seconds_text),
+        (ENV_PING_INTERVAL, "ping_interval", numbers.seconds_text),
+        (ENV_FAULT, "fault", _fault_text),
+    ]
+    settings: dict[str, Any] = {}
+    for variable, name, check in checks:
+        text = os.environ.get(variable, "").strip()
+        if text:
+            try:
+                settings[name] = check(text, variable)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+    return settings
+
 
 def ensure_local_server() -> LocalServer:
     """The process-wide embedded backend, started on a free port on first use.
 
     Its settings come from the environment, so a demo or a browser test can make the
     kernel's backend slow or faulty: `MESH_LOCAL_LATENCY` (seconds),
-    `MESH_LOCAL_PING_INTERVAL` (seconds) and `MESH_LOCAL_FAULT` (a fault spec).
+    `MESH_LOCAL_PING_INTERVAL` (seconds) and `MESH_LOCAL_FAULT` (a fault spec). A bad
+    value raises ConfigError (one line in a notebook) naming the variable.
     """
     global _shared
     with _shared_lock:
         if _shared is None or not _shared.running:
-            _shared = LocalServer(
-                latency=float(os.environ.get("MESH_LOCAL_LATENCY") or 0),
-                ping_interval=float(os.environ.get("MESH_LOCAL_PING_INTERVAL") or 1),
-                fault=os.environ.get("MESH_LOCAL_FAULT") or None,
-            ).start()
+            _shared = LocalServer(**_from_environment()).start()
         return _shared

@@ -1,4 +1,4 @@
-"""Validation of a generation request body, as PROTOCOL.md's request table says.
+"""Validation of a generation request body, as the protocol's request table says.
 
 Errors come back as pydantic-like details (``loc``, ``msg``, ``type``), one per bad
 field, so a 422 can list them all at once.
@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .inputs import InputImage, check_images
 from .models import DEFAULT_MODEL
 
 QUALITIES = ("auto", "low", "medium", "high", "hd", "standard")
@@ -41,6 +42,7 @@ class ImageParams:
     partial_images: int = 0
     seed: int | None = None
     stream: bool = False
+    images: tuple[InputImage, ...] = ()  # the decoded ``image`` inputs, first drawn on
 
     @property
     def size(self) -> str:
@@ -151,6 +153,7 @@ def validate_generation(body: dict[str, Any]) -> tuple[ImageParams | None, list[
     """Check BODY; return the params (None if invalid) and the details of every bad field.
 
     Fields the table does not name are provider pass-through: accepted and ignored.
+    ``image`` is checked here and decoded (see ``inputs.py``).
     """
     check = _Checker(body)
     prompt = check.string("prompt", required=True)
@@ -168,6 +171,8 @@ def validate_generation(body: dict[str, Any]) -> tuple[ImageParams | None, list[
     check.number("guidance_scale", 1, 10)
     check.boolean("watermark")
     stream = check.boolean("stream")
+    images, image_details = check_images(body.get("image"))
+    check.details.extend(image_details)
     if check.details or prompt is None:
         return None, check.details
     width, height = size or (1024, 1024)
@@ -186,6 +191,7 @@ def validate_generation(body: dict[str, Any]) -> tuple[ImageParams | None, list[
         # -1 is the conventional "no seed": the picture then depends on the prompt only.
         seed=None if seed is None or seed == -1 else seed,
         stream=bool(stream),
+        images=images,
     )
     return params, []
 

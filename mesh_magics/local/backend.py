@@ -1,0 +1,52 @@
+"""What a request handler needs from the server that runs it.
+
+The handler depends on this protocol, not on ``LocalServer``, so ``handler.py`` and
+``server.py`` do not import each other.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any, Protocol
+
+from .faults import RequestControls
+
+
+class Backend(Protocol):
+    @property
+    def url(self) -> str:
+        """A usable base URL of the server (no wildcard address)."""
+        ...
+
+    @property
+    def max_body_bytes(self) -> int: ...
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set while the server stops: every wait must end."""
+        ...
+
+    def defaults(self) -> RequestControls:
+        """The server's settings, read afresh for each request."""
+        ...
+
+    def record(self, method: str, path: str, headers: dict[str, str], body: Any) -> None: ...
+
+    def next_attempt(self, key: bytes) -> int:
+        """Count an attempt of the request with KEY; return its number, 1 for the first."""
+        ...
+
+    def attempt_succeeded(self, key: bytes) -> None: ...
+
+    def publish(self, data: bytes, fmt: str) -> str:
+        """Keep an image to serve from ``/files/NAME``; return NAME."""
+        ...
+
+    def published(self, name: str) -> tuple[bytes, str] | None: ...
+
+    def track(self, connection: socket.socket, alive: bool) -> None: ...
+
+    def note_disconnect(self) -> None:
+        """A client hung up on an unfinished answer."""
+        ...

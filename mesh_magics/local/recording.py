@@ -1,0 +1,74 @@
+"""The server's log of recent requests: bounded in count, and in size per request.
+
+A kernel can live for days and a request can carry a 10 MB data URL, so the log keeps
+only the last few requests and replaces every long string in a body by a summary that
+still says what it was (its head, its length and a short hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+KEEP_REQUESTS = 100  # requests remembered, oldest dropped first
+LONG_STRING = 1024  # characters: a longer string in a body is kept as a summary
+HEAD_CHARS = 40
+
+
+@dataclass
+class RecordedRequest:
+    """A request as the server received it (``body`` is the parsed JSON, or None).
+
+    Strings longer than ``LONG_STRING`` in the body are summaries, e.g.
+    ``"<data:image/png;base64 13,981,234 chars sha256=ab12cd34ef56>"``.
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+def summary(text: str) -> str:
+    """A short stand-in for a long string: what it starts with, its length, a hash."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    head, comma, _ = text[:256].partition(",")
+    if not (text.startswith("data:") and comma):
+        head = text[:HEAD_CHARS] + "…"  # not a data URL: its first words say what it is
+    return f"<{head} {len(text):,} chars sha256={digest}>"
+
+
+def summarised(value: Any) -> Any:
+    """A copy of a parsed JSON VALUE with every long string replaced by its summary."""
+    if isinstance(value, str):
+        return summary(value) if len(value) > LONG_STRING else value
+    if isinstance(value, dict):
+        return {key: summarised(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [summarised(item) for item in value]
+    return value
+
+
+class RequestLog:
+    """The last KEEP requests, safe to append to from many handler threads."""
+
+    def __init__(self, keep: int = KEEP_REQUESTS) -> None:
+        self._entries: deque[RecordedRequest] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    @property
+    def keep(self) -> int:
+        return self._entries.maxlen or 0
+
+    def add(self, method: str, path: str, headers: dict[str, str], body: Any) -> None:
+        entry = RecordedRequest(method, path, headers, summarised(body))
+        with self._lock:
+            self._entries.append(entry)
+
+    def snapshot(self) -> list[RecordedRequest]:
+        """The kept requests, oldest first, as a list of the caller's own."""
+        with self._lock:
+            return list(self._entries)
