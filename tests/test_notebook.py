@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -34,12 +35,15 @@ def execute(
 
 
 def image_outputs(cell: nbformat.NotebookNode) -> list[str]:
-    return [
-        mime
-        for out in cell.get("outputs", [])
-        for mime in out.get("data", {})
-        if mime.startswith("image/")
-    ]
+    """The images a cell shows: image outputs, and the tiles of an HTML grid (data URIs)."""
+    found = []
+    for out in cell.get("outputs", []):
+        for mime, value in out.get("data", {}).items():
+            if mime.startswith("image/"):
+                found.append(mime)
+            elif mime == "text/html":
+                found += re.findall(r'src="data:(image/\w+);', value)
+    return found
 
 
 def test_quickstart_runs_and_saves_images_without_widgets_or_key(
