@@ -1,0 +1,398 @@
+"""The vendor's own SDK (``meshapi`` 0.1.11) reads every answer of the embedded backend.
+
+The SDK's pydantic models are the wire shapes, so each endpoint, stream shape and error
+the backend can produce is driven through the SDK, sync and async, over loopback HTTP.
+The SDK cannot send ``mesh_local`` (its params forbid unknown fields): faults are set on
+the server. Its retries are off (``max_retries=0``) so an error is seen at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from meshapi import (
+    AsyncMeshAPI,
+    ImageGenerationChunk,
+    ImageGenerationParams,
+    ImageGenerationResponse,
+    MeshAPI,
+    MeshAPIError,
+    ModelInfo,
+)
+from PIL import Image
+
+from mesh_magics.local import MODELS, LocalServer
+
+PROMPT = "a red fox in the snow"
+TOKEN = "rsk_local_conformance"
+IMAGE_MODELS = [m["id"] for m in MODELS if "image" in m["output_modalities"]]
+
+
+# -- fixtures and helpers -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[LocalServer]:
+    with LocalServer(ping_interval=0.05) as server:
+        yield server
+
+
+@pytest.fixture
+def server(running: LocalServer) -> Iterator[LocalServer]:
+    yield running
+    running.latency, running.fault = 0.0, None
+
+
+@pytest.fixture(scope="module")
+def sdk(running: LocalServer) -> Iterator[MeshAPI]:
+    with MeshAPI(base_url=running.url, token=TOKEN, timeout=10, max_retries=0) as client:
+        yield client
+
+
+def params(**fields: Any) -> ImageGenerationParams:
+    return ImageGenerationParams(**{"prompt": PROMPT, "size": "64x64", **fields})
+
+
+def open_image(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def red_data_url() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def async_sdk(server: LocalServer) -> AsyncMeshAPI:
+    return AsyncMeshAPI(base_url=server.url, token=TOKEN, timeout=10, max_retries=0)
+
+
+# -- models ------------------------------------------------------------------------------
+
+
+def test_the_sdk_lists_every_model(sdk: MeshAPI) -> None:
+    models = sdk.models.list()
+    assert [m.id for m in models] == [m["id"] for m in MODELS]
+    for model in models:
+        assert model.pricing is not None
+        if model.model_type == "image":
+            assert model.pricing.image_output_usd_per_image is not None
+            assert model.pricing.pricing_unit == "per_image"
+        else:
+            assert model.pricing.prompt_usd_per_1m and model.pricing.completion_usd_per_1m
+    sketch = next(m for m in models if m.id == "local/sketch")
+    assert sketch.is_free and sketch.pricing is not None
+    assert sketch.pricing.image_output_usd_per_image == "0"
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"type": "image"}, set(IMAGE_MODELS)),
+        ({"type": "text"}, {"openai/gpt-4o-mini"}),
+        ({"free": True}, {"local/sketch"}),
+        ({"free": False}, {m["id"] for m in MODELS} - {"local/sketch"}),
+        ({"provider": "vertex"}, {"vertex/imagen-3"}),
+        ({"provider": "openai", "type": "image"}, {"openai/gpt-image-1", "openai/dall-e-3"}),
+        ({"type": "video"}, set()),
+    ],
+)
+def test_the_sdk_filters_the_list(
+    sdk: MeshAPI, filters: dict[str, Any], expected: set[str]
+) -> None:
+    assert {m.id for m in sdk.models.list(**filters)} == expected
+
+
+def test_the_sdk_reads_free_and_paid_models(sdk: MeshAPI) -> None:
+    assert [m.id for m in sdk.models.free()] == ["local/sketch"]
+    paid = sdk.models.paid()
+    assert paid and not any(m.is_free for m in paid)
+
+
+@pytest.mark.parametrize("model_id", [m["id"] for m in MODELS])
+def test_the_sdk_gets_each_model_by_its_id(sdk: MeshAPI, model_id: str) -> None:
+    model = sdk.models.get(model_id)
+    assert model == ModelInfo.model_validate(next(m for m in MODELS if m["id"] == model_id))
+
+
+def test_an_unknown_model_is_the_sdks_404(sdk: MeshAPI) -> None:
+    with pytest.raises(MeshAPIError) as caught:
+        sdk.models.get("acme/painter-9")
+    error = caught.value
+    assert (error.status, error.error_code) == (404, "model_not_found")
+    assert "acme/painter-9" in str(error)
+    assert error.request_id.startswith("req_")
+
+
+# -- plain generations ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "response_format", "form"),
+    [
+        ("openai/gpt-image-1", None, "data"),
+        ("openai/gpt-image-1", "b64_json", "b64"),
+        ("local/sketch", "url", "data"),
+        ("openai/dall-e-3", None, "remote"),
+        ("vertex/imagen-3", "url", "b64"),
+    ],
+)
+def test_each_delivery_form_reads_as_image_items(
+    sdk: MeshAPI, server: LocalServer, model: str, response_format: str | None, form: str
+) -> None:
+    answer = sdk.images.generate(params(model=model, response_format=response_format, n=2))
+    assert isinstance(answer, ImageGenerationResponse)
+    assert len(answer.data) == 2
+    for item in answer.data:
+        if form == "remote":
+            assert item.url is not None and item.url.startswith(server.url + "/files/")
+            with pytest.raises(ValueError, match="remote URL"):
+                item.image_bytes()
+            data = httpx.get(item.url).content
+        else:
+            assert (item.b64_json is not None) == (form == "b64")
+            assert (item.url or "").startswith("data:") == (form == "data")
+            data = item.image_bytes()
+        assert open_image(data).size == (64, 64)
+    if model == "vertex/imagen-3":
+        assert (answer.usage, answer.size, answer.output_format) == (None, None, None)
+    else:
+        assert answer.usage is not None and answer.usage.total_tokens > 0
+        assert (answer.size, answer.output_format) == ("64x64", "png")
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_each_output_format_decodes(sdk: MeshAPI, fmt: str) -> None:
+    answer = sdk.images.generate(params(output_format=fmt, output_compression=80))
+    assert answer.output_format == fmt
+    assert open_image(answer.data[0].image_bytes()).format == fmt.upper()
+
+
+def test_an_input_image_goes_through_the_sdk(sdk: MeshAPI) -> None:
+    plain = sdk.images.generate(params(seed=5)).data[0].image_bytes()
+    answer = sdk.images.generate(params(seed=5, image=red_data_url()))
+    over_red = open_image(answer.data[0].image_bytes()).convert("RGB")
+    assert over_red.tobytes() != open_image(plain).convert("RGB").tobytes()
+    assert over_red.getpixel((1, 1)) == (255, 0, 0)
+
+
+# -- streams ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("partial_images", [0, 1, 2, 3])
+def test_every_stream_chunk_validates(
+    sdk: MeshAPI, server: LocalServer, partial_images: int
+) -> None:
+    server.latency = 0.2  # room for pings between the previews
+    chunks = list(sdk.images.stream(params(partial_images=partial_images)))
+    assert all(isinstance(chunk, ImageGenerationChunk) for chunk in chunks)
+    statuses = [chunk.status for chunk in chunks]
+    assert statuses == ["processing", *["partial_image"] * partial_images, "completed"]
+    assert len({(chunk.id, chunk.created, chunk.model) for chunk in chunks}) == 1
+    *previews, final = chunks[1:]
+    for preview in previews:
+        [item] = preview.data
+        assert open_image(item.image_bytes()).format == "PNG"
+    [image] = final.data
+    assert open_image(image.image_bytes()).size == (64, 64)
+
+
+@pytest.mark.parametrize("model", IMAGE_MODELS)
+def test_each_model_streams_its_result(sdk: MeshAPI, model: str) -> None:
+    final = list(sdk.images.stream(params(model=model, response_format="b64_json")))[-1]
+    assert final.status == "completed" and final.model == model
+    assert final.data[0].b64_json
+
+
+# -- the async client -------------------------------------------------------------------
+
+
+def test_the_async_client_reads_models_generations_and_streams(server: LocalServer) -> None:
+    async def session() -> tuple[Any, ...]:
+        async with async_sdk(server) as client:
+            models = await client.models.list(type="image")
+            one = await client.models.get("openai/gpt-image-1")
+            answer = await client.images.generate(params(output_format="webp"))
+            chunks = [c async for c in client.images.stream(params(partial_images=2))]
+            return models, one, answer, chunks
+
+    models, one, answer, chunks = run(session())
+    assert {m.id for m in models} == set(IMAGE_MODELS)
+    assert one.supports_image_edit
+    assert open_image(answer.data[0].image_bytes()).format == "WEBP"
+    assert [c.status for c in chunks] == [
+        "processing",
+        "partial_image",
+        "partial_image",
+        "completed",
+    ]
+    assert open_image(chunks[-1].data[0].image_bytes()).size == (64, 64)
+
+
+# -- errors ------------------------------------------------------------------------------
+
+STATUS_CODES = [
+    (401, "unauthorized"),
+    (402, "spend_limit_exceeded"),
+    (403, "forbidden"),
+    (404, "model_not_found"),
+    (413, "request_too_large"),
+    (422, "validation_error"),
+    (429, "rate_limit_exceeded"),
+    (500, "internal_error"),
+    (502, "unavailable"),
+    (503, "unavailable"),
+    (504, "gateway_timeout"),
+]
+
+
+def check_error(error: MeshAPIError, server: LocalServer, status: int, code: str) -> None:
+    assert (error.status, error.error_code) == (status, code)
+    assert str(error)
+    recorded = server.requests[-1]
+    assert "x-request-id" not in recorded.headers  # the SDK sends none: ours is generated
+    assert error.request_id.startswith("req_")
+    if status in (429, 503):
+        assert error.retry_after_seconds == 1
+    else:
+        assert error.retry_after_seconds is None
+
+
+@pytest.mark.parametrize(("status", "code"), STATUS_CODES)
+def test_status_faults_are_the_sdks_errors(
+    sdk: MeshAPI, server: LocalServer, status: int, code: str
+) -> None:
+    server.fault = f"status:{status}"
+    with pytest.raises(MeshAPIError) as generating:
+        sdk.images.generate(params())
+    check_error(generating.value, server, status, code)
+    with pytest.raises(MeshAPIError) as streaming:
+        list(sdk.images.stream(params()))
+    check_error(streaming.value, server, status, code)
+    with pytest.raises(MeshAPIError) as listing:
+        sdk.models.list()
+    check_error(listing.value, server, status, code)
+
+
+@pytest.mark.parametrize(("status", "code"), STATUS_CODES)
+def test_status_faults_are_the_async_sdks_errors(
+    server: LocalServer, status: int, code: str
+) -> None:
+    server.fault = f"status:{status}"
+
+    async def attempt() -> MeshAPIError:
+        async with async_sdk(server) as client:
+            with pytest.raises(MeshAPIError) as caught:
+                await client.images.generate(params())
+            return caught.value
+
+    check_error(run(attempt()), server, status, code)
+
+
+def test_a_proxy_page_is_the_sdks_parse_error(sdk: MeshAPI, server: LocalServer) -> None:
+    server.fault = "html:502"
+    with pytest.raises(MeshAPIError) as caught:
+        sdk.images.generate(params())
+    error = caught.value
+    assert (error.status, error.error_code) == (502, "parse_error")
+    assert "502 Bad Gateway" in str(error)
+    assert error.request_id.startswith("req_")  # from the x-request-id header
+
+
+def test_a_validation_error_carries_every_detail(sdk: MeshAPI) -> None:
+    # The SDK checks some bounds itself; these it leaves to the server.
+    with pytest.raises(MeshAPIError) as caught:
+        sdk.images.generate(params(prompt="", n=11, size="huge", quality="ultra"))
+    error = caught.value
+    assert (error.status, error.error_code) == (422, "validation_error")
+    locs = [tuple(detail["loc"]) for detail in error.details]
+    assert locs == [("body", "prompt"), ("body", "n"), ("body", "size"), ("body", "quality")]
+
+
+def test_a_remote_input_image_is_refused(sdk: MeshAPI) -> None:
+    with pytest.raises(MeshAPIError) as caught:
+        sdk.images.generate(params(image=["https://example.com/fox.png"]))
+    assert (caught.value.status, caught.value.details[0]["loc"]) == (422, ["body", "image", 0])
+
+
+def test_an_unknown_model_generation_is_the_sdks_404(sdk: MeshAPI) -> None:
+    with pytest.raises(MeshAPIError) as caught:
+        sdk.images.generate(params(model="acme/painter-9"))
+    assert (caught.value.status, caught.value.error_code) == (404, "model_not_found")
+
+
+def test_an_oversized_body_is_the_sdks_413_sync_and_async() -> None:
+    big = params(prompt="x" * 8_000_000)
+    with LocalServer(max_body_bytes=64 * 1024) as small:
+        with (
+            MeshAPI(base_url=small.url, token=TOKEN, max_retries=0) as client,
+            pytest.raises(MeshAPIError) as synced,
+        ):
+            client.images.generate(big)
+
+        async def attempt() -> MeshAPIError:
+            async with async_sdk(small) as client:
+                with pytest.raises(MeshAPIError) as caught:
+                    await client.images.generate(big)
+                return caught.value
+
+        for error in (synced.value, run(attempt())):
+            assert (error.status, error.error_code) == (413, "request_too_large")
+            assert error.request_id.startswith("req_")
+
+
+# -- stream faults: what the SDK makes of them ------------------------------------------
+
+
+def test_an_error_frame_mid_stream_is_the_sdks_error(sdk: MeshAPI, server: LocalServer) -> None:
+    server.fault = "error_frame"
+    seen: list[str | None] = []
+    with pytest.raises(MeshAPIError) as caught:
+        for chunk in sdk.images.stream(params()):
+            seen.append(chunk.status)
+    assert seen == ["processing"]
+    error = caught.value
+    assert error.error_code == "provider_job_failed"
+    assert "failed to generate" in str(error)
+    # The SDK gives a mid-stream error no status and drops the frame's request_id.
+    assert (error.status, error.request_id) == (0, "")
+
+
+def test_a_dropped_stream_is_the_sdks_stream_interrupted(sdk: MeshAPI, server: LocalServer) -> None:
+    server.fault = "drop"
+    with pytest.raises(MeshAPIError) as caught:
+        list(sdk.images.stream(params()))
+    assert caught.value.error_code == "stream_interrupted"
+
+
+@pytest.mark.parametrize("fault", ["cut", "malformed"])
+def test_a_stream_without_a_result_ends_with_no_completed_chunk(
+    sdk: MeshAPI, server: LocalServer, fault: str
+) -> None:
+    # The SDK skips a frame it cannot parse and stops quietly at the end of the body.
+    server.fault = fault
+    assert [chunk.status for chunk in sdk.images.stream(params())] == ["processing"]
+
+
+@pytest.mark.parametrize("fault", [None, "error_frame", "not_image", "fewer"])
+def test_every_raw_frame_even_an_error_is_an_image_chunk(server: LocalServer, fault: str) -> None:
+    server.fault = fault
+    body = params(partial_images=2).model_dump(exclude_none=True) | {"stream": True}
+    with httpx.stream("POST", server.url + "/v1/images/generations", json=body) as response:
+        text = response.read().decode()
+    frames = [line.removeprefix("data: ") for line in text.split("\n") if line.startswith("data:")]
+    assert frames[-1] == "[DONE]"
+    chunks = [ImageGenerationChunk.model_validate_json(frame) for frame in frames[:-1]]
+    assert chunks[-1].status == ("failed" if fault == "error_frame" else "completed")
