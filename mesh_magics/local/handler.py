@@ -145,7 +145,8 @@ class Handler(BaseHTTPRequestHandler):
             raw = read_body(self.rfile, self.headers, self.backend.max_body_bytes)
         except BodyError as exc:
             self._record(None)
-            self.close_connection = True  # a refused body may not have been read to its end
+            # Unless read to its end, the rest of the body must not be taken for a request.
+            self.close_connection = self.close_connection or not exc.drained
             return self._send_error(exc.status, exc.code, exc.message)
         try:
             parsed: Any = json.loads(raw) if raw or self.command == "POST" else None

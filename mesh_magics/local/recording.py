@@ -58,6 +58,7 @@ class RequestLog:
     def __init__(self, keep: int = KEEP_REQUESTS) -> None:
         self._entries: deque[RecordedRequest] = deque(maxlen=keep)
         self._lock = threading.Lock()
+        self.total = 0  # requests ever added: grows when the log is full, unlike its length
 
     @property
     def keep(self) -> int:
@@ -67,6 +68,7 @@ class RequestLog:
         entry = RecordedRequest(method, path, headers, summarised(body))
         with self._lock:
             self._entries.append(entry)
+            self.total += 1
 
     def snapshot(self) -> list[RecordedRequest]:
         """The kept requests, oldest first, as a list of the caller's own."""

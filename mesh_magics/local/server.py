@@ -113,6 +113,11 @@ class LocalServer:
         return self._log.snapshot()
 
     @property
+    def request_count(self) -> int:
+        """Requests received since the server was made; ``len(requests)`` stops growing."""
+        return self._log.total
+
+    @property
     def url(self) -> str:
         """The base URL, without ``/v1``; loopback when bound to all interfaces."""
         return base_url(self.host, self.port)
