@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 TILE_CSS_PX = 320  # the box a grid tile is shown in
 TILE_DENSITY = 2  # image pixels per CSS pixel: sharp on HiDPI screens, and no larger
 CAPTION_CHARS = 200
+FULL_CHARS = 4000  # a tooltip holds the rest of a long caption
 PLAIN_CHARS = 160  # per revised prompt in text/plain: a repr stays a few short lines
 
 
@@ -82,7 +83,8 @@ def grid_html(result: ImageResult) -> str:
         tile = result.preview(index, px)
         shown_width, shown_height = fit(tile.width, tile.height, TILE_CSS_PX)
         caption = one_line(revised, CAPTION_CHARS) if revised else f"{index + 1}: {width}x{height}"
-        title = f' title="{html.escape(one_line(revised, 4000))}"' if revised else ""
+        full = one_line(revised, FULL_CHARS) if revised else caption
+        title = f' title="{html.escape(full)}"' if full != caption else ""  # the cut rest
         figures.append(
             f'<figure style="margin:0;max-width:{shown_width}px"{title}>'
             f'<img src="{tile.data_uri()}" width="{shown_width}" height="{shown_height}" '

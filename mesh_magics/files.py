@@ -54,13 +54,17 @@ def save_images(
 ) -> list[Path]:
     """Write `images` (with `metadata[i]` inside image i) to `path`; return their paths."""
     target = Path(path).expanduser()
-    fmt = FORMAT_OF_SUFFIX.get(target.suffix.lower())
-    if fmt is None:
-        folder_stem = safe_stem(stem if stem is not None else prompt)
-        return _save_in_folder(images, target, folder_stem, metadata, overwrite)
-    if stem is not None:
-        raise SaveError(f"{target} is a file name, so stem= has nothing to name: pass one")
-    return _save_as_files(images, target, fmt, metadata, overwrite)
+    folder_meant = str(path).endswith(("/", os.sep))  # `out/fox.png/`: Path drops the slash
+    fmt = None if folder_meant else FORMAT_OF_SUFFIX.get(target.suffix.lower())
+    with _reported(target):  # the steps below name their own paths; this catches the rest
+        if fmt is None:
+            folder_stem = safe_stem(stem if stem is not None else prompt)
+            return _save_in_folder(images, target, folder_stem, metadata, overwrite)
+        if stem is not None:
+            raise SaveError(
+                f"{target} is a file name, and stem= names files in a folder: pass one or the other"
+            )
+        return _save_as_files(images, target, fmt, metadata, overwrite)
 
 
 def _save_in_folder(
@@ -86,6 +90,11 @@ def _save_as_files(
     overwrite: bool,
 ) -> list[Path]:
     folder = target.parent
+    if target.is_dir():
+        raise SaveError(
+            f"{target} is a folder: pass another file name, or {str(target) + os.sep!r} to "
+            "save into the folder"
+        )
     if len(images) == 1:
         paths = [target]
     else:

@@ -344,16 +344,17 @@ def test_preview_max_px_caps_grid_tiles_too() -> None:
 
 
 def test_server_text_is_escaped_in_html_and_flattened_in_text() -> None:
-    evil = '<img src=x onerror="alert(1)">\x1b[31m red\nline\u202e'
+    evil = '<img src=x onerror="alert(1)">\x1b[31m red\nline\u202e' + " and snow" * 30
     data, _ = result_of(encoded(40, 30), encoded(40, 30), revised=evil)._repr_mimebundle_()
     html = data["text/html"]
     assert "<img src=x" not in html and 'onerror="' not in html
-    assert (
-        html.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") == 2 * 3
-    )  # caption, alt, title
+    escaped = "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"
+    assert html.count(escaped) == 2 * 3  # caption, alt, and the long text's title
     assert "\x1b" not in data["text/plain"] and "\u202e" not in data["text/plain"]
-    flattened = '<img src=x onerror="alert(1)"> [31m red line'
-    assert data["text/plain"].splitlines()[1:] == [f"1: {flattened}", f"2: {flattened}"]
+    flattened = '<img src=x onerror="alert(1)"> [31m red line and snow and snow'
+    lines = data["text/plain"].splitlines()
+    assert len(lines) == 3 and all(line[3:].startswith(flattened) for line in lines[1:])
+    assert all(len(line) < 170 and line.endswith("…") for line in lines[1:])
 
 
 def test_the_display_shows_no_request_fields() -> None:
@@ -363,3 +364,11 @@ def test_the_display_shows_no_request_fields() -> None:
     )._repr_mimebundle_()
     shown = json.dumps([data, metadata])
     assert "user-4821" not in shown and "987654321" not in shown
+
+
+def test_a_folder_named_like_an_image_is_not_taken_for_a_file(tmp_path: Path) -> None:
+    (tmp_path / "fox.png").mkdir()  # what save("fox.png") made before it took file names
+    message = fails_to_save(result_of(encoded(8, 8)), tmp_path / "fox.png")
+    assert "is a folder" in message and "fox.png/" in message
+    (path,) = result_of(encoded(8, 8)).save(f"{tmp_path / 'fox.png'}/")
+    assert path == tmp_path / "fox.png" / "a-fox-in-snow.png"

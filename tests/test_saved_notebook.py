@@ -161,7 +161,7 @@ def test_a_grid_is_one_html_output_of_captioned_tiles_shown_at_half_their_pixels
     assert set(result.data) == {"text/html", "text/plain"}
     html = result.data["text/html"]
     assert re.findall(r'width="(\d+)" height="(\d+)"', html) == [("320", "320")] * 4
-    assert html.count("&lt;b&gt;standing&lt;/b&gt;") == 4 * 3  # caption, alt, title
+    assert html.count("&lt;b&gt;standing&lt;/b&gt;") == 4 * 2  # caption and alt
     assert "<b>" not in html
     assert result.data["text/plain"].splitlines()[1:] == [
         f"{i}: Fox {i} of 4, <b>standing</b> in fresh snow" for i in range(1, 5)
