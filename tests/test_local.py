@@ -995,6 +995,13 @@ def test_a_bad_input_image_is_a_422_detail(
     assert says in detail["msg"]
 
 
+def test_a_decompression_bomb_as_input_is_refused_unopened(client: httpx.Client) -> None:
+    bomb = "data:image/png;base64," + base64.b64encode(pictures.bomb_png()).decode()
+    response = generate(client, image=bomb)
+    assert response.status_code == 422
+    assert "more than" in error_of(response)["details"][0]["msg"]
+
+
 def test_a_remote_url_in_a_list_is_refused_by_position(client: httpx.Client) -> None:
     response = generate(client, image=[data_url(RED), "http://example.com/a.png"])
     assert [d["loc"] for d in error_of(response)["details"]] == [["body", "image", 1]]

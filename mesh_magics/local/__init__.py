@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .models import MODELS
-    from .server import LocalServer, RecordedRequest, ensure_local_server
+    from .recording import RecordedRequest
+    from .server import LocalServer, ensure_local_server
 
 __all__ = ["MODELS", "LocalServer", "RecordedRequest", "ensure_local_server"]
 
 _HOMES = {
     "MODELS": ".models",
     "LocalServer": ".server",
-    "RecordedRequest": ".server",
+    "RecordedRequest": ".recording",
     "ensure_local_server": ".server",
 }
 

@@ -61,14 +61,16 @@ def _decode(value: Any, loc: list[str | int]) -> tuple[InputImage | None, Detail
 def _open(data: bytes, loc: list[str | int]) -> tuple[InputImage | None, Detail | None]:
     from PIL import Image
 
+    too_many = f"The image has more than {MAX_PIXELS:,} pixels"
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height, fmt = img.width, img.height, str(img.format or "").lower()
             if width * height > MAX_PIXELS:
-                message = f"The image is {width}x{height}: more than {MAX_PIXELS:,} pixels"
-                return None, _detail(loc, message, "value_error")
+                return None, _detail(loc, f"{too_many}: {width}x{height}", "value_error")
             img.load()
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+    except Image.DecompressionBombError:  # Pillow's own limit, met while opening
+        return None, _detail(loc, too_many, "value_error")
+    except (OSError, ValueError, SyntaxError):
         return None, _detail(loc, "Input is not a readable image", "value_error")
     return InputImage(data, fmt, width, height), None
 
