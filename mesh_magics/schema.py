@@ -296,7 +296,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_input_image_bytes", (), Number(1, whole=True),
            "largest --image file sent, in bytes", request_field=False, config=True),
     Option("preview_max_px", (), Number(0, whole=True),
-           "long side of inline previews; 0 = full size", request_field=False, config=True),
+           "long side of inline previews; 0 = full size (grid tiles stay at most 640 px)",
+           request_field=False, config=True),
     Option("progress", (), Choice("auto", "widget", "text"), "progress display",
            request_field=False, config=True),
     Option("allow_insecure_http", (), Boolean(), "allow http:// to a non-loopback host "
