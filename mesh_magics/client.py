@@ -4,13 +4,16 @@ It knows nothing of notebooks: it turns an `ImageRequest` into a stream of `even
 (status, retries, previews, and finally `Completed` with checked images) or raises one of
 `errors`. The policy it follows is the one in docs/protocol.md:
 
-- retry connection failures and 429/502/503/504 that come before any response body,
-  with exponential backoff, honouring `Retry-After` (seconds or an HTTP date, capped);
-  never retry a 500 (a repeat can start a second, billed job) nor a started stream;
+- retry only what never reached the server (a connection that could not be made; see
+  `failures.py`) and 429/502/503/504 answers, with exponential backoff, honouring
+  `Retry-After` (seconds or an HTTP date, capped); never retry a 500 (a repeat can start
+  a second, billed job), nor a request that was sent, even in part, nor a started stream;
 - no total timeout on a live stream (the caller may impose one); the read timeout only
   fires when the server sends nothing at all, not even a keep-alive ping, for that long;
-- the key goes to the API's host only: remote image URLs are fetched by a second client
-  that has no Authorization header, over https (or http on loopback), size-capped.
+- the key goes to the API's host only: API redirects are not followed, and remote image
+  URLs are fetched by a second client that has no Authorization header, over https (or
+  http on loopback), size-capped;
+- no secret reaches the user: every text from the server is redacted (`redact.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import random
+import re
 import ssl
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable
@@ -30,26 +35,40 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from . import __version__
-from .envelopes import clip, error_from_envelope, error_from_response
+from .envelopes import (
+    MAX_ERROR_BODY,
+    error_from_envelope,
+    error_from_response,
+    request_id_of,
+)
 from .errors import (
     APIError,
+    ConfigError,
     ImageDecodeError,
+    MeshError,
     StreamError,
     StreamFailedError,
     TransportError,
 )
-from .events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent
+from .events import Completed, Retrying, StatusChanged, StreamEvent
+from .failures import Progress, Retryable, describe, request_failure, ssl_error_in
+from .frames import Frame, images_of, kind_of, preview_of
 from .images import GeneratedImage, check_image, decode_base64, decode_data_url
+from .redact import clip, display_url, guard_loggers, redact, redact_value, strip_userinfo
 from .request import ImageRequest
 from .settings import ClientSettings, is_loopback, normalize_base_url
 from .sse import aiter_sse
 
 log = logging.getLogger("mesh_magics")
+guard_loggers()  # before the first request: httpx and httpcore log URLs and headers
 
 GENERATIONS_PATH = "/v1/images/generations"
 MODELS_PATH = "/v1/models"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 NO_STREAM_READ_TIMEOUT = 600.0  # a plain request waits for the whole generation
+WRITE_TIMEOUT = 60.0
+MAX_BACKOFF_DOUBLINGS = 30  # 2**30 backoff steps is already far past any wait cap
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")  # what a key may hold and still be a header
 
 
 @functools.cache
@@ -60,13 +79,6 @@ def _verified_tls() -> ssl.SSLContext:
 
 def new_request_id() -> str:
     return f"mm_{uuid.uuid4().hex[:24]}"
-
-
-class _Retryable(Exception):
-    """An attempt failed before any response body; safe to send the same request again."""
-
-    def __init__(self, error: APIError | TransportError) -> None:
-        self.error = error
 
 
 class MeshClient:
@@ -85,23 +97,24 @@ class MeshClient:
         self._verify = _verified_tls() if settings.verify is True else settings.verify
 
     def __repr__(self) -> str:
-        return f"MeshClient(base_url={self.base_url!r})"
+        return f"MeshClient(base_url={display_url(self.base_url)!r})"
 
     def _timeouts(self, read: float | None = None) -> httpx.Timeout:
         connect = self.settings.connect_timeout
         read = self.settings.read_timeout if read is None else read
-        return httpx.Timeout(connect=connect, read=read, write=60.0, pool=connect)
+        return httpx.Timeout(connect=connect, read=read, write=WRITE_TIMEOUT, pool=connect)
 
     async def __aenter__(self) -> MeshClient:
         headers = {"User-Agent": f"mesh-magics/{__version__}"}
         if self.settings.api_key is not None:
-            headers["Authorization"] = f"Bearer {self.settings.api_key.reveal()}"
+            headers["Authorization"] = f"Bearer {_header_safe_key(self.settings.api_key.reveal())}"
         self._api = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
             timeout=self._timeouts(),
             transport=self._transport,
             verify=self._verify,
+            follow_redirects=False,  # a redirect could carry the key to another host
         )
         return self
 
@@ -114,17 +127,21 @@ class MeshClient:
 
     async def generate(self, request: ImageRequest) -> AsyncGenerator[StreamEvent, None]:
         """Events of one generation, ending with `Completed`; retries as the policy says."""
-        headers = {"X-Request-Id": new_request_id()}
+        headers = {"X-Request-Id": new_request_id(), "Content-Type": "application/json"}
         if request.stream:
             headers["Accept"] = "text/event-stream"
+        # Encoded once, not once per attempt: with an --image it can be tens of MB.
+        body = json.dumps(
+            request.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
         attempt = 1
         while True:
             try:
-                async with aclosing(self._attempt(request, headers)) as events:
+                async with aclosing(self._attempt(request, body, headers)) as events:
                     async for event in events:
                         yield event
                 return
-            except _Retryable as failed:
+            except Retryable as failed:
                 if attempt > self.settings.max_retries:
                     raise failed.error from None
                 delay = self._backoff(attempt, getattr(failed.error, "retry_after", None))
@@ -136,70 +153,63 @@ class MeshClient:
                 await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.settings.max_retry_wait)
-        delay = self.settings.backoff_base * 2 ** (attempt - 1)
-        return min(delay * random.uniform(0.75, 1.25), self.settings.max_retry_wait)
+        """Seconds before attempt `attempt + 1`: what the server asked, else exponential
+        with jitter; always a finite number in [0, max_retry_wait]."""
+        cap = _finite_or(self.settings.max_retry_wait, 60.0)
+        if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+            return min(retry_after, cap)
+        steps = min(max(attempt - 1, 0), MAX_BACKOFF_DOUBLINGS)
+        delay = _finite_or(self.settings.backoff_base, 0.5) * 2**steps
+        return min(delay * random.uniform(0.75, 1.25), cap)
 
     async def _attempt(
-        self, request: ImageRequest, headers: dict[str, str]
+        self, request: ImageRequest, body: bytes, headers: dict[str, str]
     ) -> AsyncGenerator[StreamEvent, None]:
         api = self._require_open()
         # Without a stream nothing keeps the connection alive while the image is made.
         read_timeout = self.settings.read_timeout
         if not request.stream:
             read_timeout = max(read_timeout, NO_STREAM_READ_TIMEOUT)
-        request_id = ""  # set once the response has begun: then nothing may be retried
+        progress = Progress()
         try:
             async with api.stream(
                 "POST",
                 GENERATIONS_PATH,
-                json=request.body,
+                content=body,
                 headers=headers,
                 timeout=self._timeouts(read_timeout),
+                extensions={"trace": progress},
             ) as response:
-                request_id = response.headers.get("x-request-id") or headers["X-Request-Id"]
-                log.debug("POST %s -> %d (%s)", GENERATIONS_PATH, response.status_code, request_id)
-                if response.status_code >= 400:
+                progress.answered = True  # from here on nothing may be retried
+                request_id = request_id_of(response) or headers["X-Request-Id"]
+                status = response.status_code
+                log.debug("POST %s -> %d (%s)", GENERATIONS_PATH, status, request_id)
+                if 300 <= status < 400:
+                    raise _redirected(response, "POST", GENERATIONS_PATH)
+                if status >= 400:
                     error = await error_from_response(response)
-                    if response.status_code in RETRYABLE_STATUSES:
-                        raise _Retryable(error)
+                    if status in RETRYABLE_STATUSES:
+                        raise Retryable(error)
                     raise error
-                content_type = response.headers.get("content-type", "")
+                content_type = response.headers.get("content-type", "").lower()
                 if content_type.startswith("text/event-stream"):
                     async with aclosing(self._read_stream(response, request, request_id)) as events:
                         async for event in events:
                             yield event
                 else:
                     yield await self._read_json(response, request, request_id)
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-                raise _Retryable(
-                    TransportError(f"could not connect to {self.base_url} (timed out)")
-                ) from None
-            stalled = "the stream stalled" if request.stream else "no response yet"
-            raise TransportError(
-                f"the server sent nothing for {read_timeout:g} s (read timeout): {stalled}"
-            ) from None
-        except httpx.ConnectError as exc:
-            tls = _ssl_error_in(exc)
-            if tls is not None:
-                reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
-                raise TransportError(
-                    f"TLS handshake with {self.base_url} failed: {reason}"
-                ) from None
-            raise _Retryable(
-                TransportError(f"could not connect to {self.base_url} ({_cause(exc)})")
-            ) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            if not request_id:
-                raise _Retryable(
-                    TransportError(f"the connection to {self.base_url} failed ({_cause(exc)})")
-                ) from None
-            raise StreamError(
-                f"the connection dropped before the response was complete ({_cause(exc)})"
-                + (f" (request {request_id})" if request_id else "")
-            ) from None
+        except httpx.HTTPError as exc:
+            failure = request_failure(
+                exc,
+                progress,
+                where=display_url(self.base_url),
+                body_size=len(body),
+                read_timeout=read_timeout,
+                write_timeout=WRITE_TIMEOUT,
+                streaming=request.stream,
+            )
+            log.debug("POST %s failed: %s", GENERATIONS_PATH, failure)
+            raise failure from None
 
     async def _read_json(
         self, response: httpx.Response, request: ImageRequest, request_id: str
@@ -207,8 +217,12 @@ class MeshClient:
         raw = await response.aread()
         try:
             payload = json.loads(raw)
-        except ValueError:
-            raise StreamError(f"the server's response is not JSON (request {request_id})") from None
+        except ValueError:  # also a UnicodeDecodeError
+            raise StreamError(
+                f"the server's response ({_described(response)}) is not JSON: "
+                f"{clip(raw[:MAX_ERROR_BODY].decode('utf-8', 'replace'), 80)!r} "
+                f"(request {request_id})"
+            ) from None
         del raw
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             raise StreamError(f"the server's response has no image list (request {request_id})")
@@ -219,7 +233,7 @@ class MeshClient:
     async def _read_stream(
         self, response: httpx.Response, request: ImageRequest, request_id: str
     ) -> AsyncGenerator[StreamEvent, None]:
-        items: list[dict[str, Any]] = []
+        items: list[Any] = []
         usage: dict[str, Any] | None = None
         extra: dict[str, Any] = {}
         done = False
@@ -230,23 +244,23 @@ class MeshClient:
                     done = True
                     break
                 frame = _parse_frame(sse.data, request_id)
-                if frame.get("error"):
+                kind = kind_of(frame)
+                if kind is Frame.ERROR:
                     raise error_from_envelope(frame, None, request_id, StreamFailedError)
-                kind = frame.get("type")
-                if kind == "image_generation.partial_image":
-                    preview = _partial_image(frame)
-                    if preview is not None:  # a broken preview is not worth failing for
+                if kind is Frame.PREVIEW:
+                    preview = preview_of(frame)
+                    if preview is not None:
                         yield preview
-                elif kind == "image_generation.completed":
+                elif kind is Frame.IMAGE:
                     items.append(frame)
                     usage = frame.get("usage") or usage
-                elif frame.get("data"):
-                    items.extend(frame["data"])
+                elif kind is Frame.IMAGES:
+                    items.extend(images_of(frame, request_id))
                     usage = frame.get("usage") or usage
                     extra = {k: v for k, v in frame.items() if k not in ("data", "usage")}
-                elif frame.get("status") and frame["status"] != last_status:
+                elif kind is Frame.STATUS and frame["status"] != last_status:
                     last_status = frame["status"]
-                    yield StatusChanged(str(last_status))
+                    yield StatusChanged(clip(str(last_status), 60))
         if not items:
             if done:
                 raise StreamError(f"the stream finished without any image (request {request_id})")
@@ -272,19 +286,26 @@ class MeshClient:
             revised = item.get("revised_prompt")
             try:
                 data = await self._image_bytes(item, what)
-                images.append(check_image(data, what=what, revised_prompt=revised))
+                images.append(
+                    check_image(
+                        data,
+                        what=what,
+                        revised_prompt=redact(revised) if isinstance(revised, str) else None,
+                    )
+                )
             except ImageDecodeError as exc:
                 raise ImageDecodeError(f"{exc} (request {request_id})") from None
             item.clear()  # drop the base64 text as soon as its bytes exist
             await asyncio.sleep(0)  # a cancel (interrupt) takes effect between images
         if not images:
             raise StreamError(f"the server returned no images (request {request_id})")
+        model = extra.get("model")
         return Completed(
             images=images,
             request_id=request_id,
-            usage=usage if isinstance(usage, dict) else None,
-            model=str(extra.get("model") or request.model),
-            extra=extra,
+            usage=redact_value(usage) if isinstance(usage, dict) else None,
+            model=clip(str(model), 120) if model else request.model,
+            extra=redact_value(extra),
         )
 
     async def _image_bytes(self, item: dict[str, Any], what: str) -> bytes:
@@ -298,12 +319,19 @@ class MeshClient:
         return await self._fetch(url, what)
 
     async def _fetch(self, url: str, what: str) -> bytes:
-        """Download a remote image without credentials, following at most 3 redirects."""
+        """Download a remote image without credentials, following at most 3 redirects.
+
+        Without credentials means no Authorization header and no `user:pw@` either: URL
+        credentials from the server are dropped (and never shown)."""
         files = self._files_client()
         cap = self.settings.max_image_bytes
         for _ in range(4):
-            parts = urlsplit(url)
-            host = parts.hostname or "?"
+            url = strip_userinfo(url.strip())
+            try:
+                parts = urlsplit(url)
+                host = parts.hostname or "?"
+            except ValueError:
+                raise ImageDecodeError(f"{what}: its URL is not valid") from None
             if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))):
                 raise ImageDecodeError(f"{what}: refusing to fetch {parts.scheme}:// URL on {host}")
             try:
@@ -315,8 +343,8 @@ class MeshClient:
                         raise ImageDecodeError(
                             f"{what}: fetching it from {host} gave HTTP {response.status_code}"
                         )
-                    declared = response.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > cap:
+                    declared = response.headers.get("content-length", "").strip()
+                    if declared.isascii() and declared.isdigit() and int(declared) > cap:
                         raise ImageDecodeError(
                             f"{what} on {host} is {int(declared):,} bytes, over the {cap:,} cap"
                         )
@@ -326,9 +354,9 @@ class MeshClient:
                         if len(body) > cap:
                             raise ImageDecodeError(f"{what} on {host} is over the {cap:,} byte cap")
                     return bytes(body)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise ImageDecodeError(
-                    f"{what}: could not fetch it from {host} ({_cause(exc)})"
+                    f"{what}: could not fetch it from {host} ({describe(exc)})"
                 ) from None
         raise ImageDecodeError(f"{what}: too many redirects")
 
@@ -337,20 +365,34 @@ class MeshClient:
     async def list_models(self, *, image_only: bool = True) -> list[dict[str, Any]]:
         api = self._require_open()
         params = {"type": "image"} if image_only else {}
+        where = display_url(self.base_url)
         try:
-            response = await api.get(MODELS_PATH, params=params)
-        except httpx.ConnectError as exc:
-            raise TransportError(f"could not connect to {self.base_url} ({_cause(exc)})") from None
+            async with api.stream("GET", MODELS_PATH, params=params) as response:
+                if 300 <= response.status_code < 400:
+                    raise _redirected(response, "GET", MODELS_PATH)
+                if response.status_code >= 400:
+                    raise await error_from_response(response)
+                raw = await response.aread()
         except httpx.HTTPError as exc:
-            raise TransportError(f"listing models failed ({_cause(exc)})") from None
-        if response.status_code >= 400:
-            raise await error_from_response(response)
-        payload = response.json()
+            tls = ssl_error_in(exc)
+            if tls is not None:
+                reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
+                raise TransportError(
+                    f"TLS handshake with {where} failed: {clip(str(reason), 160)}"
+                ) from None
+            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                raise TransportError(f"could not connect to {where} ({describe(exc)})") from None
+            raise TransportError(f"listing models failed ({describe(exc)})") from None
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise StreamError(f"the model list ({_described(response)}) is not JSON") from None
         models = payload.get("data", []) if isinstance(payload, dict) else payload
         if not isinstance(models, list):
             raise StreamError("the model list is not a list")
+        models = [m for m in models if isinstance(m, dict)]
         if image_only:
-            models = [m for m in models if "image" in (m.get("output_modalities") or ["image"])]
+            models = [m for m in models if _makes_images(m)]
         return models
 
     def _require_open(self) -> httpx.AsyncClient:
@@ -372,7 +414,50 @@ class MeshClient:
         return self._files
 
 
-# -- error mapping -----------------------------------------------------------------------
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _header_safe_key(key: str) -> str:
+    """The key as it can go in a header: surrounding whitespace (a pasted newline) goes;
+    anything else that a header cannot carry is a configuration error, not a crash."""
+    key = key.strip()
+    if not _HEADER_SAFE.fullmatch(key):
+        raise ConfigError(
+            "the API key has characters an HTTP header cannot carry (spaces, line breaks or "
+            "non-ASCII): check MESHAPI_API_KEY"
+        )
+    return key
+
+
+def _redirected(response: httpx.Response, method: str, path: str) -> ConfigError:
+    """The error for a 3xx from the API: its redirects are not followed (the key would go
+    along), so say where it pointed and what in the base URL is likely wrong."""
+    location = response.headers.get("location", "").strip()
+    status = response.status_code
+    if not location:
+        return ConfigError(
+            f"the API answered {method} {path} with a redirect (HTTP {status}) to nowhere (no "
+            "Location): check the base URL"
+        )
+    target = urljoin(str(response.request.url), location)
+    hint = "is the base URL right (https rather than http? a missing path prefix?)"
+    if urlsplit(target).path.rstrip("/").endswith(path):
+        suggested = display_url(target.split("?")[0].rstrip("/")[: -len(path)])
+        hint = f"if that is the API, use --base-url {suggested}"
+    return ConfigError(
+        f"the API redirected {method} {path} (HTTP {status}) to {display_url(target)}; "
+        f"redirects are not followed, so the key never goes elsewhere: {hint}"
+    )
+
+
+def _described(response: httpx.Response) -> str:
+    content_type = response.headers.get("content-type", "no content type").split(";")[0]
+    return f"HTTP {response.status_code}, {clip(content_type, 40)}"
+
+
+def _makes_images(model: dict[str, Any]) -> bool:
+    modalities = model.get("output_modalities")
+    return not isinstance(modalities, list) or "image" in modalities
 
 
 def _body_chunks(response: httpx.Response) -> AsyncIterable[bytes]:
@@ -388,15 +473,6 @@ def _body_chunks(response: httpx.Response) -> AsyncIterable[bytes]:
     return response.aiter_bytes()
 
 
-def _partial_image(frame: dict[str, Any]) -> PartialImage | None:
-    index = frame.get("partial_image_index", 0)
-    try:
-        data = decode_base64(str(frame.get("b64_json", "")), what="a preview")
-    except ImageDecodeError:
-        return None
-    return PartialImage(index if isinstance(index, int) else 0, data)
-
-
 def _parse_frame(data: str, request_id: str) -> dict[str, Any]:
     try:
         frame = json.loads(data)
@@ -405,28 +481,23 @@ def _parse_frame(data: str, request_id: str) -> dict[str, Any]:
             f"the server sent a malformed frame: {clip(data)} (request {request_id})"
         ) from None
     if not isinstance(frame, dict):
-        raise StreamError(f"the server sent a frame that is not an object: {clip(data)}")
+        raise StreamError(
+            f"the server sent a frame that is not an object: {clip(data)} (request {request_id})"
+        )
     return frame
 
 
-def _short_reason(error: APIError | TransportError) -> str:
+def _short_reason(error: MeshError) -> str:
     if isinstance(error, APIError):
         return f"HTTP {error.status}" + (f" {error.code}" if error.code else "")
     return str(error)
 
 
-def _cause(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return clip(text, 160)
-
-
-def _ssl_error_in(exc: BaseException | None) -> ssl.SSLError | None:
-    """The `ssl.SSLError` behind an httpx error, if a TLS failure is what it is."""
-    while exc is not None:
-        if isinstance(exc, ssl.SSLError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
+def _finite_or(value: float, default: float) -> float:
+    """`value` when it is a usable number of seconds (finite, not negative), else `default`."""
+    return (
+        value if isinstance(value, int | float) and math.isfinite(value) and value >= 0 else default
+    )
 
 
 async def stream_generation(
@@ -442,3 +513,11 @@ async def fetch_models(settings: ClientSettings) -> AsyncGenerator[list[dict[str
     """The image models, as the single event of a job."""
     async with MeshClient(settings) as client:
         yield await client.list_models()
+
+
+__all__ = [
+    "MeshClient",
+    "fetch_models",
+    "new_request_id",
+    "stream_generation",
+]

@@ -3,7 +3,8 @@
 User-facing errors render as one short line in IPython (via `_render_traceback_`, the
 hook IPython and ipykernel call instead of printing a traceback), and they still fail the
 cell, so "Run All" stops. Bugs are not `MeshError`s and keep their full traceback.
-No error message ever contains the API key: none of these classes is given it.
+No error message ever contains the API key: none of these classes is given it, and
+`str`/`repr` mask it (and URL credentials) should a server echo them (`redact.py`).
 
 This module does not import IPython: scripts use these errors too. The label is red only
 when a running IPython's colour scheme has colours (`--colors=NoColor` gets plain text).
@@ -14,11 +15,19 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .redact import redact
+
 
 class MeshError(Exception):
     """Base class of every error raised by mesh-magics on purpose."""
 
     label = "meshimage error"
+
+    def __str__(self) -> str:
+        return redact(super().__str__())  # the last guard: a server may echo a secret
+
+    def __repr__(self) -> str:
+        return redact(super().__repr__())
 
     def _render_traceback_(self) -> list[str]:
         return [f"{_coloured(self.label)}: {self}"]
@@ -128,7 +137,7 @@ class APIError(MeshError):
             text += f"\n  - {_describe_detail(detail)}"
         if self.request_id:
             text += f" (request {self.request_id})"
-        return text
+        return redact(text)
 
 
 class BadRequestError(APIError):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redact import display_url, register_secret, strip_userinfo
 
 if TYPE_CHECKING:
     import ssl
@@ -27,6 +29,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register_secret(value)  # masked in every text shown from now on, even if echoed
 
     def reveal(self) -> str:
         return self._value
@@ -53,6 +56,10 @@ class ClientSettings:
     allow_insecure_http: bool = False
     verify: ssl.SSLContext | bool = True
 
+    def __post_init__(self) -> None:
+        # URL credentials are never sent nor shown (see `normalize_base_url`), nor in a repr.
+        object.__setattr__(self, "base_url", _without_credentials(self.base_url))
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -64,10 +71,19 @@ def is_loopback(host: str) -> bool:
 
 
 def normalize_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
-    """`https://host[/v1][/]` -> `https://host`; refuse plain http to a remote host."""
-    parts = urlsplit(url.strip())
+    """`https://host[/v1][/]` -> `https://host`; refuse plain http to a remote host.
+
+    Credentials in the URL (`https://user:pw@host`) are dropped, with a warning: MeshAPI
+    authenticates with the API key alone, sent as `Authorization: Bearer`, and HTTP Basic
+    from the URL would replace it. They are registered as secrets, so no error, repr or log
+    shows them, even when a server echoes them.
+    """
+    url = _without_credentials(url.strip())
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL {url!r} is not an http(s) URL, e.g. {DEFAULT_BASE_URL}")
+        raise ConfigError(
+            f"base URL {display_url(url)!r} is not an http(s) URL, e.g. {DEFAULT_BASE_URL}"
+        )
     if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
         raise ConfigError(
             f"refusing plain http to {parts.hostname}: the API key would travel unencrypted. "
@@ -75,3 +91,15 @@ def normalize_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
         )
     path = re.sub(r"/v1/?$", "", parts.path.rstrip("/"))
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _without_credentials(url: str) -> str:
+    """URL without its `user:pw@` (now secrets), warning that they will not be sent."""
+    stripped = strip_userinfo(url)
+    if stripped != url:
+        warnings.warn(
+            "the user:password in the base URL is not sent: MeshAPI takes only the API key "
+            "(MESHAPI_API_KEY)",
+            stacklevel=3,
+        )
+    return stripped

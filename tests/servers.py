@@ -44,8 +44,9 @@ class ScriptedServer:
                 self._serve()
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                self.rfile.read(length)
+                route = server.routes.get(self.path.split("?")[0])
+                if not getattr(route, "reads_body", False):
+                    self.rfile.read(int(self.headers.get("content-length") or 0))
                 self._serve()
 
             def _serve(self) -> None:
@@ -100,8 +101,84 @@ def send_bytes(body: bytes, status: int = 200, headers: dict[str, str] | None = 
     return route
 
 
-def redirect(location: str) -> Route:
-    return send_bytes(b"", 302, {"location": location})
+def redirect(location: str, status: int = 302) -> Route:
+    return send_bytes(b"", status, {"location": location})
+
+
+def in_turn(*routes: Route) -> Route:
+    """The first request gets the first route, the next the next; the last one repeats."""
+    served: list[None] = []
+    lock = threading.Lock()
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        with lock:
+            turn = min(len(served), len(routes) - 1)
+            served.append(None)
+        routes[turn](handler)
+
+    return route
+
+
+def reads_body(route: Route) -> Route:
+    """Mark `route` as one that reads the request body itself (or never does)."""
+    route.reads_body = True  # type: ignore[attr-defined]
+    return route
+
+
+def read_then_hang_up(nbytes: int) -> Route:
+    """Read the first `nbytes` of the body, then close the connection without a word."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.rfile.read(nbytes)
+        hang_up(handler)
+
+    return reads_body(route)
+
+
+def answer_unread(status: int, payload: Any) -> Route:
+    """Answer at once, reading none of the body, and close: what a proxy does with a body
+    over its limit (a 413). The unread body makes the close a reset."""
+    answer = send_json(payload, status, {"connection": "close"})
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        answer(handler)
+        handler.wfile.flush()
+        hang_up(handler)
+
+    return reads_body(route)
+
+
+def lying_length(
+    body: bytes, claimed: int, status: int = 200, headers: dict[str, str] | None = None
+) -> Route:
+    """Say the body is `claimed` bytes long, send `body`, and hang up."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        for name, value in (headers or {"content-type": "application/json"}).items():
+            handler.send_header(name, value)
+        handler.send_header("content-length", str(claimed))
+        handler.end_headers()
+        handler.wfile.write(body)
+        hang_up(handler)
+
+    return route
+
+
+def hang_up(handler: BaseHTTPRequestHandler) -> None:
+    """Close the connection now, without shutting it down politely."""
+    handler.close_connection = True
+    handler.connection.close()
+
+
+def echoing(make: Callable[[str], Route]) -> Route:
+    """A route made from the request's `Authorization` value, as a server that echoes
+    what it was sent makes its answers."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        make(handler.headers.get("authorization", ""))(handler)
+
+    return route
 
 
 def send_sse(
@@ -206,3 +283,67 @@ def silent_listener() -> Iterator[str]:
         for conn in connections:
             conn.close()
         listener.close()
+
+
+# -- servers that echo secrets ---------------------------------------------------------------
+
+
+def echo_faults(credentials: str) -> dict[str, Route]:
+    """Every way of failing (and one success), each echoing what a careless server or
+    proxy echoes: the `Authorization` value it was sent, and URL `credentials` (as from a
+    log of the URL), in messages, details, request ids, headers, frames, pages and URLs."""
+
+    def say(auth: str) -> str:
+        return f"you sent '{auth}' to https://{credentials}@gateway.example/v1 as {credentials}"
+
+    def envelope(status: int, **extra: Any) -> Route:
+        def make(auth: str) -> Route:
+            error = {"code": "echo", "message": say(auth), **extra}
+            if "details" in error:
+                error["details"] = [{"loc": ["body", "prompt"], "msg": say(auth)}, say(auth)]
+            headers = {"x-request-id": auth, "x-echo": say(auth), "retry-after": "0"}
+            return send_json({"error": error, "request_id": auth}, status, headers)
+
+        return echoing(make)
+
+    def page(status: int, content_type: str) -> Route:
+        def make(auth: str) -> Route:
+            text = f"<html><head><title>{say(auth)}</title></head><body>{say(auth)}</body></html>"
+            headers = {"content-type": content_type, "x-request-id": auth, "retry-after": "0"}
+            return send_bytes(text.encode(), status, headers)
+
+        return echoing(make)
+
+    def stream(*frames: Callable[[str], bytes]) -> Route:
+        return echoing(
+            lambda auth: send_sse(
+                *(frame(auth) for frame in frames), headers={"x-request-id": auth}
+            )
+        )
+
+    def result(auth: str) -> bytes:
+        image = {"b64_json": b64(png_bytes()), "revised_prompt": say(auth)}
+        final = {"object": "image.chunk", "created": 1, "status": "completed", "model": say(auth)}
+        return sse_frame({**final, "data": [image], "usage": {"echo": say(auth)}})
+
+    return {
+        "401": envelope(401),
+        "400 with details": envelope(400, details=True),
+        "422 with details": envelope(422, details=True),
+        "500": envelope(500),
+        "503, retried": envelope(503, retry_after_seconds=0),
+        "html 502, retried": page(502, "text/html"),
+        "text 403": page(403, "text/plain"),
+        "redirect": echoing(
+            lambda auth: send_bytes(
+                b"", 302, {"location": f"https://{credentials}@elsewhere.example/?k={auth}"}
+            )
+        ),
+        "not json": page(200, "application/json"),
+        "error frame": stream(
+            lambda auth: sse_frame({"object": "image.chunk", "created": 1, "status": say(auth)}),
+            lambda auth: sse_frame({"error": {"code": "echo", "message": say(auth)}}),
+        ),
+        "malformed frame": stream(lambda auth: f"data: {{{say(auth)}\n\n".encode()),
+        "success": stream(result, lambda auth: b"data: [DONE]\n\n"),
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import gzip
+import json
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from mesh_magics.errors import (
     InternalServerError,
     NotFoundError,
     RateLimitError,
+    RequestTooLargeError,
     ServiceUnavailableError,
     StreamError,
     StreamFailedError,
@@ -32,10 +34,24 @@ from mesh_magics.request import ImageRequest
 from mesh_magics.settings import ClientSettings, Secret
 
 from .conftest import FAKE_KEY
-from .servers import ScriptedServer, b64, png_bytes, send_sse, sse_frame
+from .servers import (
+    ScriptedServer,
+    answer_unread,
+    b64,
+    hang_up,
+    in_turn,
+    lying_length,
+    png_bytes,
+    read_then_hang_up,
+    redirect,
+    send_bytes,
+    send_json,
+    send_sse,
+    sse_frame,
+)
 
 
-def settings_for(server: LocalServer, **overrides: Any) -> ClientSettings:
+def settings_for(server: LocalServer | ScriptedServer, **overrides: Any) -> ClientSettings:
     values: dict[str, Any] = {
         "base_url": server.url,
         "api_key": Secret(FAKE_KEY),
@@ -49,8 +65,24 @@ def settings_for(server: LocalServer, **overrides: Any) -> ClientSettings:
 
 
 def generate(
-    server: LocalServer, stream: bool = True, settings: ClientSettings | None = None, **fields: Any
+    server: LocalServer | ScriptedServer,
+    stream: bool = True,
+    settings: ClientSettings | None = None,
+    **fields: Any,
 ) -> list[StreamEvent]:
+    events, error = events_until_failure(server, stream, settings, **fields)
+    if error is not None:
+        raise error
+    return events
+
+
+def events_until_failure(
+    server: LocalServer | ScriptedServer,
+    stream: bool = True,
+    settings: ClientSettings | None = None,
+    **fields: Any,
+) -> tuple[list[StreamEvent], BaseException | None]:
+    """Every event of one generation, and the error that ended it, if one did."""
     body = {
         "prompt": "a fox",
         "model": "openai/gpt-image-1",
@@ -60,11 +92,18 @@ def generate(
     }
     body.update(fields)
 
-    async def collect() -> list[StreamEvent]:
-        async with MeshClient(settings or settings_for(server)) as client:
-            return [event async for event in client.generate(ImageRequest(body))]
+    events: list[StreamEvent] = []
 
-    return asyncio.run(collect())
+    async def collect() -> None:
+        async with MeshClient(settings or settings_for(server)) as client:
+            async for event in client.generate(ImageRequest(body)):
+                events.append(event)
+
+    try:
+        asyncio.run(collect())
+    except Exception as exc:
+        return events, exc
+    return events, None
 
 
 def completed(events: list[StreamEvent]) -> Completed:
@@ -327,3 +366,295 @@ def test_a_gzip_compressed_stream_is_decoded() -> None:
 
         events = asyncio.run(collect())
     assert (completed(events).images[0].width, completed(events).images[0].height) == (6, 4)
+
+
+# -- what may be sent twice (issue 9) ------------------------------------------------------
+
+GENERATIONS = "/v1/images/generations"
+BIG_IMAGE = "data:image/png;base64," + "A" * (32 * 1024 * 1024)  # beyond any socket buffer
+
+
+def arrivals(api: ScriptedServer) -> int:
+    return api.paths().count(GENERATIONS)
+
+
+def test_a_server_that_hangs_up_in_the_middle_of_an_upload_gets_it_only_once() -> None:
+    with ScriptedServer({GENERATIONS: read_then_hang_up(64 * 1024)}) as api:
+        events, error = events_until_failure(api, image=BIG_IMAGE)
+    assert isinstance(error, TransportError), error
+    assert "still being sent" in str(error) and "too large" in str(error)
+    assert "not retried, because a repeat could bill twice" in str(error)
+    assert not any(isinstance(e, Retrying) for e in events)
+    assert arrivals(api) == 1
+
+
+def test_a_413_answered_before_a_big_upload_was_read_is_not_sent_again() -> None:
+    envelope = {"error": {"code": "request_too_large", "message": "The body is too large"}}
+    with ScriptedServer({GENERATIONS: answer_unread(413, envelope)}) as api:
+        events, error = events_until_failure(api, image=BIG_IMAGE)
+    # The reset of the unread upload may destroy the answer; either way it says why.
+    assert isinstance(error, RequestTooLargeError | TransportError), error
+    assert "too large" in str(error)
+    assert not any(isinstance(e, Retrying) for e in events)
+    assert arrivals(api) == 1
+
+
+def test_a_413_answered_before_a_small_upload_was_read_is_shown() -> None:
+    envelope = {"error": {"code": "request_too_large", "message": "The body is too large"}}
+    with ScriptedServer({GENERATIONS: answer_unread(413, envelope)}) as api:
+        _, error = events_until_failure(api)
+    assert isinstance(error, RequestTooLargeError) and error.status == 413
+    assert arrivals(api) == 1
+
+
+def test_the_embedded_backend_reads_a_body_over_its_limit_so_its_413_arrives(
+    server: LocalServer,
+) -> None:
+    _, error = events_until_failure(server, image=BIG_IMAGE + "A" * (1024 * 1024))
+    assert isinstance(error, RequestTooLargeError), error
+    assert len(generation_requests(server)) <= 1  # the refused body may not be recorded
+
+
+def test_a_server_that_drops_after_the_whole_request_is_not_asked_again() -> None:
+    with ScriptedServer({GENERATIONS: hang_up}) as api:
+        events, error = events_until_failure(api)
+    assert isinstance(error, TransportError), error
+    assert "the connection failed after the request was sent" in str(error)
+    assert "not retried" in str(error)
+    assert not any(isinstance(e, Retrying) for e in events)
+    assert arrivals(api) == 1
+
+
+def test_connection_refused_is_retried_exactly_max_retries_times() -> None:
+    closed = LocalServer().start()
+    url = closed.url
+    closed.stop()
+    settings = ClientSettings(base_url=url, max_retries=3, backoff_base=0.01)
+    events, error = events_until_failure(closed, settings=settings)
+    assert isinstance(error, TransportError) and "could not connect" in str(error)
+    assert [e.attempt for e in events if isinstance(e, Retrying)] == [2, 3, 4]
+
+
+def test_a_500_that_drops_its_body_halfway_is_still_a_500_and_not_retried() -> None:
+    with ScriptedServer({GENERATIONS: lying_length(b'{"error": {"code": "x', 900, 500)}) as api:
+        _, error = events_until_failure(api)
+    assert isinstance(error, InternalServerError) and error.status == 500
+    assert arrivals(api) == 1
+
+
+# -- redirects from the API ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_from_the_api_is_not_followed_and_says_where_it_pointed(status: int) -> None:
+    with ScriptedServer({}) as elsewhere, ScriptedServer({}) as api:
+        target = elsewhere.url.replace("://", "://user:pw@") + "/api" + GENERATIONS + "?sig=x"
+        api.routes[GENERATIONS] = redirect(target, status)
+        _, error = events_until_failure(api)
+    assert isinstance(error, ConfigError), error
+    message = str(error)
+    assert f"HTTP {status}" in message and "redirected" in message
+    assert f"{elsewhere.url}/api{GENERATIONS}" in message  # where to, without credentials
+    assert f"--base-url {elsewhere.url}/api" in message  # and what to write instead
+    assert "user:pw" not in message and "sig=x" not in message
+    assert elsewhere.requests == [] and arrivals(api) == 1  # the key went nowhere else
+
+
+def test_a_relative_redirect_is_shown_against_the_api_host() -> None:
+    with ScriptedServer({GENERATIONS: redirect("/v2/generate", 308)}) as api:
+        _, error = events_until_failure(api)
+    assert isinstance(error, ConfigError)
+    assert f"{api.url}/v2/generate" in str(error) and "base URL" in str(error)
+
+
+def test_a_redirect_when_listing_models_is_reported_too() -> None:
+    with ScriptedServer({"/v1/models": redirect("https://api.example.com/v1/models", 301)}) as api:
+
+        async def models() -> list[dict[str, Any]]:
+            async with MeshClient(settings_for(api)) as client:
+                return await client.list_models()
+
+        with pytest.raises(ConfigError) as caught:
+            asyncio.run(models())
+    assert "https://api.example.com/v1/models" in str(caught.value)
+
+
+# -- previews: MeshAPI's image.chunk and OpenAI's typed events ----------------------------
+
+
+def run_stream(*frames: bytes) -> list[StreamEvent]:
+    with ScriptedServer({GENERATIONS: send_sse(*frames)}) as api:
+        return generate(api)
+
+
+def chunk(**fields: Any) -> bytes:
+    return sse_frame({"id": "imgstream_1", "object": "image.chunk", "created": 1, **fields})
+
+
+def test_image_chunk_previews_are_previews_and_the_completed_chunk_is_the_result() -> None:
+    preview, final = png_bytes(4, 4), png_bytes(12, 10)
+    events = run_stream(
+        chunk(status="processing", data=[]),
+        *(
+            chunk(status="partial_image", partial_image_index=i, data=[{"b64_json": b64(preview)}])
+            for i in range(2)
+        ),
+        chunk(status="completed", model="m/x", data=[{"b64_json": b64(final)}], usage={"t": 1}),
+        b"data: [DONE]\n\n",
+    )
+    assert [type(e).__name__ for e in events] == [
+        "StatusChanged", "PartialImage", "PartialImage", "Completed",
+    ]  # fmt: skip
+    assert [e.index for e in events if isinstance(e, PartialImage)] == [0, 1]
+    done = completed(events)
+    assert [(i.width, i.height) for i in done.images] == [(12, 10)]  # not a preview
+    assert done.usage == {"t": 1} and done.model == "m/x"
+
+
+def test_a_chunk_with_only_a_partial_image_index_is_a_preview() -> None:
+    preview, final = png_bytes(4, 4), png_bytes(12, 10)
+    events = run_stream(
+        chunk(partial_image_index=0, data=[{"b64_json": b64(preview)}]),
+        chunk(status="partial", data=[{"b64_json": b64(preview)}]),
+        chunk(data=[{"b64_json": b64(final)}]),
+        b"data: [DONE]\n\n",
+    )
+    assert sum(isinstance(e, PartialImage) for e in events) == 2
+    assert len(completed(events).images) == 1
+
+
+def test_openai_style_events_still_give_previews_and_images() -> None:
+    preview, final = png_bytes(4, 4), png_bytes(12, 10)
+    events = run_stream(
+        sse_frame(
+            {
+                "type": "image_generation.partial_image",
+                "partial_image_index": 1,
+                "b64_json": b64(preview),
+            }
+        ),
+        sse_frame(
+            {"type": "image_generation.completed", "b64_json": b64(final), "usage": {"t": 2}}
+        ),
+        b"data: [DONE]\n\n",
+    )
+    assert [e.index for e in events if isinstance(e, PartialImage)] == [1]
+    assert [(i.width, i.height) for i in completed(events).images] == [(12, 10)]
+
+
+def test_a_broken_preview_is_skipped_not_taken_for_the_result() -> None:
+    final = png_bytes(12, 10)
+    events = run_stream(
+        chunk(
+            status="partial_image", partial_image_index=0, data=[{"b64_json": "bm90IGFuIGltYWdl"}]
+        ),
+        chunk(status="completed", data=[{"b64_json": b64(final)}]),
+        b"data: [DONE]\n\n",
+    )
+    assert not any(isinstance(e, PartialImage) for e in events)
+    assert len(completed(events).images) == 1
+
+
+def test_previews_alone_are_not_a_result() -> None:
+    preview = png_bytes(4, 4)
+    with pytest.raises(StreamError) as caught:
+        run_stream(
+            chunk(status="partial_image", partial_image_index=0, data=[{"b64_json": b64(preview)}]),
+            b"data: [DONE]\n\n",
+        )
+    assert "without any image" in str(caught.value)
+
+
+# -- numbers and types a server gets wrong ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("nan", float("nan")),
+        ("inf", float("inf")),
+        ("-1", -1),
+        ("1e999", 1e999),
+        ("99999999999", 10**400),
+    ],
+)
+def test_unusable_retry_after_values_still_give_a_sane_wait(header: str, seconds: Any) -> None:
+    refusal = send_bytes(
+        json.dumps({"error": {"code": "unavailable", "retry_after_seconds": seconds}}).encode(),
+        503,
+        {"content-type": "application/json", "retry-after": header},
+    )
+    final = chunk(status="completed", data=[{"b64_json": b64(png_bytes())}]) + b"data: [DONE]\n\n"
+    with ScriptedServer({GENERATIONS: in_turn(refusal, send_sse(final))}) as api:
+        events = generate(api, settings=settings_for(api, max_retry_wait=0.2))
+    (retry,) = [e for e in events if isinstance(e, Retrying)]
+    assert 0 <= retry.delay <= 0.2  # finite, not negative, within the cap
+    assert isinstance(events[-1], Completed)
+
+
+def test_retry_after_parsing_refuses_what_is_not_a_wait() -> None:
+    assert parse_retry_after("nan") is None and parse_retry_after("-5") is None
+    assert parse_retry_after("inf") == parse_retry_after("1e999") == 24 * 3600
+    assert parse_retry_after("Wed, 25 Nov 2026 12:00:10 GMT", now=1795608100.0) == 0.0
+    assert parse_retry_after("Wed, 99 Nov 2026 12:00:10 GMT") is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (
+            {"error": {"message": {"why": "nested"}, "code": 7, "details": "one"}},
+            ("nested", "7", "one"),
+        ),
+        ({"error": "a plain sentence"}, ("a plain sentence",)),
+        ({"error": ["a", "list"]}, ("list",)),
+        ({"error": {"message": None, "code": None, "request_id": 5}}, ("unknown error",)),
+        (
+            {"error": {"message": "m", "details": {"loc": ["body", "n"], "msg": "too big"}}},
+            ("n: too big",),
+        ),
+        ({"detail": [{"loc": ["body", "size"], "msg": "bad size"}]}, ("size: bad size",)),
+        ({"message": "Forbidden by the gateway"}, ("Forbidden by the gateway",)),
+        (
+            {
+                "error": {"message": "x" * 5000, "retry_after_seconds": "soon"},
+                "request_id": {"a": 1},
+            },
+            ("xxx",),
+        ),
+    ],
+)
+def test_error_envelopes_of_the_wrong_shape_are_still_readable(
+    payload: dict[str, Any], words: tuple[str, ...]
+) -> None:
+    with ScriptedServer({GENERATIONS: send_json(payload, 400)}) as api:
+        _, error = events_until_failure(api)
+    assert isinstance(error, APIError) and error.status == 400, error
+    for word in words:
+        assert word in str(error)
+    assert len(str(error)) < 600
+
+
+def test_a_success_whose_length_lies_is_a_dropped_response_not_retried() -> None:
+    body = json.dumps({"data": [{"b64_json": b64(png_bytes())}]}).encode()
+    with ScriptedServer({GENERATIONS: lying_length(body, len(body) * 2)}) as api:
+        _, error = events_until_failure(api, stream=False)
+    assert isinstance(error, StreamError) and "dropped" in str(error)
+    assert arrivals(api) == 1
+
+
+def test_a_page_that_is_not_json_says_what_it_was() -> None:
+    page = b"<html><title>Sign in to the portal</title></html>"
+    with ScriptedServer({GENERATIONS: send_bytes(page, 200, {"content-type": "text/html"})}) as api:
+        _, error = events_until_failure(api, stream=False)
+    assert isinstance(error, StreamError)
+    assert "not JSON" in str(error) and "text/html" in str(error) and "HTTP 200" in str(error)
+
+
+def test_a_key_a_header_cannot_carry_is_a_config_error_that_does_not_show_it() -> None:
+    with ScriptedServer({}) as api:
+        _, error = events_until_failure(
+            api, settings=settings_for(api, api_key=Secret("rsk_é_key_x"))
+        )
+    assert isinstance(error, ConfigError) and "MESHAPI_API_KEY" in str(error)
+    assert "rsk_é_key_x" not in str(error) and api.requests == []

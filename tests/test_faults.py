@@ -16,7 +16,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from mesh_magics import errors
 from mesh_magics.local import LocalServer
 
-from .conftest import run_cell
+from .conftest import FAKE_KEY, run_cell
+from .exposure import run_exposed
 from .servers import (
     ScriptedServer,
     b64,
@@ -77,9 +78,7 @@ def local_fault(fault: str, **extra: object) -> str:
     return f"-p mesh_local='{json.dumps({'fault': fault, **extra})}'"
 
 
-@pytest.mark.parametrize(
-    ("fault", "error", "words"),
-    [
+SERVER_FAULTS = [
         ("status:401", errors.AuthenticationError, ("401 unauthorized", "MESHAPI_API_KEY")),
         ("status:402", errors.PaymentRequiredError, ("402 spend_limit_exceeded",)),
         ("status:403", errors.PermissionDeniedError, ("403 forbidden",)),
@@ -99,8 +98,10 @@ def local_fault(fault: str, **extra: object) -> str:
         ("not_image", errors.ImageDecodeError, ("not an image",)),
         ("truncated_png", errors.ImageDecodeError, ("PNG",)),
         ("bomb", errors.ImageDecodeError, ("bomb",)),
-    ],
-)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fault", "error", "words"), SERVER_FAULTS)
 def test_server_faults(
     ip: InteractiveShell,
     server: LocalServer,
@@ -272,3 +273,50 @@ def test_plain_http_to_a_remote_host_is_refused_before_sending_anything(
         errors.ConfigError,
         "https",
     )
+
+
+# -- no fault shows a secret ------------------------------------------------------------------
+
+CREDENTIALS = "user:pw"
+SECRETS = (FAKE_KEY, FAKE_KEY[:12], CREDENTIALS)  # a clipped key is still a leak
+
+
+def with_credentials(url: str) -> str:
+    return url.replace("://", f"://{CREDENTIALS}@")
+
+
+@pytest.mark.filterwarnings("ignore:the user.password in the base URL")
+@pytest.mark.parametrize("fault", [fault for fault, _, _ in SERVER_FAULTS] + ["fewer", "cut"])
+def test_no_fault_shows_the_key_or_url_credentials(
+    ip: InteractiveShell, server: LocalServer, fault: str
+) -> None:
+    """Everything each fault shows (error, reprs, stdout, stderr, rich outputs, DEBUG logs
+    of mesh_magics, httpx and httpcore), with a base URL that carries credentials."""
+    spec = local_fault(fault, retry_after="0")
+    base = with_credentials(server.url)
+    shown = run_exposed(
+        ip, f"%%meshimage -o t_keep -n 2 --size 64x64 --base-url {base} {spec}\nfox"
+    )
+    assert isinstance(shown.error, errors.MeshError), shown.error
+    assert "HTTP Request: POST" in shown.texts["logs"]  # the debug logs were all there
+    assert any(r.headers.get("authorization") == f"Bearer {FAKE_KEY}" for r in server.requests)
+    for secret in SECRETS:
+        assert shown.where(secret) == [], f"{secret!r} shown in {shown.where(secret)}"
+
+
+@pytest.mark.filterwarnings("ignore:the user.password in the base URL")
+def test_connection_and_tls_failures_show_no_url_credentials(
+    ip: InteractiveShell, tmp_path: Path
+) -> None:
+    closed = LocalServer().start()
+    refused = closed.url
+    closed.stop()
+    with ScriptedServer({}, tls=self_signed_context(tmp_path)) as tls_server:
+        for url in (refused, tls_server.url):
+            shown = run_exposed(
+                ip, f"%%meshimage -o t_keep --base-url {with_credentials(url)}\nfox"
+            )
+            assert isinstance(shown.error, errors.TransportError), shown.error
+            assert url in str(shown.error)  # the address is named, without its credentials
+            for secret in SECRETS:
+                assert shown.where(secret) == [], f"{secret!r} shown in {shown.where(secret)}"

@@ -1,21 +1,31 @@
-"""The API key never appears in any output, error, repr, log or saved file.
+"""The API key never appears in any output, error, repr, log or saved file; nor do the
+credentials of a URL.
 
 A notebook runs with a known fake key through every path (success, each class of error,
 the reprs of the configuration, client and result, saved images, debug logs of httpx,
-httpcore and mesh_magics) and everything it left behind is searched for the key."""
+httpcore and mesh_magics) and everything it left behind is searched for the key. Then
+servers that echo the key and URL credentials back, in every text they send, are asked
+through the magic, and everything the user could see is searched for both."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 from nbclient import NotebookClient
 
+from mesh_magics import errors
 from mesh_magics.local import LocalServer
+from mesh_magics.redact import RedactingFilter, display_url, redact
+from mesh_magics.settings import ClientSettings, Secret
 
 from .conftest import FAKE_KEY
+from .exposure import run_exposed
+from .servers import ScriptedServer, echo_faults
 
 FAULTS = [
     "status:401", "status:402", "status:403", "status:404", "status:413", "status:429",
@@ -83,3 +93,72 @@ def test_the_key_is_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     for path in searched:
         assert FAKE_KEY.encode() not in path.read_bytes(), f"the key leaked into {path.name}"
     assert not (tmp_path / ".cache").exists()  # no cache anywhere to leak into
+
+
+# -- servers that echo secrets back ---------------------------------------------------------
+
+CREDENTIALS = "user:pw"
+SECRETS = (FAKE_KEY, FAKE_KEY[:12], CREDENTIALS)  # a clipped key is still a leak
+
+
+@pytest.mark.filterwarnings("ignore:the user.password in the base URL")
+@pytest.mark.parametrize("fault", list(echo_faults(CREDENTIALS)))
+def test_what_a_server_echoes_back_is_never_shown(ip: InteractiveShell, fault: str) -> None:
+    with ScriptedServer({}) as api:
+        api.routes["/v1/images/generations"] = echo_faults(CREDENTIALS)[fault]
+        base = api.url.replace("://", f"://{CREDENTIALS}@")
+        shown = run_exposed(ip, f"%%meshimage -o t_echo --base-url {base}\nA fox")
+        sent = [headers.get("authorization", "") for _, headers in api.requests]
+    assert sent and all(value == f"Bearer {FAKE_KEY}" for value in sent)  # the key did go
+    for secret in SECRETS:
+        assert shown.where(secret) == [], f"{secret!r} shown in {shown.where(secret)}"
+    assert (shown.error is None) == (fault == "success"), shown.error
+    assert isinstance(shown.error, errors.MeshError | None)
+    assert "[redacted]" in "".join(shown.texts.values())  # the echo did come back, masked
+
+
+def test_credentials_in_the_base_url_are_neither_sent_nor_shown(ip: InteractiveShell) -> None:
+    with ScriptedServer({}) as api:
+        base = api.url.replace("://", f"://{CREDENTIALS}@")
+        with pytest.warns(UserWarning, match="is not sent") as told:  # the user is told
+            shown = run_exposed(ip, f"%%meshimage -o t_echo --base-url {base}\nA fox")
+        (headers,) = [headers for _, headers in api.requests]
+    assert headers["authorization"] == f"Bearer {FAKE_KEY}"  # not Basic from the URL
+    assert isinstance(shown.error, errors.NotFoundError)
+    assert all(CREDENTIALS not in str(warning.message) for warning in told)
+    assert shown.where(CREDENTIALS) == [] and shown.where(FAKE_KEY) == []
+
+
+def test_settings_and_client_reprs_hide_url_credentials() -> None:
+    from mesh_magics.client import MeshClient
+
+    with pytest.warns(UserWarning, match="not sent"):
+        settings = ClientSettings(base_url="https://me:hunter22@api.example.com/v1")
+    shown = repr(settings) + repr(MeshClient(settings))
+    assert "hunter22" not in shown and "me:" not in shown
+    assert "https://api.example.com" in shown
+
+
+def test_redaction_masks_registered_secrets_and_any_url_userinfo() -> None:
+    Secret("rsk_live_abcdef0123456789")
+    text = "key rsk_live_abcdef0123456789 at https://bob:s3cr3t@cdn.example/x.png ok"
+    assert redact(text) == "key [redacted] at https://cdn.example/x.png ok"
+    assert display_url("https://bob:s3cr3t@cdn.example/x.png?sig=abc#f") == (
+        "https://cdn.example/x.png?…"
+    )
+
+
+def test_log_records_are_masked_before_any_handler_sees_them() -> None:
+    logger = logging.getLogger("mesh_magics.test_hygiene")
+    logger.addFilter(RedactingFilter())
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        logger.warning("sent %s to %s", f"Bearer {FAKE_KEY}", "https://user:pw@h.example/")
+    finally:
+        logger.removeHandler(handler)
+    Secret(FAKE_KEY)
+    (record,) = records
+    assert FAKE_KEY not in record.getMessage() and "user:pw" not in record.getMessage()

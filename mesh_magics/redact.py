@@ -1,0 +1,162 @@
+"""Secrets never reach the user: one process-wide registry of secret strings, and
+`redact()` for every text that is shown (error messages, reprs, progress, log records).
+
+What is registered: the API key (a `settings.Secret` registers its value when it is made)
+and the credentials of a URL's userinfo (`https://user:pw@host`, registered when a base
+URL is normalised). Besides the registry, `redact()` strips the userinfo of any URL in a
+text, so credentials a server puts in a `Location` or an image URL are not shown either.
+
+Servers echo what they were sent, so a secret can come back inside any text: redact a
+server's text as soon as it arrives, and before clipping it (a clipped key is still a leak,
+and no longer matches the registry).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+MASK = "[redacted]"
+MIN_SECRET_LENGTH = 6  # shorter strings are words, not keys: masking them would garble texts
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+_longest = 0
+
+# `scheme://userinfo@`: the userinfo part is whatever comes before an "@" in the authority.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@\"'<>]*@")
+
+
+def register_secret(value: str | None) -> None:
+    """Never show `value` (nor its stripped form) in any text from now on."""
+    if not value:
+        return
+    global _pattern, _longest
+    forms = {value, value.strip()}
+    with _lock:
+        new = {form for form in forms if len(form) >= MIN_SECRET_LENGTH} - _secrets
+        if not new:
+            return
+        _secrets.update(new)
+        ordered = sorted(_secrets, key=len, reverse=True)  # the longest form masks first
+        _pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
+        _longest = len(ordered[0])
+
+
+def register_url_credentials(url: str) -> bool:
+    """Register the userinfo of `url` (raw and percent-decoded); True if it has any."""
+    userinfo = _userinfo(url)
+    if userinfo is None:
+        return False
+    user, _, password = userinfo.partition(":")
+    for part in (userinfo, user, password):
+        register_secret(part)
+        register_secret(unquote(part))
+    return True
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret masked and every URL's userinfo removed."""
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    if "@" in text:
+        text = _USERINFO.sub(r"\1", text)
+    return text
+
+
+def redact_value(value: Any) -> Any:
+    """A JSON-like value (error details, usage) with every string in it redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """At most `limit` characters of `text`, redacted first so no secret is cut in half."""
+    # Redact a little more than is kept: a secret that straddles the cut is masked whole.
+    text = redact(text[: limit + max(_longest, 256)])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def strip_userinfo(url: str) -> str:
+    """`url` without its `user:password@` (registering the credentials it had)."""
+    if _userinfo(url) is None:
+        return url
+    register_url_credentials(url)
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # a scheme-relative `//user@host/...`
+        return url.rpartition("@")[2]
+    authority_end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    host = rest[:authority_end].rpartition("@")[2]
+    return f"{scheme}{sep}{host}{rest[authority_end:]}"
+
+
+def display_url(url: str) -> str:
+    """How a URL is shown: no credentials, and no query (signed URLs carry tokens there)."""
+    shown = strip_userinfo(url.strip())
+    base, query, _ = shown.partition("?")
+    base = base.partition("#")[0]
+    return redact(base + ("?…" if query else ""))
+
+
+def _userinfo(url: str) -> str | None:
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if "@" not in parts.netloc:
+        return None
+    return parts.netloc.rpartition("@")[0]
+
+
+# -- logging -----------------------------------------------------------------------------
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a log record's message and traceback before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is the handler's to report, not ours
+            return True
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+# Where a secret could be logged: our own loggers, and httpx/httpcore, whose debug records
+# carry URLs and response headers. (A filter on a logger does not reach its children.)
+LOGGERS = (
+    "mesh_magics",
+    "mesh_magics.client",
+    "mesh_magics.local.handler",
+    "mesh_magics.local.server",
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
+def guard_loggers(names: Iterable[str] = LOGGERS) -> None:
+    """Put one `RedactingFilter` on each named logger (again and again is harmless)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
