@@ -40,6 +40,7 @@ from .envelopes import (
     error_from_envelope,
     error_from_response,
     request_id_of,
+    text_summary,
 )
 from .errors import (
     APIError,
@@ -220,8 +221,7 @@ class MeshClient:
         except ValueError:  # also a UnicodeDecodeError
             raise StreamError(
                 f"the server's response ({_described(response)}) is not JSON: "
-                f"{clip(raw[:MAX_ERROR_BODY].decode('utf-8', 'replace'), 80)!r} "
-                f"(request {request_id})"
+                f"{text_summary(raw[:MAX_ERROR_BODY])!r} (request {request_id})"
             ) from None
         del raw
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):

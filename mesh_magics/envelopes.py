@@ -53,7 +53,7 @@ async def error_from_response(response: httpx.Response) -> APIError:
     elif isinstance(payload, dict) and payload.get("message"):
         message = _text(payload["message"])
     else:
-        message = _text_summary(raw) or response.reason_phrase or "error"
+        message = text_summary(raw) or response.reason_phrase or "error"
     cls = api_error_class(status)
     return cls(
         clip(message, MESSAGE_LIMIT),
@@ -179,7 +179,8 @@ def _shorten(value: Any) -> Any:
     return value
 
 
-def _text_summary(raw: bytes) -> str:
+def text_summary(raw: bytes) -> str:
+    """An HTML page's title, or the first words of a text, as one short line."""
     text = raw.decode("utf-8", "replace")
     title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
     if title:
@@ -197,4 +198,5 @@ __all__ = [
     "read_capped",
     "request_id_of",
     "seconds",
+    "text_summary",
 ]

@@ -23,6 +23,10 @@ class MeshError(Exception):
 
     label = "meshimage error"
 
+    def __init__(self, *args: Any) -> None:
+        # Masked as made, so not even `.args` keeps a secret some text brought along.
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+
     def __str__(self) -> str:
         return redact(super().__str__())  # the last guard: a server may echo a secret
 

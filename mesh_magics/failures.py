@@ -98,13 +98,13 @@ def request_failure(
     cause = describe(exc)
     if stage is Stage.ANSWERED:
         return response_failure(exc, read_timeout=read_timeout, streaming=streaming)
+    if isinstance(exc, _PERMANENT):  # refused before the wire: the same would fail again
+        return TransportError(f"the request to {where} could not be sent ({cause})")
     if stage is Stage.NOT_SENT:
         tls = ssl_error_in(exc)
         if tls is not None:
             reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
             return TransportError(f"TLS handshake with {where} failed: {clip(str(reason), 160)}")
-        if isinstance(exc, _PERMANENT):
-            return TransportError(f"the request to {where} could not be sent ({cause})")
         if isinstance(exc, httpx.ConnectTimeout):
             cause = "timed out"
         elif isinstance(exc, httpx.PoolTimeout):

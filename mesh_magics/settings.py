@@ -79,7 +79,10 @@ def normalize_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
     shows them, even when a server echoes them.
     """
     url = _without_credentials(url.strip())
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed `[` of an IPv6 address
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             f"base URL {display_url(url)!r} is not an http(s) URL, e.g. {DEFAULT_BASE_URL}"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mesh_magics import client as client_module
 from mesh_magics.client import MeshClient
 from mesh_magics.envelopes import parse_retry_after
 from mesh_magics.errors import (
@@ -43,6 +44,7 @@ from .servers import (
     lying_length,
     png_bytes,
     read_then_hang_up,
+    reads_body,
     redirect,
     send_bytes,
     send_json,
@@ -425,6 +427,19 @@ def test_a_server_that_drops_after_the_whole_request_is_not_asked_again() -> Non
     assert arrivals(api) == 1
 
 
+def test_an_upload_the_server_stops_reading_times_out_and_is_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_module, "WRITE_TIMEOUT", 0.5)
+    with ScriptedServer({}) as api:
+        api.routes[GENERATIONS] = reads_body(lambda _: api.stopping.wait(30))  # reads nothing
+        events, error = events_until_failure(api, image=BIG_IMAGE)
+    assert isinstance(error, TransportError), error
+    assert "stalled for 0.5 s (write timeout)" in str(error) and "not retried" in str(error)
+    assert not any(isinstance(e, Retrying) for e in events)
+    assert arrivals(api) == 1
+
+
 def test_connection_refused_is_retried_exactly_max_retries_times() -> None:
     closed = LocalServer().start()
     url = closed.url
@@ -648,7 +663,8 @@ def test_a_page_that_is_not_json_says_what_it_was() -> None:
     with ScriptedServer({GENERATIONS: send_bytes(page, 200, {"content-type": "text/html"})}) as api:
         _, error = events_until_failure(api, stream=False)
     assert isinstance(error, StreamError)
-    assert "not JSON" in str(error) and "text/html" in str(error) and "HTTP 200" in str(error)
+    assert "not JSON" in str(error) and "(HTTP 200, text/html)" in str(error)
+    assert "Sign in to the portal" in str(error) and "<" not in str(error)
 
 
 def test_a_key_a_header_cannot_carry_is_a_config_error_that_does_not_show_it() -> None:
@@ -658,3 +674,20 @@ def test_a_key_a_header_cannot_carry_is_a_config_error_that_does_not_show_it() -
         )
     assert isinstance(error, ConfigError) and "MESHAPI_API_KEY" in str(error)
     assert "rsk_é_key_x" not in str(error) and api.requests == []
+
+
+def test_image_urls_with_credentials_are_fetched_without_them_and_never_shown() -> None:
+    with ScriptedServer({}) as files, ScriptedServer({}) as api:
+        signed = files.url.replace("://", "://cdnuser:cdnpass1@")
+        files.routes["/x.png"] = send_bytes(png_bytes(5, 3), headers={"content-type": "image/png"})
+        files.routes["/moved.png"] = redirect(signed + "/x.png")
+        files.routes["/gone.png"] = send_bytes(b"", 404)
+        api.routes[GENERATIONS] = send_json({"data": [{"url": signed + "/moved.png"}]})
+        done = completed(generate(api, stream=False))
+        api.routes[GENERATIONS] = send_json({"data": [{"url": signed + "/gone.png"}]})
+        _, error = events_until_failure(api, stream=False)
+    assert (done.images[0].width, done.images[0].height) == (5, 3)
+    assert files.paths() == ["/moved.png", "/x.png", "/gone.png"]
+    assert all("authorization" not in headers for _, headers in files.requests)
+    assert isinstance(error, ImageDecodeError) and "HTTP 404" in str(error)
+    assert "cdnpass1" not in str(error) + repr(error)

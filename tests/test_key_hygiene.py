@@ -129,6 +129,23 @@ def test_credentials_in_the_base_url_are_neither_sent_nor_shown(ip: InteractiveS
     assert shown.where(CREDENTIALS) == [] and shown.where(FAKE_KEY) == []
 
 
+@pytest.mark.filterwarnings("ignore:the user.password in the base URL")
+@pytest.mark.parametrize(
+    "base",
+    [
+        "ftp://user:pw@api.example.com",  # refused by the option parser
+        "http://user:pw@api.example.com",  # plain http to a remote host
+        "https://user:pw@[::1",  # not a URL at all
+    ],
+)
+def test_a_refused_base_url_with_credentials_does_not_show_them(
+    ip: InteractiveShell, base: str
+) -> None:
+    shown = run_exposed(ip, f"%%meshimage -o t_echo --base-url {base}\nA fox")
+    assert isinstance(shown.error, errors.OptionError | errors.ConfigError), shown.error
+    assert shown.where(CREDENTIALS) == [], f"shown in {shown.where(CREDENTIALS)}"
+
+
 def test_settings_and_client_reprs_hide_url_credentials() -> None:
     from mesh_magics.client import MeshClient
 
