@@ -68,6 +68,7 @@ MODELS_PATH = "/v1/models"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 NO_STREAM_READ_TIMEOUT = 600.0  # a plain request waits for the whole generation
 WRITE_TIMEOUT = 60.0
+EXTRA_LIMIT = 2000  # characters kept of each text the server adds (size, usage, ...)
 MAX_BACKOFF_DOUBLINGS = 30  # 2**30 backoff steps is already far past any wait cap
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")  # what a key may hold and still be a header
 
@@ -303,9 +304,9 @@ class MeshClient:
         return Completed(
             images=images,
             request_id=request_id,
-            usage=redact_value(usage) if isinstance(usage, dict) else None,
+            usage=redact_value(usage, EXTRA_LIMIT) if isinstance(usage, dict) else None,
             model=clip(str(model), 120) if model else request.model,
-            extra=redact_value(extra),
+            extra=redact_value(extra, EXTRA_LIMIT),
         )
 
     async def _image_bytes(self, item: dict[str, Any], what: str) -> bytes:

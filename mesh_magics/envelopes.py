@@ -71,8 +71,8 @@ def error_from_envelope(
     cls: type[APIError] | None,
 ) -> APIError:
     envelope = payload.get("error")
-    if not isinstance(envelope, dict):
-        envelope = {"message": envelope}
+    if not isinstance(envelope, dict):  # `"error": "text"`, or the fields at the top level
+        envelope = {"message": envelope or payload.get("message"), "code": payload.get("code")}
     code = envelope.get("code") if isinstance(envelope.get("code"), str | int) else None
     code_text = clip(str(code), 60) if code not in (None, "") else None
     message = clip(_text(envelope.get("message")) or code_text or "unknown error", MESSAGE_LIMIT)

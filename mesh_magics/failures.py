@@ -5,8 +5,9 @@ Generation is billed per job, so a request is repeated only when it provably nev
 reached the server (docs/protocol.md, "The retry policy"). "Provably" is decided from
 httpcore's trace events for the attempt (`Progress`), and from the exception's type:
 
-- `ConnectError`, `ConnectTimeout`, `PoolTimeout` happen before a connection exists;
-- any error while the trace shows a connection being made but no request headers yet;
+- `ConnectError`, `ConnectTimeout`, `PoolTimeout` happen only while a connection is being
+  made (TCP, TLS, a proxy's tunnel) or waited for;
+- any other error while the trace shows no request headers started yet;
 
 are never sent, and may be retried when they can pass (not a TLS certificate, not a bad
 proxy or URL). Anything later may have been received, even in part, and is never retried:
@@ -60,8 +61,8 @@ class Progress:
     def stage(self, exc: BaseException) -> Stage:
         if self.answered:
             return Stage.ANSWERED
-        if not self.sending and (self.traced or isinstance(exc, _BEFORE_ANY_CONNECTION)):
-            return Stage.NOT_SENT
+        if isinstance(exc, _BEFORE_ANY_CONNECTION) or (self.traced and not self.sending):
+            return Stage.NOT_SENT  # (a proxy's CONNECT may have been sent: not our request)
         if self.body_failed:
             return Stage.UPLOAD_CUT
         if self.sending and not self.body_sent:
@@ -69,7 +70,8 @@ class Progress:
         return Stage.SENT
 
 
-# Raised before a connection to the server exists: nothing can have been sent.
+# Raised only while a connection is being made (TCP, TLS, a proxy tunnel) or waited for:
+# whatever the trace says, nothing of this request can have been sent.
 _BEFORE_ANY_CONNECTION = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Never sent, but repeating cannot help: the same URL, proxy or request fails the same way.
 _PERMANENT = (httpx.ProxyError, httpx.UnsupportedProtocol, httpx.LocalProtocolError)

@@ -30,10 +30,10 @@ class Frame(enum.Enum):
 
 
 def kind_of(frame: dict[str, Any]) -> Frame:
-    if frame.get("error"):
-        return Frame.ERROR
     event = frame.get("type")
     event = event if isinstance(event, str) else ""
+    if frame.get("error") or event == "error" or event.endswith(".failed"):
+        return Frame.ERROR
     status = frame.get("status")
     if event.endswith(".partial_image"):
         return Frame.PREVIEW

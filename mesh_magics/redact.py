@@ -7,8 +7,9 @@ URL is normalised). Besides the registry, `redact()` strips the userinfo of any 
 text, so credentials a server puts in a `Location` or an image URL are not shown either.
 
 Servers echo what they were sent, so a secret can come back inside any text: redact a
-server's text as soon as it arrives, and before clipping it (a clipped key is still a leak,
-and no longer matches the registry).
+server's text as soon as it arrives, and before clipping it. A text cut short elsewhere
+may still hold the start or the end of a secret: those are masked too, from 12 characters
+on (`MIN_FRAGMENT_LENGTH`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 MASK = "[redacted]"
 MIN_SECRET_LENGTH = 6  # shorter strings are words, not keys: masking them would garble texts
+MIN_FRAGMENT_LENGTH = 12  # a cut-off start or end of a long secret this long is masked too
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -43,9 +45,18 @@ def register_secret(value: str | None) -> None:
         if not new:
             return
         _secrets.update(new)
-        ordered = sorted(_secrets, key=len, reverse=True)  # the longest form masks first
-        _pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
+        # A text cut short elsewhere (a preview of bytes, a clipped line) may hold only the
+        # start or the end of a secret; the longest form masks first.
+        forms = {fragment for secret in _secrets for fragment in _fragments(secret)}
+        ordered = sorted(forms, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(form) for form in ordered))
         _longest = len(ordered[0])
+
+
+def _fragments(secret: str) -> set[str]:
+    """`secret`, and its starts and ends of at least `MIN_FRAGMENT_LENGTH` characters."""
+    lengths = range(MIN_FRAGMENT_LENGTH, len(secret))
+    return {secret} | {secret[:n] for n in lengths} | {secret[-n:] for n in lengths}
 
 
 def register_url_credentials(url: str) -> bool:
@@ -70,14 +81,15 @@ def redact(text: str) -> str:
     return text
 
 
-def redact_value(value: Any) -> Any:
-    """A JSON-like value (error details, usage) with every string in it redacted."""
+def redact_value(value: Any, limit: int | None = None) -> Any:
+    """A JSON-like value (error details, usage) with every string in it redacted, and
+    clipped to `limit` characters if one is given."""
     if isinstance(value, str):
-        return redact(value)
+        return redact(value) if limit is None else clip(value, limit)
     if isinstance(value, dict):
-        return {redact(str(k)): redact_value(v) for k, v in value.items()}
+        return {redact(str(k)): redact_value(v, limit) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_value(v) for v in value]
+        return [redact_value(v, limit) for v in value]
     return value
 
 

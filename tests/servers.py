@@ -345,5 +345,11 @@ def echo_faults(credentials: str) -> dict[str, Route]:
             lambda auth: sse_frame({"error": {"code": "echo", "message": say(auth)}}),
         ),
         "malformed frame": stream(lambda auth: f"data: {{{say(auth)}\n\n".encode()),
+        "key as the image": stream(
+            lambda auth: sse_frame(
+                {"status": "completed", "data": [{"b64_json": b64(auth.split()[-1].encode())}]}
+            ),
+            lambda auth: b"data: [DONE]\n\n",
+        ),
         "success": stream(result, lambda auth: b"data: [DONE]\n\n"),
     }

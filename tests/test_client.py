@@ -570,6 +570,21 @@ def test_a_broken_preview_is_skipped_not_taken_for_the_result() -> None:
     assert len(completed(events).images) == 1
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "error", "error": {"code": "moderation_blocked", "message": "refused"}},
+        {"type": "error", "code": "moderation_blocked", "message": "refused"},
+        {"type": "image_generation.failed", "error": "moderation_blocked: refused"},
+        {"object": "image.chunk", "created": 1, "error": {"code": "x", "message": "refused"}},
+    ],
+)
+def test_an_error_event_in_any_shape_fails_the_generation(frame: dict[str, Any]) -> None:
+    with pytest.raises(StreamFailedError) as caught:
+        run_stream(sse_frame(frame), b"data: [DONE]\n\n")
+    assert "refused" in str(caught.value)
+
+
 def test_previews_alone_are_not_a_result() -> None:
     preview = png_bytes(4, 4)
     with pytest.raises(StreamError) as caught:
