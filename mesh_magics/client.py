@@ -330,11 +330,12 @@ class MeshClient:
             url = strip_userinfo(url.strip())
             try:
                 parts = urlsplit(url)
-                host = parts.hostname or "?"
+                host = clip(parts.hostname or "?", 100)
             except ValueError:
                 raise ImageDecodeError(f"{what}: its URL is not valid") from None
             if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))):
-                raise ImageDecodeError(f"{what}: refusing to fetch {parts.scheme}:// URL on {host}")
+                scheme = clip(parts.scheme, 20)
+                raise ImageDecodeError(f"{what}: refusing to fetch {scheme}:// URL on {host}")
             try:
                 async with files.stream("GET", url) as response:
                     if response.is_redirect and "location" in response.headers:
@@ -443,10 +444,10 @@ def _redirected(response: httpx.Response, method: str, path: str) -> ConfigError
     target = urljoin(str(response.request.url), location)
     hint = "is the base URL right (https rather than http? a missing path prefix?)"
     if urlsplit(target).path.rstrip("/").endswith(path):
-        suggested = display_url(target.split("?")[0].rstrip("/")[: -len(path)])
+        suggested = clip(display_url(target.split("?")[0].rstrip("/")[: -len(path)]), 200)
         hint = f"if that is the API, use --base-url {suggested}"
     return ConfigError(
-        f"the API redirected {method} {path} (HTTP {status}) to {display_url(target)}; "
+        f"the API redirected {method} {path} (HTTP {status}) to {clip(display_url(target), 200)}; "
         f"redirects are not followed, so the key never goes elsewhere: {hint}"
     )
 

@@ -10,9 +10,10 @@ httpcore's trace events for the attempt (`Progress`), and from the exception's t
 - any other error while the trace shows no request headers started yet;
 
 are never sent, and may be retried when they can pass (not a TLS certificate, not a bad
-proxy or URL). Anything later may have been received, even in part, and is never retried:
-a server that closes the connection in the middle of an upload (often a 413 for a body
-too big, whose answer the reset destroys) gets the same request, and bill, again.
+proxy or URL). Anything later may have been received, even in part, and is never retried,
+not even a server closing the connection in the middle of an upload (often a 413 for a
+body too big, whose answer the reset destroys): what it did with the part it read is
+unknown, and a repeat could bill twice.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _longest = 0
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # `scheme://userinfo@`: the userinfo part is whatever comes before an "@" in the authority.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@\"'<>]*@")
 
@@ -94,9 +95,10 @@ def redact_value(value: Any, limit: int | None = None) -> Any:
 
 
 def clip(text: str, limit: int = 80) -> str:
-    """At most `limit` characters of `text`, redacted first so no secret is cut in half."""
+    """At most `limit` characters of a server's `text` on one line, redacted first so no
+    secret is cut in half; control characters (a terminal's escape codes) become spaces."""
     # Redact a little more than is kept: a secret that straddles the cut is masked whole.
-    text = redact(text[: limit + max(_longest, 256)])
+    text = _CONTROL.sub(" ", redact(text[: limit + max(_longest, 256)]))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

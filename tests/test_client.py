@@ -665,6 +665,15 @@ def test_error_envelopes_of_the_wrong_shape_are_still_readable(
     assert len(str(error)) < 600
 
 
+def test_a_server_message_cannot_break_the_line_or_colour_the_terminal() -> None:
+    envelope = {"error": {"code": "x\x1b[2J", "message": "first\nsecond\x1b[31m red"}}
+    with ScriptedServer({GENERATIONS: send_json(envelope, 400)}) as api:
+        _, error = events_until_failure(api)
+    assert isinstance(error, APIError)
+    assert "\x1b" not in str(error) and "\n" not in str(error)
+    assert "first second" in str(error)
+
+
 def test_a_success_whose_length_lies_is_a_dropped_response_not_retried() -> None:
     body = json.dumps({"data": [{"b64_json": b64(png_bytes())}]}).encode()
     with ScriptedServer({GENERATIONS: lying_length(body, len(body) * 2)}) as api:
