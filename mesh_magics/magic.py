@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -137,9 +138,13 @@ class MeshImageMagics(Magics):
             base = ensure_local_server().url  # the embedded backend needs no key: send none
         else:
             try:
-                base = normalize_base_url(base, allow_insecure_http=self.allow_insecure_http)
+                with warnings.catch_warnings(record=True) as notes:  # shown as one line each
+                    warnings.simplefilter("always")
+                    base = normalize_base_url(base, allow_insecure_http=self.allow_insecure_http)
             except ConfigError as exc:
                 raise ConfigError(f"{source}: {exc}") from None
+            for note in notes:
+                print(f"meshimage: {note.message}", file=sys.stderr)
             key = next((os.environ[k] for k in KEY_VARIABLES if os.environ.get(k)), None)
             if key is None and not is_loopback(urlsplit(base).hostname or ""):
                 raise ConfigError(
