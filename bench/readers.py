@@ -87,8 +87,8 @@ def raw_limit_pybase64(url: str) -> Reading:
 def ours_client(url: str) -> Reading:
     """The whole client path of a cell: `MeshClient.generate` to its `Completed` event
     (httpx, `aiter_sse`, JSON, base64, the header and structure check of every image)."""
-    from mesh_magics.client import MeshClient
     from mesh_magics.events import Completed
+    from mesh_magics.http.client import MeshClient
     from mesh_magics.request import ImageRequest
     from mesh_magics.settings import ClientSettings
 
@@ -109,8 +109,8 @@ def ours_sse(url: str) -> Reading:
     frame as the client does them, without its checks and events."""
     import httpx
 
+    from mesh_magics.http.sse import aiter_sse
     from mesh_magics.images import decode_base64
-    from mesh_magics.sse import aiter_sse
 
     async def read() -> Reading:
         images = []

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 if TYPE_CHECKING:
     from .errors import APIError, MeshError, OptionError
-    from .magic import MeshImageMagics
-    from .result import ImageResult
+    from .ipython.magic import MeshImageMagics
+    from .results.result import ImageResult
 
 _LAZY = {
-    "MeshImageMagics": "magic",
-    "ImageResult": "result",
+    "MeshImageMagics": "ipython.magic",
+    "ImageResult": "results.result",
     "MeshError": "errors",
     "APIError": "errors",
     "OptionError": "errors",
@@ -25,13 +25,13 @@ _LAZY = {
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .magic import MeshImageMagics
+    from .ipython.magic import MeshImageMagics
 
     ipython.register_magics(MeshImageMagics)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magic import unload
+    from .ipython.magic import unload
 
     unload(ipython)
 

@@ -156,7 +156,7 @@ class RedactingFilter(logging.Filter):
 # carry URLs and response headers. (A filter on a logger does not reach its children.)
 LOGGERS = (
     "mesh_magics",
-    "mesh_magics.client",
+    "mesh_magics.http.client",
     "mesh_magics.local.handler",
     "mesh_magics.local.server",
     "httpx",

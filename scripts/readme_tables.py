@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from mesh_magics.magic import MeshImageMagics
+from mesh_magics.ipython.magic import MeshImageMagics
 from mesh_magics.schema import config_table, options_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -12,9 +12,6 @@ from typing import Any
 
 import pytest
 
-from mesh_magics import client as client_module
-from mesh_magics.client import MeshClient
-from mesh_magics.envelopes import parse_retry_after
 from mesh_magics.errors import (
     APIError,
     ConfigError,
@@ -30,6 +27,9 @@ from mesh_magics.errors import (
     UnprocessableRequestError,
 )
 from mesh_magics.events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent
+from mesh_magics.http import client as client_module
+from mesh_magics.http.client import MeshClient
+from mesh_magics.http.envelopes import parse_retry_after
 from mesh_magics.local import LocalServer
 from mesh_magics.request import ImageRequest
 from mesh_magics.settings import ClientSettings, Secret

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from mesh_magics import client as client_module
 from mesh_magics.errors import GenerationCancelled
+from mesh_magics.http import client as client_module
 from mesh_magics.local import LocalServer
 
 from .conftest import run_cell

@@ -49,7 +49,7 @@ def notebook(server_url: str, log: Path, images: Path) -> nbformat.NotebookNode:
         cell(f"paths = fox.save({str(images)!r})\nprint(repr(fox), fox.request, paths)"),
         cell("fox._repr_mimebundle_()[0]['text/plain']"),
         cell(
-            "from mesh_magics.client import MeshClient\n"
+            "from mesh_magics.http.client import MeshClient\n"
             "magics = get_ipython().magics_manager.registry['MeshImageMagics']\n"
             "settings = magics.client_settings()\n"
             "print(repr(settings), str(settings), MeshClient(settings), settings.api_key)"
@@ -147,7 +147,7 @@ def test_a_refused_base_url_with_credentials_does_not_show_them(
 
 
 def test_settings_and_client_reprs_hide_url_credentials() -> None:
-    from mesh_magics.client import MeshClient
+    from mesh_magics.http.client import MeshClient
 
     with pytest.warns(UserWarning, match="not sent"):
         settings = ClientSettings(base_url="https://me:hunter22@api.example.com/v1")

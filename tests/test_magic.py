@@ -21,7 +21,7 @@ from mesh_magics.errors import (
     StreamError,
 )
 from mesh_magics.local import LocalServer
-from mesh_magics.result import ImageResult
+from mesh_magics.results.result import ImageResult
 
 from .conftest import FAKE_KEY, run_cell
 

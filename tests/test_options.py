@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mesh_magics.errors import OptionError
-from mesh_magics.options import CellOptions, interpolate, parse_cell
+from mesh_magics.ipython.cell import CellOptions, interpolate, parse_cell
 from mesh_magics.request import ImageRequest, build_request
 
 from .servers import png_bytes

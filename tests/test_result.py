@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mesh_magics import files
 from mesh_magics.errors import MeshError, SaveError
 from mesh_magics.images import check_image
-from mesh_magics.names import safe_stem
-from mesh_magics.result import ImageResult
+from mesh_magics.results import files
+from mesh_magics.results.names import safe_stem
+from mesh_magics.results.result import ImageResult
 
 
 def encoded(width: int, height: int, fmt: str = "PNG", mode: str = "RGB") -> bytes:

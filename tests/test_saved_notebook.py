@@ -23,7 +23,7 @@ from nbconvert import HTMLExporter
 from PIL import Image
 
 from mesh_magics.images import check_image
-from mesh_magics.previews import make_preview
+from mesh_magics.results.previews import make_preview
 
 from .conftest import FAKE_KEY
 from .servers import ScriptedServer, b64, send_json

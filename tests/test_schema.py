@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from mesh_magics.errors import OptionError
-from mesh_magics.magic import MeshImageMagics
-from mesh_magics.options import parse_cell
+from mesh_magics.ipython.cell import parse_cell
+from mesh_magics.ipython.magic import MeshImageMagics
 from mesh_magics.schema import OPTIONS, SETTINGS, Number, check
 
 ROOT = Path(__file__).resolve().parent.parent

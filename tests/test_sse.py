@@ -7,7 +7,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesh_magics.sse import ServerSentEvent, SSEDecoder, aiter_sse
+from mesh_magics.http.sse import ServerSentEvent, SSEDecoder, aiter_sse
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:

@@ -6,8 +6,8 @@ import io
 from types import SimpleNamespace
 
 from mesh_magics.events import PartialImage, Retrying, StatusChanged
-from mesh_magics.view import DisplayTextView, StreamTextView, describe, make_view
-from mesh_magics.view_widget import WidgetProgressView
+from mesh_magics.views.base import DisplayTextView, StreamTextView, describe, make_view
+from mesh_magics.views.widget import WidgetProgressView
 
 
 class ZMQInteractiveShell(SimpleNamespace):

@@ -9,7 +9,7 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .images import GeneratedImage
+from ..images import GeneratedImage
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -13,9 +13,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
+from ..events import count_images
+from ..images import GeneratedImage
 from .display import mimebundle, one_line
-from .events import count_images
-from .images import GeneratedImage
 from .previews import Preview, make_preview
 
 if TYPE_CHECKING:

@@ -25,8 +25,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import OptionError
-from .schema import BY_FLAG, REQUEST_FIELDS, Boolean, Option, check, loads_finite
+from ..errors import OptionError
+from ..schema import BY_FLAG, REQUEST_FIELDS, Boolean, Option, check, loads_finite
 
 # -- the parsed cell ------------------------------------------------------------------------
 

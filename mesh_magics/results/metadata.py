@@ -8,7 +8,7 @@ import json
 import zlib
 from typing import Any
 
-from .images import GeneratedImage
+from ..images import GeneratedImage
 
 _END_OF_IHDR = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
 _JPEG_COMMENT_BYTES = 65000  # a segment's length field is 16 bits

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 
-from .images import GeneratedImage
+from ..images import GeneratedImage
 from .previews import has_transparency
 
 JPEG_QUALITY = 95

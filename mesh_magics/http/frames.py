@@ -13,9 +13,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from .errors import ImageDecodeError, StreamError
-from .events import PartialImage
-from .images import decode_base64, decode_data_url, sniff_format
+from ..errors import ImageDecodeError, StreamError
+from ..events import PartialImage
+from ..images import decode_base64, decode_data_url, sniff_format
 
 PREVIEW_STATUSES = frozenset({"partial_image", "partial"})
 

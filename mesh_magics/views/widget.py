@@ -13,9 +13,9 @@ import html
 import ipywidgets as widgets
 from IPython.display import DisplayHandle, display
 
-from .events import PartialImage, StreamEvent
-from .images import sniff_format
-from .view import ProgressView
+from ..events import PartialImage, StreamEvent
+from ..images import sniff_format
+from .base import ProgressView
 
 _BAR_STEPS_PER_SECOND = 5  # the indeterminate bar moves this often
 

@@ -25,10 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..errors import SaveError
+from ..images import GeneratedImage
 from .convert import convert
-from .errors import SaveError
-from .file_metadata import needs_sidecar, sidecar, with_metadata
-from .images import GeneratedImage
+from .metadata import needs_sidecar, sidecar, with_metadata
 from .names import safe_stem
 
 FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".gif": "gif"}

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from .errors import APIError, api_error_class
-from .redact import clip, redact, redact_value
+from ..errors import APIError, api_error_class
+from ..redact import clip, redact, redact_value
 
 MAX_ERROR_BODY = 64 * 1024  # an error page is read this far, whatever it says its length is
 MAX_RETRY_AFTER = 24 * 3600.0  # longer is nonsense; `max_retry_wait` caps it further anyway

@@ -34,15 +34,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from . import __version__
-from .envelopes import (
-    MAX_ERROR_BODY,
-    error_from_envelope,
-    error_from_response,
-    request_id_of,
-    text_summary,
-)
-from .errors import (
+from .._version import __version__
+from ..errors import (
     APIError,
     ConfigError,
     ImageDecodeError,
@@ -51,13 +44,20 @@ from .errors import (
     StreamFailedError,
     TransportError,
 )
-from .events import Completed, Retrying, StatusChanged, StreamEvent
+from ..events import Completed, Retrying, StatusChanged, StreamEvent
+from ..images import GeneratedImage, check_image, decode_base64, decode_data_url
+from ..redact import clip, display_url, guard_loggers, redact, redact_value, strip_userinfo
+from ..request import ImageRequest
+from ..settings import ClientSettings, is_loopback, normalize_base_url
+from .envelopes import (
+    MAX_ERROR_BODY,
+    error_from_envelope,
+    error_from_response,
+    request_id_of,
+    text_summary,
+)
 from .failures import Progress, Retryable, describe, request_failure, ssl_error_in
 from .frames import Frame, images_of, kind_of, preview_of
-from .images import GeneratedImage, check_image, decode_base64, decode_data_url
-from .redact import clip, display_url, guard_loggers, redact, redact_value, strip_userinfo
-from .request import ImageRequest
-from .settings import ClientSettings, is_loopback, normalize_base_url
 from .sse import aiter_sse
 
 log = logging.getLogger("mesh_magics")

@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from .errors import MeshError, StreamError, TransportError
-from .redact import clip
+from ..errors import MeshError, StreamError, TransportError
+from ..redact import clip
 
 NOT_RETRIED = "not retried, because a repeat could bill twice"
 

@@ -20,16 +20,16 @@ from urllib.parse import urlsplit
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Float, Int, TraitError, Unicode, validate
 
-from .errors import ConfigError, GenerationCancelled, IncompleteResultError, OptionError
-from .options import parse_cell
-from .request import DEFAULT_MAX_INPUT_IMAGE_BYTES, build_request
-from .schema import SETTINGS, check, magic_help
-from .settings import DEFAULT_BASE_URL, ClientSettings, Secret, is_loopback, normalize_base_url
+from ..errors import ConfigError, GenerationCancelled, IncompleteResultError, OptionError
+from ..request import DEFAULT_MAX_INPUT_IMAGE_BYTES, build_request
+from ..schema import SETTINGS, check, magic_help
+from ..settings import DEFAULT_BASE_URL, ClientSettings, Secret, is_loopback, normalize_base_url
+from .cell import parse_cell
 
 if TYPE_CHECKING:
-    from .models_list import ModelList
-    from .request import ImageRequest
-    from .result import ImageResult
+    from ..request import ImageRequest
+    from ..results.models import ModelList
+    from ..results.result import ImageResult
 
 KEY_VARIABLES = ("MESHAPI_API_KEY", "MESH_API_KEY")
 REQUEST_DEFAULTS = ("model", "size", "quality", "n")  # settings that are request fields
@@ -133,7 +133,7 @@ class MeshImageMagics(Magics):
         )
         key = None
         if base.strip() == "local":
-            from .local import ensure_local_server
+            from ..local import ensure_local_server
 
             base = ensure_local_server().url  # the embedded backend needs no key: send none
         else:
@@ -167,11 +167,11 @@ class MeshImageMagics(Magics):
     def _generate(
         self, request: ImageRequest, settings: ClientSettings, timeout: float | None
     ) -> ImageResult:
-        from .client import stream_generation
-        from .events import Completed, count_images
-        from .job import Job
-        from .result import ImageResult
-        from .view import make_view
+        from ..events import Completed, count_images
+        from ..http.client import stream_generation
+        from ..results.result import ImageResult
+        from ..run.job import Job
+        from ..views.base import make_view
 
         heading = f"{request.model} · {request.size} · {count_images(request.n)}"
         view = make_view(heading, self.progress, self.shell)
@@ -206,9 +206,9 @@ class MeshImageMagics(Magics):
         return result
 
     def _list_models(self, settings: ClientSettings) -> ModelList:
-        from .client import fetch_models
-        from .job import Job
-        from .models_list import ModelList
+        from ..http.client import fetch_models
+        from ..results.models import ModelList
+        from ..run.job import Job
 
         (models,) = Job(lambda: fetch_models(settings)).run(lambda _: None)
         return ModelList(models)

@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Generic, TypeVar
 
-from .errors import GenerationCancelled, GenerationTimeout
+from ..errors import GenerationCancelled, GenerationTimeout
 
 T = TypeVar("T")
 E = TypeVar("E")

@@ -21,7 +21,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any, TextIO
 
-from .events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent, count_images
+from ..events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent, count_images
 
 
 def describe(event: StreamEvent) -> str:
@@ -137,7 +137,7 @@ def make_view(heading: str, mode: str = "auto", shell: Any = None) -> ProgressVi
         interactive = in_kernel and bool(getattr(shell.kernel, "_allow_stdin", False))
         mode = "widget" if interactive and _ipywidgets_importable() else "text"
     if mode == "widget":
-        from .view_widget import WidgetProgressView
+        from .widget import WidgetProgressView
 
         return WidgetProgressView(heading)
     return DisplayTextView(heading) if in_kernel else StreamTextView(heading)

@@ -1,0 +1,2 @@
+"""The IPython layer: the `%meshimage` magic and its cell grammar. The rest of the package
+works without IPython."""
