@@ -1,26 +1,47 @@
-"""mesh-magics: `%%meshimage` generates images through MeshAPI from a notebook cell.
+"""mesh-magics: generate images through MeshAPI from a notebook cell or from Python.
 
-`%load_ext mesh_magics` registers the magics. Heavy modules (httpx, Pillow, ipywidgets)
-are imported on first use, not here, so loading the extension stays fast.
+    %load_ext mesh_magics                     # the %meshimage / %%meshimage magics
+    import mesh_magics as mm
+    r = mm.generate("A fox", size="1024x1024")
+
+Names are imported on first use, not here: `%load_ext mesh_magics` and `import
+mesh_magics` stay fast, and a script that never touches the magics never imports IPython.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .errors import APIError, MeshError, OptionError
+    from .api import agenerate, generate
+    from .errors import (
+        APIError,
+        ConfigError,
+        GenerationCancelled,
+        GenerationTimeout,
+        MeshError,
+        OptionError,
+    )
     from .ipython.magic import MeshImageMagics
     from .results.result import ImageResult
+    from .run.generation import Generation, StillRunning
 
 _LAZY = {
-    "MeshImageMagics": "ipython.magic",
+    "generate": "api",
+    "agenerate": "api",
+    "Generation": "run.generation",
+    "StillRunning": "run.generation",
     "ImageResult": "results.result",
+    "MeshImageMagics": "ipython.magic",
     "MeshError": "errors",
     "APIError": "errors",
+    "ConfigError": "errors",
     "OptionError": "errors",
+    "GenerationCancelled": "errors",
+    "GenerationTimeout": "errors",
 }
 
 
@@ -38,19 +59,28 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'mesh_magics' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = [
     "APIError",
+    "ConfigError",
+    "Generation",
+    "GenerationCancelled",
+    "GenerationTimeout",
     "ImageResult",
     "MeshError",
     "MeshImageMagics",
     "OptionError",
+    "StillRunning",
     "__version__",
+    "agenerate",
+    "generate",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]

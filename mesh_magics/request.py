@@ -128,3 +128,23 @@ def _sniff(head: bytes, source: str, what: str) -> str:
 
 def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB" if size >= 10_000_000 else f"{size:,} bytes"
+
+
+# -- what --dry-run shows ----------------------------------------------------------------------
+
+_SHOWN_CHARS = 120  # a data: URL of megabytes is shown by its head and its length
+
+
+def shown_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body as a person wants to read it: long strings cut, with their length."""
+
+    def shorten(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > _SHOWN_CHARS:
+            return f"{value[:60]}… ({len(value):,} characters)"
+        if isinstance(value, list):
+            return [shorten(item) for item in value]
+        if isinstance(value, dict):
+            return {key: shorten(item) for key, item in value.items()}
+        return value
+
+    return {key: shorten(value) for key, value in body.items()}

@@ -219,6 +219,7 @@ class Option:
     flag_value: Any = True  # what a flag stores
     optional: bool = False  # None is a valid configured value ("not set")
     metavar: str = "VALUE"  # how help writes the value
+    default: Any = None  # a setting's value until configured (None: not set)
 
     @property
     def flag(self) -> str:
@@ -231,7 +232,7 @@ SECONDS = Number(0, above=True, unit="seconds")
 OPTIONS: tuple[Option, ...] = (
     # -- request fields
     Option("model", ("--model", "-m"), Text(), "model id; default openai/gpt-image-1",
-           config=True, metavar="M"),
+           config=True, default="openai/gpt-image-1", metavar="M"),
     Option("n", ("-n", "--n"), Number(1, 10, whole=True), "number of images", config=True,
            optional=True, metavar="N"),
     Option("size", ("--size", "-s"), Size(), "image size", config=True, optional=True, metavar="S"),
@@ -280,28 +281,37 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout", ("--timeout",), SECONDS, "give up after this many seconds (default: no "
            "total limit while the stream lives)", request_field=False, config=True,
            optional=True, metavar="SECONDS"),
+    Option("bg", ("--bg",), None, "run in the background: the cell returns at once, the "
+           "images land in its output; -o NAME binds a Generation handle", request_field=False),
+    Option("dry_run", ("--dry-run",), None, "show the request that would be sent; send nothing",
+           request_field=False),
+    Option("jobs", ("--jobs",), None, "list running and recent background runs",
+           request_field=False),
+    Option("wait", ("--wait",), None, "wait for every background run (an interrupt stops the "
+           "wait, not the runs)", request_field=False),
     Option("list_models", ("--list-models",), None,
            "list the image models (with -o NAME: bind the list)", request_field=False),
     # -- configuration only
     Option("read_timeout", (), SECONDS, "fail when a stream sends nothing, not even a ping, "
-           "this long", request_field=False, config=True),
+           "this long", request_field=False, config=True, default=120.0),
     Option("max_retries", (), Number(0, 10, whole=True),
            "retries of connection failures and 429/502/503/504", request_field=False,
-           config=True),
+           config=True, default=2),
     Option("max_retry_wait", (), Number(0, unit="seconds"), "longest wait between retries, even if "
-           "Retry-After asks more", request_field=False, config=True),
+           "Retry-After asks more", request_field=False, config=True, default=60.0),
     Option("max_image_bytes", (), Number(1, whole=True),
            "largest image fetched from a remote URL, in bytes", request_field=False,
-           config=True),
+           config=True, default=64 * 1024 * 1024),
     Option("max_input_image_bytes", (), Number(1, whole=True),
-           "largest --image file sent, in bytes", request_field=False, config=True),
+           "largest --image file sent, in bytes", request_field=False, config=True,
+           default=20 * 1024 * 1024),
     Option("preview_max_px", (), Number(0, whole=True),
            "long side of inline previews; 0 = full size (grid tiles stay at most 640 px)",
-           request_field=False, config=True),
-    Option("progress", (), Choice("auto", "widget", "text"), "progress display",
-           request_field=False, config=True),
+           request_field=False, config=True, default=1024),
+    Option("progress", (), Choice("auto", "widget", "text", "none"), "progress display",
+           request_field=False, config=True, default="auto"),
     Option("allow_insecure_http", (), Boolean(), "allow http:// to a non-loopback host "
-           "(sends the key unencrypted)", request_field=False, config=True),
+           "(sends the key unencrypted)", request_field=False, config=True, default=False),
 )  # fmt: skip
 
 BY_FLAG: dict[str, Option] = {flag: option for option in OPTIONS for flag in option.flags}

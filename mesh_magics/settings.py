@@ -7,8 +7,11 @@ HTTP stack.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -106,3 +109,65 @@ def _without_credentials(url: str) -> str:
             stacklevel=3,
         )
     return stripped
+
+
+# -- the settings in force ---------------------------------------------------------------
+
+KEY_VARIABLES = ("MESHAPI_API_KEY", "MESH_API_KEY")
+
+
+def configured() -> dict[str, Any]:
+    """The `MeshImageMagics` settings in force: the loaded magic's (`%config`, a profile)
+    when IPython runs with the extension, else the defaults. Does not import IPython."""
+    from .schema import SETTINGS
+
+    values = {name: option.default for name, option in SETTINGS.items()}
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    magics = getattr(getattr(shell, "magics_manager", None), "registry", {}).get("MeshImageMagics")
+    if magics is not None:
+        values.update({name: getattr(magics, name) for name in SETTINGS})
+    return values
+
+
+def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> ClientSettings:
+    """Where requests go and with what key: `base_url` (an option), else the configured
+    one, else `$MESHAPI_BASE_URL`, else the public API; `local` starts the embedded
+    backend, which takes no key. A bad base URL names where it came from."""
+    base, source = next(
+        (value, source)
+        for value, source in (
+            (base_url, "--base-url"),
+            (config.get("base_url"), "MeshImageMagics.base_url"),
+            (os.environ.get("MESHAPI_BASE_URL"), "$MESHAPI_BASE_URL"),
+            (DEFAULT_BASE_URL, "the default base URL"),
+        )
+        if value
+    )
+    key = None
+    insecure = bool(config.get("allow_insecure_http"))
+    if base.strip() == "local":
+        from .local import ensure_local_server
+
+        base = ensure_local_server().url  # the embedded backend needs no key: send none
+    else:
+        try:
+            base = normalize_base_url(base, allow_insecure_http=insecure)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        key = next((os.environ[k] for k in KEY_VARIABLES if os.environ.get(k)), None)
+        if key is None and not is_loopback(urlsplit(base).hostname or ""):
+            raise ConfigError(
+                f"no API key for {display_url(base)}: set MESHAPI_API_KEY in the environment "
+                "that starts Jupyter (or os.environ['MESHAPI_API_KEY'] = getpass.getpass() in "
+                "a cell), or use --base-url local to try the embedded backend without one"
+            )
+    return ClientSettings(
+        base_url=base,
+        api_key=Secret(key) if key else None,
+        read_timeout=config.get("read_timeout", 120.0),
+        max_retries=config.get("max_retries", 2),
+        max_retry_wait=config.get("max_retry_wait", 60.0),
+        max_image_bytes=config.get("max_image_bytes", 64 * 1024 * 1024),
+        allow_insecure_http=insecure,
+    )

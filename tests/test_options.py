@@ -350,3 +350,5 @@ def test_list_models_refuses_stray_arguments() -> None:
     message = usage_error("--list-models --quality high", None)
     assert "--list-models takes only" in message and "--quality" in message
     assert "the prompt 'a fox'" in usage_error("--list-models", "a fox")
+    assert "--jobs takes only -o; remove -n" in usage_error("--jobs -n 2", None)
+    assert "one of --list-models and --wait" in usage_error("--list-models --wait", None)

@@ -6,12 +6,18 @@ import io
 from types import SimpleNamespace
 
 from mesh_magics.events import PartialImage, Retrying, StatusChanged
-from mesh_magics.views.base import DisplayTextView, StreamTextView, describe, make_view
+from mesh_magics.views import make_view
+from mesh_magics.views.base import NullView, describe
+from mesh_magics.views.text import DisplayTextView, StreamTextView
 from mesh_magics.views.widget import WidgetProgressView
 
 
 class ZMQInteractiveShell(SimpleNamespace):
-    """Stands in for ipykernel's shell: make_view looks at the class name and the kernel."""
+    """Stands in for ipykernel's shell: make_view looks at the class name and at the
+    running cell's request (`allow_stdin`)."""
+
+    def get_parent(self) -> dict[str, object]:
+        return {"content": {"allow_stdin": self.allow_stdin}}
 
 
 class Terminal(io.StringIO):
@@ -20,13 +26,21 @@ class Terminal(io.StringIO):
 
 
 def test_widgets_only_where_the_frontend_is_interactive() -> None:
-    lab = ZMQInteractiveShell(kernel=SimpleNamespace(_allow_stdin=True))
-    nbclient = ZMQInteractiveShell(kernel=SimpleNamespace(_allow_stdin=False))
+    lab = ZMQInteractiveShell(allow_stdin=True)
+    nbclient = ZMQInteractiveShell(allow_stdin=False)
     assert isinstance(make_view("h", "auto", lab), WidgetProgressView)
     assert isinstance(make_view("h", "auto", nbclient), DisplayTextView)
     assert isinstance(make_view("h", "auto", object()), StreamTextView)
     assert isinstance(make_view("h", "text", lab), DisplayTextView)
     assert isinstance(make_view("h", "widget", nbclient), WidgetProgressView)
+    assert isinstance(make_view("h", "none", lab), NullView)
+
+
+def test_a_script_gets_text_progress_on_stderr(capsys) -> None:  # type: ignore[no-untyped-def]
+    view = make_view("h", "auto", None)
+    assert isinstance(view, StreamTextView)
+    view.start()
+    assert "h · started" in capsys.readouterr().err
 
 
 def test_events_are_described_as_a_person_would_say_them() -> None:

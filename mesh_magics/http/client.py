@@ -49,6 +49,7 @@ from ..images import GeneratedImage, check_image, decode_base64, decode_data_url
 from ..redact import clip, display_url, guard_loggers, redact, redact_value, strip_userinfo
 from ..request import ImageRequest
 from ..settings import ClientSettings, is_loopback, normalize_base_url
+from .connections import OpenConnections, tracked_transport
 from .envelopes import (
     MAX_ERROR_BODY,
     error_from_envelope,
@@ -95,6 +96,7 @@ class MeshClient:
         )
         self._transport = transport
         self._api: httpx.AsyncClient | None = None
+        self._connections: OpenConnections | None = None
         self._files: httpx.AsyncClient | None = None
         self._verify = _verified_tls() if settings.verify is True else settings.verify
 
@@ -110,11 +112,14 @@ class MeshClient:
         headers = {"User-Agent": f"mesh-magics/{__version__}"}
         if self.settings.api_key is not None:
             headers["Authorization"] = f"Bearer {_header_safe_key(self.settings.api_key.reveal())}"
+        transport = self._transport
+        if transport is None:
+            transport, self._connections = tracked_transport(self._verify)
         self._api = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
             timeout=self._timeouts(),
-            transport=self._transport,
+            transport=transport,
             verify=self._verify,
             follow_redirects=False,  # a redirect could carry the key to another host
         )
@@ -124,6 +129,8 @@ class MeshClient:
         for client in (self._api, self._files):
             if client is not None:
                 await client.aclose()
+        if self._connections is not None:
+            await self._connections.aclose()  # what httpcore left open when cancelled
 
     # -- generation ------------------------------------------------------------------
 
@@ -505,16 +512,16 @@ def _finite_or(value: float, default: float) -> float:
 async def stream_generation(
     settings: ClientSettings, request: ImageRequest
 ) -> AsyncGenerator[StreamEvent, None]:
-    """The events of one generation with a client of its own (one per job and loop)."""
+    """The events of one generation, with a client of its own (one per run)."""
     async with MeshClient(settings) as client, aclosing(client.generate(request)) as events:
         async for event in events:
             yield event
 
 
-async def fetch_models(settings: ClientSettings) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """The image models, as the single event of a job."""
+async def fetch_models(settings: ClientSettings) -> list[dict[str, Any]]:
+    """The image models, with a client of its own."""
     async with MeshClient(settings) as client:
-        yield await client.list_models()
+        return await client.list_models()
 
 
 __all__ = [

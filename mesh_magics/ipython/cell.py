@@ -43,11 +43,29 @@ class CellOptions:
     base_url: str | None = None
     timeout: float | None = None
     list_models: bool = False
-    given: list[str] = field(default_factory=list)  # the flags used, in order
+    bg: bool = False
+    dry_run: bool = False
+    jobs: bool = False
+    wait: bool = False
+    given: list[str] = field(default_factory=list)  # each option used, by its first flag
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def command(self) -> str | None:
+        """`--list-models`, `--jobs` or `--wait` when the cell asks for one, else None."""
+        asked = [c for c, on in (("--list-models", self.list_models), ("--jobs", self.jobs),
+                 ("--wait", self.wait)) if on]  # fmt: skip
+        if len(asked) > 1:
+            raise OptionError(f"use one of {' and '.join(asked)} at a time")
+        return asked[0] if asked else None
 
-_LIST_MODELS_TAKES = {"--list-models", "-o", "--out", "--base-url", "--timeout"}
+
+# Commands do something other than generate; each takes only these options.
+_COMMANDS_TAKE = {
+    "--list-models": {"-o", "--base-url", "--timeout"},
+    "--jobs": {"-o"},
+    "--wait": {"--timeout"},
+}
 
 
 def parse_cell(line: str, cell: str | None, namespace: Mapping[str, Any]) -> CellOptions:
@@ -59,8 +77,8 @@ def parse_cell(line: str, cell: str | None, namespace: Mapping[str, Any]) -> Cel
     else:
         _apply(options, line, magic_line=True)
         _read_body(options, cell)
-    if options.list_models:
-        _check_list_models(options)
+    if options.command is not None:
+        _check_command(options)
         return options
     if not options.prompt:
         where = "after the options" if cell is None else "below the option lines"
@@ -107,14 +125,15 @@ def _looks_like_option(text: str) -> bool:
     return first.partition("=")[0] in BY_FLAG
 
 
-def _check_list_models(options: CellOptions) -> None:
-    stray = [flag for flag in dict.fromkeys(options.given) if flag not in _LIST_MODELS_TAKES]
+def _check_command(options: CellOptions) -> None:
+    command = options.command
+    takes = _COMMANDS_TAKE[str(command)]
+    stray = [flag for flag in dict.fromkeys(options.given) if flag not in takes | {command}]
     if options.prompt:
         stray.append(f"the prompt {_clip(options.prompt)!r}")
     if stray:
-        raise OptionError(
-            f"--list-models takes only -o NAME, --base-url and --timeout; remove {', '.join(stray)}"
-        )
+        allowed = ", ".join(sorted(takes))
+        raise OptionError(f"{command} takes only {allowed}; remove {', '.join(stray)}")
 
 
 def _strip_blank_edges(text: str) -> str:

@@ -1,2 +1,65 @@
 """What a running generation looks like: a widget view in notebooks, text elsewhere. Views
-are told events and elapsed time; they know nothing of HTTP or threads."""
+are told events and elapsed time; they know nothing of HTTP or threads.
+
+Which view (`progress`): `auto` picks widgets in a Jupyter kernel whose frontend is
+interactive and where ipywidgets imports, text otherwise (on stderr in a script);
+`widget`, `text` and `none` force one. There is no reliable kernel-side test for a widget
+frontend (docs/design.md): interactive frontends (JupyterLab, Notebook 7, VS Code) send
+`allow_stdin: true` with each execution, while nbclient, nbconvert and papermill send
+`false`, and would store the closed widgets' state in the saved file. Text in a kernel
+is one output line updated in place; in a terminal or a script, printed lines.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .base import NullView, ProgressView
+
+
+def in_kernel(shell: Any) -> bool:
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def interactive_frontend(shell: Any) -> bool:
+    """Whether the running cell came from a frontend that shows later updates (it allows
+    stdin), read from the cell's own request, not from the kernel's latest one."""
+    if not in_kernel(shell):
+        return False
+    try:
+        parent = shell.get_parent() or {}
+    except Exception:  # an older kernel without get_parent: assume the worst
+        return False
+    return bool(parent.get("content", {}).get("allow_stdin"))
+
+
+def make_view(
+    heading: str,
+    mode: str = "auto",
+    shell: Any = None,
+    *,
+    on_cancel: Callable[[], object] | None = None,
+) -> ProgressView:
+    if mode == "none":
+        return NullView(heading)
+    if mode == "auto":
+        mode = "widget" if interactive_frontend(shell) and _ipywidgets_importable() else "text"
+    if mode == "widget":
+        from .widget import WidgetProgressView
+
+        return WidgetProgressView(heading, on_cancel)
+    from .text import DisplayTextView, StreamTextView
+
+    if in_kernel(shell):
+        return DisplayTextView(heading)
+    return StreamTextView(heading, sys.stdout if shell is not None else sys.stderr)
+
+
+def _ipywidgets_importable() -> bool:
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,5 +1,5 @@
 """The widget progress view: model, size, count, a moving bar, elapsed seconds, status,
-partial previews and a Cancel button.
+partial previews, and a Cancel button where a click can arrive (else how to cancel).
 
 Widget updates are throttled (comm messages count against the server's iopub rate limit),
 and at the end the widgets are closed before the display is replaced by the summary, so a
@@ -37,14 +37,10 @@ class WidgetProgressView(ProgressView):
         )
         self._elapsed = widgets.Label("0 s")
         self._status = widgets.Label(self.status)
-        self._cancel = widgets.Button(
-            description="Cancel", button_style="", layout=widgets.Layout(width="80px")
-        )
-        self._cancel.on_click(self._on_cancel)
         self._previews = widgets.HBox([])
         self._box = _ProgressBox(
             [
-                widgets.HBox([self._label, self._bar, self._elapsed, self._cancel]),
+                widgets.HBox([self._label, self._bar, self._elapsed, self._cancel_control()]),
                 self._status,
                 self._previews,
             ]
@@ -56,12 +52,23 @@ class WidgetProgressView(ProgressView):
         assert isinstance(handle, DisplayHandle)
         self._handle = handle
 
+    def _cancel_control(self) -> widgets.Widget:
+        """A Cancel button where a click can arrive (the kernel is idle: a background run);
+        else how to cancel, since a blocking cell receives no click (docs/design.md)."""
+        if self.on_cancel is None:
+            return widgets.HTML("<small>■ interrupt the kernel to cancel</small>")
+        self._cancel = widgets.Button(
+            description="Cancel", button_style="", layout=widgets.Layout(width="80px")
+        )
+        self._cancel.on_click(self._on_cancel)
+        return self._cancel
+
     def _on_cancel(self, _button: widgets.Button) -> None:
-        # Runs on the kernel's control/shell thread where clicks are delivered at all
-        # during a blocking cell (docs/design.md): only set the event, the main thread acts on it.
-        self.cancel_requested.set()
+        # The kernel's main thread, while the run goes on in the engine's: cancel() is safe.
         self._cancel.description = "Cancelling…"
         self._cancel.disabled = True
+        if self.on_cancel is not None:
+            self.on_cancel()
 
     def _show_status(self, event: StreamEvent) -> None:
         self._status.value = self.status

@@ -1,0 +1,221 @@
+"""The function API, and the one road every front end takes to a run:
+settings (environment and `%config`) -> request -> `Generation` -> result.
+
+    import mesh_magics as mm
+    r = mm.generate("A fox", size="1024x1024", n=2)            # blocks, shows progress
+    r = await mm.agenerate("A fox", quality="high")            # any asyncio program
+    h = mm.generate("A fox", background=True)                  # a Generation handle
+
+Keyword arguments are the request fields, checked exactly like the magic's options (a bad
+value is an `OptionError`, also a `ValueError`); `params={...}` passes any other field,
+like `-p`. Works in a plain script: nothing here imports IPython or ipywidgets unless
+IPython is already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import difflib
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import OptionError
+from .request import build_request
+from .run.generation import Generation
+from .run.wait import run_blocking
+from .schema import REQUEST_FIELDS, SETTINGS, check
+from .settings import client_settings, configured
+
+if TYPE_CHECKING:
+    from .events import StreamEvent
+    from .results.result import ImageResult
+    from .views.base import ProgressView
+
+REQUEST_DEFAULTS = ("model", "size", "quality", "n")  # settings that are request fields
+
+
+# -- the road -------------------------------------------------------------------------------
+
+
+def defaults(config: Mapping[str, Any], exclude: Any = ()) -> dict[str, Any]:
+    """The request fields the configuration sets, checked again (a profile may have set
+    them before validation could run). Fields in `exclude` are the caller's own, so a
+    broken default never stands in the way of an explicit value."""
+    return {
+        name: check(SETTINGS[name], config[name], source=f"MeshImageMagics.{name}")
+        for name in REQUEST_DEFAULTS
+        if name not in exclude and config.get(name) is not None
+    }
+
+
+def prepare(
+    prompt: str,
+    fields: Mapping[str, Any],
+    *,
+    config: Mapping[str, Any] | None = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    stream: bool = True,
+) -> Generation:
+    """A run of `prompt` with `fields` (already checked), ready to start. Every check that
+    needs no network happens here, before anything is sent."""
+    config = configured() if config is None else config
+    request = build_request(
+        prompt,
+        fields,
+        defaults(config, exclude=fields),
+        stream=stream,
+        max_input_image_bytes=config["max_input_image_bytes"],
+    )
+    settings = client_settings(config, base_url)
+    return Generation(
+        request,
+        settings,
+        timeout=timeout if timeout is not None else config.get("timeout"),
+        preview_max_px=config["preview_max_px"],
+    )
+
+
+# -- checking keyword arguments like options --------------------------------------------------
+
+
+def request_fields(fields: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`fields` checked as the options check them; `params` are other fields, sent as given
+    (a known field among them is checked too)."""
+    checked: dict[str, Any] = {}
+    for name, value in {**(params or {}), **fields}.items():
+        option = REQUEST_FIELDS.get(name)
+        if option is not None:
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            checked[name] = check(option, value, source=name)
+        elif name in fields:
+            close = difflib.get_close_matches(name, REQUEST_FIELDS, 1, 0.75)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise OptionError(
+                f"unknown field {name!r}: {hint}pass fields the API knows but this package "
+                "does not in params={...}"
+            )
+        elif name in ("prompt", "stream"):
+            raise OptionError(f"params: {name!r} is not a parameter here")
+        else:
+            checked[name] = value
+    return checked
+
+
+def _prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise OptionError(f"no prompt: give the text to draw, not {prompt!r}")
+    return prompt
+
+
+def _settings_of_call(
+    base_url: str | None, timeout: float | None, progress: str
+) -> tuple[str | None, float | None, str]:
+    return (
+        check(SETTINGS["base_url"], base_url, source="base_url"),
+        check(SETTINGS["timeout"], timeout, source="timeout"),
+        check(SETTINGS["progress"], progress, source="progress"),
+    )
+
+
+# -- the functions -----------------------------------------------------------------------------
+
+
+def generate(
+    prompt: str,
+    *,
+    background: bool = False,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    progress: str = "auto",
+    params: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> ImageResult | Generation:
+    """Generate images for `prompt`; block until they are here and return the
+    `ImageResult`. `background=True` returns a `Generation` handle at once instead (in a
+    notebook its progress and images land in the running cell's output; where nothing
+    could show them later, it waits before returning, so a saved notebook holds them)."""
+    base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
+    run = prepare(
+        _prompt(prompt), request_fields(fields, params), base_url=base_url, timeout=timeout
+    )
+    shell = _running_shell()
+    if background:
+        if shell is not None:
+            from .ipython.background import start_in_cell
+
+            return start_in_cell(run, shell, progress)
+        return run.start()
+    return run_blocking(run, _view(run, progress, shell))
+
+
+async def agenerate(
+    prompt: str,
+    *,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    progress: str = "auto",
+    params: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> ImageResult:
+    """`generate()` for asyncio code (a notebook's top-level `await` included). The work
+    runs on the package's own loop thread; this coroutine only waits for it, so the
+    caller's loop stays free. Cancelling it cancels the run."""
+    base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
+    run = prepare(
+        _prompt(prompt), request_fields(fields, params), base_url=base_url, timeout=timeout
+    )
+    view = _view(run, progress, _running_shell())
+    run.watch(_LoopWatcher(asyncio.get_running_loop(), view))
+    view.start()
+    run.start()
+    try:
+        result = await asyncio.wrap_future(run.future)
+    except asyncio.CancelledError:
+        run.cancel()
+        view.fail(f"cancelled after {run.elapsed:.1f} s")
+        raise
+    except BaseException:
+        view.fail(f"failed after {run.elapsed:.1f} s")
+        raise
+    view.finish(result.summary())
+    return result
+
+
+class _LoopWatcher:
+    """Hands a run's events to the awaiting loop, in the awaiting code's context (so a
+    notebook cell's view updates land in that cell)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, view: ProgressView) -> None:
+        self._loop = loop
+        self._view = view
+        self._context = contextvars.copy_context()
+
+    def _call(self, callback: Callable[..., object], *args: object) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback, *args, context=self._context)
+
+    def event(self, event: StreamEvent) -> None:
+        self._call(self._view.update, event)
+
+    def tick(self, elapsed: float) -> None:
+        self._call(self._view.tick, elapsed)
+
+    def ended(self, run: Generation) -> None:
+        pass  # agenerate() finishes the view itself, on its own loop
+
+
+def _running_shell() -> Any:
+    """The running IPython shell, without importing IPython when it is not loaded."""
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None else None
+
+
+def _view(run: Generation, progress: str, shell: Any) -> ProgressView:
+    from .views import make_view
+
+    return make_view(run.heading, progress, shell)

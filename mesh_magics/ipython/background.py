@@ -1,0 +1,99 @@
+"""Background runs in a notebook: `%%meshimage --bg` and `generate(background=True)`.
+
+The cell returns at once. The run's progress view, and then its summary and images, stay
+in the output of the cell that started it, whatever cell runs meanwhile. How
+(docs/design.md, "Background runs"):
+
+- everything that is displayed is displayed here, in the cell, on the main thread: the
+  progress view, and an empty slot that will receive the images;
+- the run pins the cell's parent header on its own task with
+  `shell.set_thread_parent` (a per-task ContextVar in ipykernel 7; `set_parent` would
+  also move a global fallback that other threads' output follows), and from then on only
+  updates: widget traits and `update_display_data` for the two display ids;
+- the Cancel button works: the kernel is idle, so the click arrives.
+
+Where nothing could show a later update (nbclient, papermill, nbconvert, a terminal), the
+run waits before returning, so a saved notebook holds its images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..events import StreamEvent
+from ..run.jobs import jobs
+from ..run.wait import run_blocking
+from ..views import interactive_frontend, make_view
+
+if TYPE_CHECKING:
+    from IPython.display import DisplayHandle
+
+    from ..run.generation import Generation
+    from ..views.base import ProgressView
+
+
+def can_update_later(shell: Any) -> bool:
+    """Whether the frontend that ran this cell will show updates after it ends."""
+    return interactive_frontend(shell) and hasattr(shell, "set_thread_parent")
+
+
+def start_in_cell(run: Generation, shell: Any, progress: str) -> Generation:
+    """Start `run` in the background, showing it in the running cell; the handle, at once.
+    Where no later update could be shown, run it to its end first."""
+    if not can_update_later(shell):
+        print(
+            "meshimage: running in the foreground (this frontend cannot show later updates)",
+            file=sys.stderr,
+        )
+        view = make_view(run.heading, progress, shell)
+        run_blocking(run, view)
+        return run
+    from IPython.display import display
+
+    parent = shell.get_parent()
+    view = make_view(run.heading, progress, shell, on_cancel=run.cancel)
+    view.start()
+    slot = display({"text/plain": ""}, raw=True, display_id=True)
+    run.scope = lambda: _cell_output(shell, parent)
+    run.watch(_CellWatcher(view, slot))
+    run.start()
+    jobs().add(run)
+    return run
+
+
+@contextlib.contextmanager
+def _cell_output(shell: Any, parent: dict[str, Any]) -> Iterator[None]:
+    tokens = shell.set_thread_parent(parent)  # this task only
+    try:
+        yield
+    finally:
+        shell.reset_thread_parent(tokens)
+
+
+class _CellWatcher:
+    """Shows a run in the cell that started it, from the engine's thread."""
+
+    def __init__(self, view: ProgressView, slot: DisplayHandle | None) -> None:
+        self._view = view
+        self._slot = slot
+
+    def event(self, event: StreamEvent) -> None:
+        self._view.update(event)
+
+    def tick(self, elapsed: float) -> None:
+        self._view.tick(elapsed)
+
+    def ended(self, run: Generation) -> None:
+        if run.status != "done":
+            error = run.exception()
+            label = getattr(error, "label", type(error).__name__)
+            self._view.fail(f"{run.status} after {run.elapsed:.1f} s · {label}: {error}")
+            return
+        result = run.result()
+        self._view.finish(result.summary())
+        if self._slot is not None:
+            data, metadata = result._repr_mimebundle_()
+            self._slot.update(data, metadata=metadata, raw=True)

@@ -1,0 +1,283 @@
+"""`Generation`: the handle of one run, shaped like `concurrent.futures.Future`.
+
+A run is a task on the engine's loop (`engine.py`). It streams the request, tells its
+watchers each event and the elapsed time, builds the `ImageResult`, and settles: done,
+failed or cancelled. The handle settles only once the task has unwound, so when
+`cancel()` has taken effect the connection is closed.
+
+Watchers are called on the engine's thread, inside the run's task, so a watcher that
+shows output (a background cell's view) does so in the run's own context. A blocking
+caller watches through a queue and does its display work on its own thread (`wait.py`).
+
+    run = Generation(request, settings).start()
+    run.done(); run.status; run.cancel(); run.result(timeout=None)
+    run.add_done_callback(lambda run: ...)
+
+Once it has finished, the handle behaves as its `ImageResult` (`len`, indexing, `save`,
+display); before that, touching the images is a short error saying it is still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import (
+    GenerationCancelled,
+    GenerationTimeout,
+    IncompleteResultError,
+    MeshError,
+)
+from ..events import Completed, StreamEvent, count_images
+from .engine import Engine, engine
+
+if TYPE_CHECKING:
+    from ..request import ImageRequest
+    from ..results.result import ImageResult
+    from ..settings import ClientSettings
+
+TICK_SECONDS = 0.2  # how often watchers hear the elapsed time
+
+
+class Watcher(Protocol):
+    """What a run tells as it goes; every call comes from the engine's thread."""
+
+    def event(self, event: StreamEvent) -> None: ...
+
+    def tick(self, elapsed: float) -> None: ...
+
+    def ended(self, run: Generation) -> None: ...
+
+
+class StillRunning(MeshError):
+    """The images of a run were asked for before it finished."""
+
+    label = "StillRunning"
+
+
+EventSource = Callable[[], AsyncGenerator[StreamEvent, None]]
+
+
+class Generation:
+    """One run of one request. Start it with `start()`; watch it before that."""
+
+    def __init__(
+        self,
+        request: ImageRequest,
+        settings: ClientSettings,
+        *,
+        timeout: float | None = None,
+        preview_max_px: int = 1024,
+        events: EventSource | None = None,
+        scope: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
+    ) -> None:
+        self.request = request
+        self.settings = settings
+        self.timeout = timeout
+        self.preview_max_px = preview_max_px
+        self.status = "pending"
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self._events = events or self._stream
+        self.scope = scope  # entered first in the task: e.g. where a cell's output goes
+        self._watchers: list[Watcher] = []
+        self._future: concurrent.futures.Future[ImageResult] = concurrent.futures.Future()
+        self._future.set_running_or_notify_cancel()  # settled by the task alone
+        self._task: asyncio.Task[None] | None = None
+        self._engine: Engine | None = None
+        self._cancel_asked = threading.Event()
+
+    # -- running -------------------------------------------------------------------------
+
+    def watch(self, watcher: Watcher) -> Generation:
+        if self.status != "pending":
+            raise RuntimeError("watch a Generation before starting it")
+        self._watchers.append(watcher)
+        return self
+
+    def start(self, on: Engine | None = None) -> Generation:
+        """Run it on the engine's loop; returns at once."""
+        if self.status != "pending":
+            raise RuntimeError("a Generation runs once")
+        self.status = "running"
+        self.started_at = time.monotonic()
+        self._engine = on or engine()
+        self._engine.submit(self._main())
+        return self
+
+    async def _main(self) -> None:
+        self._task = asyncio.current_task()
+        scope = self.scope() if self.scope is not None else contextlib.nullcontext()
+        with scope:
+            ticker = asyncio.create_task(self._tick()) if self._watchers else None
+            try:
+                if self._cancel_asked.is_set():
+                    raise asyncio.CancelledError
+                result = await self._run()
+            except asyncio.CancelledError:
+                self._settle("cancelled", GenerationCancelled(self._cancel_message()))
+            except BaseException as exc:  # the run's error, for whoever waits on it
+                self._settle("failed", exc)
+            else:
+                self._settle("done", result)
+            finally:
+                if ticker is not None:
+                    ticker.cancel()
+                for watcher in self._watchers:
+                    watcher.ended(self)
+
+    async def _run(self) -> ImageResult:
+        if self.timeout is None:
+            return await self._generate()
+        try:
+            return await asyncio.wait_for(self._generate(), self.timeout)
+        except asyncio.TimeoutError:
+            raise GenerationTimeout(
+                f"gave up after --timeout {self.timeout:g} s; the request was closed, "
+                "nothing was bound"
+            ) from None
+
+    async def _generate(self) -> ImageResult:
+        from ..results.result import ImageResult
+
+        completed: Completed | None = None
+        async with aclosing(self._events()) as events:
+            async for event in events:
+                if isinstance(event, Completed):
+                    completed = event
+                for watcher in self._watchers:
+                    watcher.event(event)
+        if completed is None:
+            raise RuntimeError("the stream ended without a Completed event")  # a bug
+        result = ImageResult(
+            completed.images,
+            request=self.request.body,
+            model=completed.model or self.request.model,
+            request_id=completed.request_id,
+            usage=completed.usage,
+            elapsed=self.elapsed,
+            preview_max_px=self.preview_max_px,
+        )
+        if len(result) < self.request.n:
+            raise IncompleteResultError(
+                f"asked for {count_images(self.request.n)}, the server returned {len(result)} "
+                f"(request {result.request_id}); nothing was bound. The images that came are "
+                "in sys.last_value.result",
+                result,
+            )
+        return result
+
+    def _stream(self) -> AsyncGenerator[StreamEvent, None]:
+        from ..http.client import stream_generation
+
+        return stream_generation(self.settings, self.request)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            for watcher in self._watchers:
+                watcher.tick(self.elapsed)
+
+    def _settle(self, status: str, outcome: Any) -> None:
+        self.ended_at = time.monotonic()
+        self.status = status
+        if isinstance(outcome, BaseException):
+            self._future.set_exception(outcome)
+        else:
+            self._future.set_result(outcome)
+
+    # -- the future's face ---------------------------------------------------------------
+
+    @property
+    def future(self) -> concurrent.futures.Future[ImageResult]:
+        """The `concurrent.futures.Future` that settles with the run (wrap it for asyncio)."""
+        return self._future
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def cancel(self) -> bool:
+        """Ask the run to stop, from any thread; False if it has already ended.
+
+        It stops at its next await, closes its connection, then settles as cancelled."""
+        if self.done():
+            return False
+        self._cancel_asked.set()
+        task, eng = self._task, self._engine
+        if task is not None and eng is not None:
+            eng.call_soon(task.cancel)
+        return True
+
+    def cancelled(self) -> bool:
+        return self.status == "cancelled"
+
+    def result(self, timeout: float | None = None) -> ImageResult:
+        """The `ImageResult`, waiting up to `timeout` seconds (None: as long as it takes);
+        raises the run's error, or `TimeoutError` when it is still running."""
+        return self._future.result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return self._future.exception(timeout)
+
+    def add_done_callback(self, callback: Callable[[Generation], object]) -> None:
+        """Call `callback(self)` once the run has settled (at once if it has)."""
+        self._future.add_done_callback(lambda _: callback(self))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the run settles; True if it has."""
+        done, _ = concurrent.futures.wait([self._future], timeout)
+        return bool(done)
+
+    @property
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.ended_at or time.monotonic()) - self.started_at
+
+    @property
+    def heading(self) -> str:
+        request = self.request
+        return f"{request.model} · {request.size} · {count_images(request.n)}"
+
+    def _cancel_message(self) -> str:
+        return f"cancelled after {self.elapsed:.1f} s; the request was closed, nothing was bound"
+
+    # -- once done, the ImageResult --------------------------------------------------------
+
+    def _finished(self) -> ImageResult:
+        if not self.done():
+            raise StillRunning(
+                f"this generation is still running ({self.elapsed:.0f} s); wait with "
+                ".result(), or check .done()"
+            )
+        return self._future.result()
+
+    def __len__(self) -> int:
+        return len(self._finished())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._finished()[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._finished())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._finished(), name)
+
+    def __repr__(self) -> str:
+        if self.status == "done":
+            return repr(self._future.result())
+        return f"<Generation {self.heading} · {self.status} · {self.elapsed:.1f} s>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        if self.status == "done":
+            return self._future.result()._repr_mimebundle_(include, exclude)
+        return {"text/plain": repr(self)}, {}

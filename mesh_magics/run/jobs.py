@@ -1,0 +1,93 @@
+"""The background runs of this process: `%meshimage --jobs` lists them, `--wait` waits.
+
+Running ones are kept until they end; of the ended ones, the latest `KEEP` stay listed.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import MeshError
+
+if TYPE_CHECKING:
+    from .generation import Generation
+
+KEEP = 20
+POLL_SECONDS = 0.1
+
+
+class Jobs:
+    def __init__(self) -> None:
+        self._runs: collections.deque[Generation] = collections.deque()
+        self._lock = threading.Lock()
+
+    def add(self, run: Generation) -> None:
+        with self._lock:
+            self._runs.append(run)
+            ended = [r for r in self._runs if r.done()]
+            for old in ended[: max(0, len(ended) - KEEP)]:
+                self._runs.remove(old)
+
+    def all(self) -> list[Generation]:
+        with self._lock:
+            return list(self._runs)
+
+    def running(self) -> list[Generation]:
+        return [run for run in self.all() if not run.done()]
+
+    def wait(self, timeout: float | None = None) -> list[Generation]:
+        """Wait for every running run; the ones still running when `timeout` passed.
+        A `KeyboardInterrupt` stops the wait, not the runs."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while (running := self.running()) and (deadline is None or time.monotonic() < deadline):
+                running[0].wait(POLL_SECONDS)
+        except KeyboardInterrupt:
+            left = len(self.running())
+            raise WaitInterrupted(
+                f"stopped waiting; {left} background run{'s' if left != 1 else ''} "
+                "still going (see %meshimage --jobs)"
+            ) from None
+        return self.running()
+
+
+class WaitInterrupted(MeshError):
+    """An interrupt stopped `--wait`; the runs go on."""
+
+    label = "Interrupted"
+
+
+_jobs = Jobs()
+
+
+def jobs() -> Jobs:
+    return _jobs
+
+
+class JobList(list["Generation"]):
+    """Background runs as a table: heading, status, elapsed, request id."""
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        rows = []
+        for run in self:
+            request_id = run.result().request_id if run.status == "done" else ""
+            rows.append((run.heading, run.status, f"{run.elapsed:.1f} s", request_id or ""))
+        return rows
+
+    def __repr__(self) -> str:
+        if not self:
+            return "no background runs"
+        return "\n".join(" · ".join(part for part in row if part) for row in self.rows())
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cells = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(part)}</td>" for part in row) + "</tr>"
+            for row in self.rows()
+        )
+        head = "<tr><th>run</th><th>status</th><th>elapsed</th><th>request</th></tr>"
+        return f"<table>{head}{cells}</table>" if self else "<p>no background runs</p>"
