@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -24,6 +25,7 @@ from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
 
 from .conftest import FAKE_KEY, run_cell
+from .servers import png_bytes
 
 
 def test_cell_binds_returns_and_shows_the_images(ip: InteractiveShell, server: LocalServer) -> None:
@@ -258,3 +260,18 @@ def test_key_never_appears_in_what_the_user_sees(ip: InteractiveShell) -> None:
     seen = "".join(r.stdout + repr(r.outputs) + repr(r.result) + str(r.error) for r in runs)
     assert FAKE_KEY not in seen
     assert FAKE_KEY not in repr(ip.user_ns["t_k"].request) + repr(ip.user_ns["t_k"])
+
+
+def test_dry_run_shows_the_request_and_sends_nothing(
+    ip: InteractiveShell, server: LocalServer, tmp_path: Path
+) -> None:
+    picture = tmp_path / "in.png"
+    picture.write_bytes(png_bytes() + bytes(400))  # a data URL longer than is worth showing
+    run = run_cell(ip, f"%%meshimage --dry-run -o t_dry --quality high --image {picture}\nA fox")
+    assert run.success and run.result is None
+    (shown,) = [o["text/plain"] for o in run.outputs if "dry run" in o.get("text/plain", "")]
+    assert f"POST {server.url}/v1/images/generations" in shown
+    assert '"quality": "high"' in shown and '"prompt": "A fox"' in shown
+    assert "characters)" in shown and len(shown) < 2000  # the data URL is shortened
+    assert FAKE_KEY not in shown
+    assert server.requests == [] and "t_dry" not in ip.user_ns

@@ -90,7 +90,7 @@ class _CellWatcher:
         if run.status != "done":
             error = run.exception()
             label = getattr(error, "label", type(error).__name__)
-            self._view.fail(f"{run.status} after {run.elapsed:.1f} s · {label}: {error}")
+            self._view.fail(f"{label}: {error}")
             return
         result = run.result()
         self._view.finish(result.summary())

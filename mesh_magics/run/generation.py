@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from ..settings import ClientSettings
 
 TICK_SECONDS = 0.2  # how often watchers hear the elapsed time
+
+log = logging.getLogger("mesh_magics")
 
 
 class Watcher(Protocol):
@@ -130,7 +133,10 @@ class Generation:
                 if ticker is not None:
                     ticker.cancel()
                 for watcher in self._watchers:
-                    watcher.ended(self)
+                    try:
+                        watcher.ended(self)
+                    except Exception:  # a display failing must not hide the others
+                        log.exception("mesh_magics: showing the end of a run failed")
 
     async def _run(self) -> ImageResult:
         if self.timeout is None:
