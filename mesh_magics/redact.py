@@ -174,3 +174,10 @@ def guard_loggers(names: Iterable[str] = LOGGERS) -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) for f in logger.filters):
             logger.addFilter(RedactingFilter())
+
+
+def one_line(text: str, limit: int) -> str:
+    """Server text made safe to print: control and format characters (newlines, ANSI
+    escapes, bidi overrides) become spaces, runs of spaces one, and it ends by `limit`."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

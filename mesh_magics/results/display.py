@@ -30,6 +30,8 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
+from ..redact import one_line
+
 if TYPE_CHECKING:
     from .result import ImageResult
 
@@ -104,11 +106,4 @@ def fit(width: int, height: int, box: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def one_line(text: str, limit: int) -> str:
-    """Server text made safe to print: control and format characters (newlines, ANSI
-    escapes, bidi overrides) become spaces, runs of spaces one, and it ends by `limit`."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
-__all__ = ["TILE_CSS_PX", "mimebundle", "one_line", "plain_text", "tile_px"]
+__all__ = ["TILE_CSS_PX", "mimebundle", "plain_text", "tile_px"]

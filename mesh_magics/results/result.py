@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from ..events import count_images
 from ..images import GeneratedImage
-from .display import mimebundle, one_line
+from ..redact import one_line
 from .previews import Preview, make_preview
 
 if TYPE_CHECKING:
@@ -171,6 +171,8 @@ class ImageResult(Sequence["Image.Image"]):
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
+        from .display import mimebundle  # the renderer knows the model, not the reverse
+
         return mimebundle(self)
 
 
