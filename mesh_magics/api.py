@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import difflib
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -103,6 +104,13 @@ def request_fields(fields: Mapping[str, Any], params: Mapping[str, Any] | None) 
             raise OptionError(f"params: {name!r} is not a parameter here")
         else:
             checked[name] = value
+    for name, value in checked.items():  # NaN or an object would fail later, in the run
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise OptionError(
+                f"{name}: invalid value {value!r}; expected JSON with finite numbers"
+            ) from None
     return checked
 
 
@@ -128,7 +136,7 @@ def _settings_of_call(
 def generate(
     prompt: str,
     *,
-    background: bool = False,
+    background: bool | str = False,
     base_url: str | None = None,
     timeout: float | None = None,
     progress: str = "auto",
@@ -138,7 +146,13 @@ def generate(
     """Generate images for `prompt`; block until they are here and return the
     `ImageResult`. `background=True` returns a `Generation` handle at once instead (in a
     notebook its progress and images land in the running cell's output; where nothing
-    could show them later, it waits before returning, so a saved notebook holds them)."""
+    could show them later, it waits before returning, so a saved notebook holds them).
+
+    `background` is also the name of a request field: a string (`"transparent"`,
+    `"opaque"`, `"auto"`) is that field, `True`/`False` the way to run. For both, pass
+    the field in `params={"background": "transparent"}`."""
+    if isinstance(background, str):  # the API's field (transparent, opaque, auto)
+        fields["background"], background = background, False
     base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
     run = prepare(
         _prompt(prompt), request_fields(fields, params), base_url=base_url, timeout=timeout

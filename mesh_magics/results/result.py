@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 class ImageResult(Sequence["Image.Image"]):
     """The images of one generation and everything known about how they were made."""
 
+    request: dict[str, Any]  # the body as sent; the key is a header, never in here
+    model: str
+    request_id: str | None
+    usage: dict[str, Any] | None
+    elapsed: float  # seconds
+    preview_max_px: int
+
     def __init__(
         self,
         images: list[GeneratedImage],
@@ -37,7 +44,7 @@ class ImageResult(Sequence["Image.Image"]):
         preview_max_px: int = 1024,
     ) -> None:
         self._images = images
-        self.request = dict(request)  # the body as sent; the key is a header, never in here
+        self.request = dict(request)
         self.model = model
         self.request_id = request_id
         self.usage = usage

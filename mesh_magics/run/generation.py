@@ -215,6 +215,10 @@ class Generation:
         if self.done():
             return False
         self._cancel_asked.set()
+        if self.status == "pending":  # never started: nothing to unwind
+            self.started_at = self.started_at or time.monotonic()
+            self._settle("cancelled", GenerationCancelled(self._cancel_message()))
+            return True
         task, eng = self._task, self._engine
         if task is not None and eng is not None:
             eng.call_soon(task.cancel)
@@ -273,9 +277,15 @@ class Generation:
     def __iter__(self) -> Iterator[Any]:
         return iter(self._finished())
 
+    def __bool__(self) -> bool:
+        return True  # a handle is a handle, even before it has images
+
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
+        from ..results.result import ImageResult
+
+        known = hasattr(ImageResult, name) or name in ImageResult.__annotations__
+        if name.startswith("_") or not known:
+            raise AttributeError(f"'Generation' object has no attribute {name!r}")
         return getattr(self._finished(), name)
 
     def __repr__(self) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import queue
+import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import GenerationCancelled
+from ..errors import GenerationCancelled, MeshError
 from ..events import StreamEvent
 from .engine import engine
 
@@ -46,6 +47,7 @@ class QueueWatcher:
 
 def run_blocking(run: Generation, view: ProgressView) -> ImageResult:
     """Start `run` and follow it on `view` until it settles; its result, or its error."""
+    _not_on_the_engine()
     watcher = QueueWatcher()
     run.watch(watcher)
     view.start()
@@ -66,8 +68,8 @@ def run_blocking(run: Generation, view: ProgressView) -> ImageResult:
         run.wait(UNWIND_SECONDS)
         view.fail(f"cancelled after {run.elapsed:.1f} s")
         raise GenerationCancelled(
-            f"cancelled by a kernel interrupt after {run.elapsed:.1f} s; the request was "
-            "closed, nothing was bound"
+            f"cancelled by an interrupt after {run.elapsed:.1f} s; the request was closed, "
+            "nothing was bound"
         ) from None
     except BaseException as exc:
         run.cancel()  # a display error in this thread: the run must not go on alone
@@ -80,6 +82,7 @@ def run_blocking(run: Generation, view: ProgressView) -> ImageResult:
 
 def call(coroutine: Coroutine[Any, Any, T], what: str) -> T:
     """Run `coroutine` on the engine and wait for its value; an interrupt cancels it."""
+    _not_on_the_engine()
     future = engine().submit(coroutine)
     try:
         while True:
@@ -89,4 +92,18 @@ def call(coroutine: Coroutine[Any, Any, T], what: str) -> T:
                 continue
     except KeyboardInterrupt:
         future.cancel()
-        raise GenerationCancelled(f"{what} cancelled by a kernel interrupt") from None
+        raise GenerationCancelled(f"{what} cancelled by an interrupt") from None
+
+
+def _not_on_the_engine() -> None:
+    """Waiting for a run on the engine's own thread (in a run's done-callback) would wait
+    for the loop it is blocking: refuse, saying what to do instead."""
+    if threading.current_thread() is engine().thread:
+        raise BlockingOnTheEngine(
+            "a run's callback cannot wait for another run (it would freeze every run): "
+            "start it with background=True, or wait for it outside the callback"
+        )
+
+
+class BlockingOnTheEngine(MeshError):
+    label = "UsageError"
