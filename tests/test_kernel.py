@@ -153,6 +153,15 @@ def test_the_images_arrive_in_the_output_of_the_cell_that_started_the_run(
     assert images_in(images["content"]["data"])
     for update in [*k.updates(view), *k.updates(slot)]:
         assert parent_of(update) == story.first  # in the first cell, not the latest
+    widgets = comm_ids(k.of(story.first, "comm_open"))
+    from_the_run = [
+        m
+        for m in list(k.messages)
+        if m["msg_type"] in ("comm_msg", "comm_close")
+        and m["content"]["comm_id"] in widgets
+        and k.messages.index(m) > k.index_of_idle(story.first)  # type: ignore[operator]
+    ]
+    assert from_the_run and {parent_of(m) for m in from_the_run} == {story.first}
 
     outputs = ("stream", "display_data", "update_display_data", "execute_result", "error")
     second = k.of(story.second, *outputs)

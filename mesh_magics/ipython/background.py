@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ..events import StreamEvent
@@ -66,10 +67,17 @@ def start_in_cell(run: Generation, shell: Any, progress: str) -> Generation:
 
 @contextlib.contextmanager
 def _cell_output(shell: Any, parent: dict[str, Any]) -> Iterator[None]:
-    tokens = shell.set_thread_parent(parent)  # this task only
+    """In this task only: outputs answer the cell's request. Widget messages take their
+    parent from the kernel's own ContextVar, which `set_thread_parent` leaves alone; set it
+    too where the kernel has one (ipykernel 7), for this task's context only."""
+    tokens = shell.set_thread_parent(parent)
+    widget_parent = getattr(getattr(shell, "kernel", None), "_shell_parent", None)
+    widget_token = widget_parent.set(parent) if isinstance(widget_parent, ContextVar) else None
     try:
         yield
     finally:
+        if widget_token is not None:
+            widget_parent.reset(widget_token)  # type: ignore[union-attr]
         shell.reset_thread_parent(tokens)
 
 
