@@ -281,6 +281,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout", ("--timeout",), SECONDS, "give up after this many seconds (default: no "
            "total limit while the stream lives)", request_field=False, config=True,
            optional=True, metavar="SECONDS"),
+    Option("prompts", ("--prompts",), Identifier(), "sweep over a list of prompts from a "
+           "variable", request_field=False, metavar="NAME"),
+    Option("concurrency", ("--concurrency",), Number(1, 32, whole=True), "requests at a time "
+           "per API host in a sweep", request_field=False, config=True, default=4,
+           metavar="K"),
+    Option("yes", ("--yes",), None, "allow a cell to make more than max_images_per_cell "
+           "images", request_field=False),
+    Option("replay", ("--replay",), None, "answer an identical earlier request from the store, "
+           "with no request", request_field=False, config=True, default=False),
+    Option("fresh", ("--fresh",), None, "generate anew even when replay is on",
+           request_field=False),
+    Option("save", ("--save",), Text(), "save the images (with their provenance) into DIR "
+           "when the cell ends", request_field=False, metavar="DIR"),
     Option("bg", ("--bg",), None, "run in the background: the cell returns at once, the "
            "images land in its output; -o NAME binds a Generation handle", request_field=False),
     Option("dry_run", ("--dry-run",), None, "show the request that would be sent; send nothing",
@@ -289,6 +302,10 @@ OPTIONS: tuple[Option, ...] = (
            request_field=False),
     Option("wait", ("--wait",), None, "wait for every background run (an interrupt stops the "
            "wait, not the runs)", request_field=False),
+    Option("history", ("--history",), None, "show the latest stored generations (the rest "
+           "of the line filters them)", request_field=False),
+    Option("usage", ("--usage",), None, "this session's requests, images, replays, usage and "
+           "estimated cost", request_field=False),
     Option("list_models", ("--list-models",), None,
            "list the image models (with -o NAME: bind the list)", request_field=False),
     # -- configuration only
@@ -312,6 +329,18 @@ OPTIONS: tuple[Option, ...] = (
            request_field=False, config=True, default="auto"),
     Option("allow_insecure_http", (), Boolean(), "allow http:// to a non-loopback host "
            "(sends the key unencrypted)", request_field=False, config=True, default=False),
+    Option("max_images_per_cell", (), Number(1, whole=True), "a cell that would make more "
+           "images fails before sending anything, unless --yes", request_field=False,
+           config=True, default=40),
+    Option("store", (), Boolean(), "keep every finished generation in the local store",
+           request_field=False, config=True, default=True),
+    Option("store_dir", (), Text(), "the store's folder; default $MESH_MAGICS_STORE, else "
+           "$XDG_CACHE_HOME/mesh-magics, else ~/.cache/mesh-magics", request_field=False,
+           config=True, optional=True),
+    Option("store_max_bytes", (), Number(1, whole=True), "the store's size cap; the oldest "
+           "generations go first", request_field=False, config=True, default=2 * 1024**3),
+    Option("embed_prompt", (), Boolean(), "write the prompt into saved files' metadata",
+           request_field=False, config=True, default=True),
 )  # fmt: skip
 
 BY_FLAG: dict[str, Option] = {flag: option for option in OPTIONS for flag in option.flags}
@@ -325,9 +354,9 @@ def check(option: Option, value: Any, *, source: str | None = None) -> Any:
     allowed."""
     if value is None and option.optional:
         return None
-    assert option.kind is not None, f"{option.flag} takes no value"
+    kind = setting_kind(option)
     try:
-        return option.kind.convert(value)
+        return kind.convert(value)
     except ValueError as exc:
         raise OptionError(f"{source or option.flag}: invalid value {value!r}; {exc}") from None
 
@@ -335,8 +364,22 @@ def check(option: Option, value: Any, *, source: str | None = None) -> Any:
 # -- help, derived ----------------------------------------------------------------------------
 
 
+def setting_kind(option: Option) -> Kind:
+    """The kind of value `option` takes; a flag that is also a setting takes true/false."""
+    if option.kind is not None:
+        return option.kind
+    if option.config:
+        return _BOOLEAN
+    raise AssertionError(f"{option.flag} takes no value")
+
+
+_BOOLEAN = Boolean()
+
+
 def _allowed(option: Option) -> str:
-    return option.kind.allowed if option.kind is not None else ""
+    if option.kind is None and not option.config:
+        return ""
+    return setting_kind(option).allowed
 
 
 def magic_help() -> str:

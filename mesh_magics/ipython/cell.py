@@ -47,6 +47,14 @@ class CellOptions:
     dry_run: bool = False
     jobs: bool = False
     wait: bool = False
+    history: bool = False
+    usage: bool = False
+    prompts: str | None = None  # a variable holding the prompts of a sweep
+    concurrency: int | None = None
+    yes: bool = False
+    replay: bool = False
+    fresh: bool = False
+    save: str | None = None
     given: list[str] = field(default_factory=list)  # each option used, by its first flag
     warnings: list[str] = field(default_factory=list)
 
@@ -54,7 +62,8 @@ class CellOptions:
     def command(self) -> str | None:
         """`--list-models`, `--jobs` or `--wait` when the cell asks for one, else None."""
         asked = [c for c, on in (("--list-models", self.list_models), ("--jobs", self.jobs),
-                 ("--wait", self.wait)) if on]  # fmt: skip
+                 ("--wait", self.wait), ("--history", self.history), ("--usage", self.usage))
+                 if on]  # fmt: skip
         if len(asked) > 1:
             raise OptionError(f"use one of {' and '.join(asked)} at a time")
         return asked[0] if asked else None
@@ -65,6 +74,8 @@ _COMMANDS_TAKE = {
     "--list-models": {"-o", "--base-url", "--timeout"},
     "--jobs": {"-o"},
     "--wait": {"--timeout"},
+    "--history": {"-o"},  # the rest of the line is a filter
+    "--usage": set(),
 }
 
 
@@ -129,11 +140,11 @@ def _check_command(options: CellOptions) -> None:
     command = options.command
     takes = _COMMANDS_TAKE[str(command)]
     stray = [flag for flag in dict.fromkeys(options.given) if flag not in takes | {command}]
-    if options.prompt:
+    if options.prompt and command != "--history":
         stray.append(f"the prompt {_clip(options.prompt)!r}")
     if stray:
-        allowed = ", ".join(sorted(takes))
-        raise OptionError(f"{command} takes only {allowed}; remove {', '.join(stray)}")
+        allowed = f"only {', '.join(sorted(takes))}" if takes else "no other options"
+        raise OptionError(f"{command} takes {allowed}; remove {', '.join(stray)}")
 
 
 def _strip_blank_edges(text: str) -> str:

@@ -73,6 +73,13 @@ class MeshImageMagics(Magics):
     preview_max_px = _setting(Int, "preview_max_px")
     progress = _setting(Unicode, "progress")
     allow_insecure_http = _setting(Bool, "allow_insecure_http")
+    concurrency = _setting(Int, "concurrency")
+    max_images_per_cell = _setting(Int, "max_images_per_cell")
+    replay = _setting(Bool, "replay")
+    store = _setting(Bool, "store")
+    store_dir = _setting(Unicode, "store_dir")
+    store_max_bytes = _setting(Int, "store_max_bytes")
+    embed_prompt = _setting(Bool, "embed_prompt")
 
     @validate(*SETTINGS)
     def _check_setting(self, proposal: Any) -> Any:
