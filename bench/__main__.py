@@ -45,7 +45,8 @@ def document(rows: Sequence[Row], plan: Plan, argv: Sequence[str]) -> str:
     warm_up = ", after one warm-up run" if plan.warm_up else ""
     return (
         f"# Benchmark results\n\n`{command}` on {machine()}.\n\nMedians of {plan.reps} runs "
-        f"(official SDK: {plan.sdk_reps}; cells: {plan.e2e_reps}; memory: {plan.memory_reps} "
+        f"(official SDK: {plan.sdk_reps}; cells: {plan.e2e_reps}; background cells: "
+        f"{plan.bg_reps}; memory: {plan.memory_reps} "
         f"subprocesses; load: {plan.load_reps} processes each){warm_up}. "
         f"Goals met: {met} of {len(goals)}. What each row compares: `bench/README.md`.\n\n"
         f"{markdown_table(rows)}\n"

@@ -6,6 +6,7 @@
 3. load: `%load_ext mesh_magics` in a fresh IPython against IPython alone;  `load.py`
 4. e2e: a `%%meshimage` cell against a bare httpx request, embedded backend;  `e2e.py`
 5. scaling: decode time per MiB for 1, 4, 16 and 40 MiB frames;          `decode.py`
+6. bg: a `%%meshimage --bg` cell's return against the same `--dry-run` cell;  `background.py`
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from . import decode, e2e, load, memory
+from . import background, decode, e2e, load, memory
 from .payload import sse_stream
 from .plan import Plan
 from .report import Row
@@ -29,6 +30,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "load": load.run,
     "e2e": e2e.run,
     "scaling": decode.run_scaling,
+    "bg": background.run,
 }
 
 

@@ -194,6 +194,14 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
             context.close()
 
 
+def screenshot(page: Page, name: str) -> Path:
+    """A screenshot of the page now (not only at the end), named after the moment it shows."""
+    shot = ARTIFACTS / (re.sub(r"[^\w-]+", "_", name) + ".png")
+    page.screenshot(path=str(shot))
+    _screenshots.append(shot)
+    return shot
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _screenshots:
         terminalreporter.write_sep("-", f"browser screenshots in {ARTIFACTS}")

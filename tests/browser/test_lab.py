@@ -22,6 +22,8 @@ from .conftest import (
     open_notebook,
     outputs,
     run_cell,
+    screenshot,
+    wait_for_idle_kernel,
     write_notebook,
 )
 
@@ -29,6 +31,12 @@ pytestmark = pytest.mark.browser
 
 LOAD = "%load_ext mesh_magics"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+PROMPT_NUMBER = re.compile(r"^\[\d+\]:$")  # the cell has finished executing ("[*]:" runs)
+
+
+def slow(seconds: float) -> str:
+    """The option that makes the embedded backend take `seconds` for this request alone."""
+    return f"-p mesh_local='{{\"latency\": {seconds}}}'"
 
 
 def wait_until_loaded(images: Locator, count: int) -> list[int]:
@@ -102,28 +110,114 @@ def test_a_misspelt_option_is_a_short_error(page: Page, lab: Lab) -> None:
     expect(typo.locator(".widget-vbox")).to_have_count(0)  # no request was started
 
 
-def test_a_kernel_interrupt_cancels_a_slow_generation(page: Page, lab: Lab) -> None:
+def test_a_blocking_cell_says_to_interrupt_and_an_interrupt_cancels_it(
+    page: Page, lab: Lab, request: pytest.FixtureRequest
+) -> None:
     path = write_notebook(
         lab,
         "interrupt.ipynb",
         LOAD,
-        "%%meshimage -o slow -p mesh_local='{\"latency\": 30}'\nA very slow fox",
+        f"%%meshimage -o slow {slow(30)}\nA very slow fox",
         'print("after", "slow" in globals())',
     )
     open_notebook(page, lab, path)
     run_cell(page, 0)
-    slow = run_cell(page, 1)
-    expect(slow.locator(".widget-hprogress")).to_be_visible()
+    slow_cell = run_cell(page, 1)
+    progress = slow_cell.locator(".widget-vbox")
+    expect(progress.locator(".widget-hprogress")).to_be_visible()
+
+    # While the cell runs a click could not reach the kernel: no button, but how to cancel.
+    expect(progress.get_by_text("■ interrupt the kernel to cancel")).to_be_visible()
+    expect(slow_cell.locator(".jp-InputPrompt")).to_have_text("[*]:")
+    expect(slow_cell.locator(".jp-OutputArea button, .jp-OutputArea .widget-button")).to_have_count(
+        0
+    )
+    expect(slow_cell.get_by_text("Cancel", exact=True)).to_have_count(0)
+    screenshot(page, f"{request.node.name}_running")
 
     page.locator(f"{NOTEBOOK} [data-command='notebook:interrupt-kernel']").click()
     interrupted = time.monotonic()
-    expect(error_text(slow)).to_contain_text("Cancelled: cancelled by a kernel interrupt")
+    expect(error_text(slow_cell)).to_contain_text("Cancelled: cancelled by a kernel interrupt")
     assert time.monotonic() - interrupted < 3
-    expect(slow.locator(".widget-vbox")).to_have_count(0)
-    expect(slow).to_contain_text("✗ openai/gpt-image-1")
+    expect(progress).to_have_count(0)
+    expect(slow_cell).to_contain_text("✗ openai/gpt-image-1")
 
     run_cell(page, 2)
     expect(outputs(page, 2)).to_have_text("after False")  # the next cell runs; nothing bound
+
+
+def test_a_background_cell_returns_at_once_and_its_images_land_in_it(
+    page: Page, lab: Lab, request: pytest.FixtureRequest
+) -> None:
+    path = write_notebook(
+        lab,
+        "background.ipynb",
+        LOAD,
+        f"%%meshimage --bg -o later --size 256x256 {slow(6)}\nA fox, later",
+        'print("meanwhile", later.done())',
+    )
+    open_notebook(page, lab, path)
+    run_cell(page, 0)
+    first = run_cell(page, 1)
+    expect(first.locator(".jp-InputPrompt")).to_have_text(PROMPT_NUMBER)
+    returned = time.monotonic()  # the cell has finished; its generation has 6 s to go
+    progress = first.locator(".widget-vbox")
+    expect(progress).to_contain_text("openai/gpt-image-1 · 256x256 · 1 image")
+    expect(progress.locator(".widget-button", has_text="Cancel")).to_be_visible()
+
+    second = run_cell(page, 2)
+    expect(outputs(page, 2)).to_have_text("meanwhile False")  # ran while the first ran
+    expect(progress).to_be_visible()
+    screenshot(page, f"{request.node.name}_running")
+
+    summary = first.locator(".jp-OutputArea-output").first
+    expect(summary).to_have_text(
+        re.compile(r"^✓ 1 image · openai/gpt-image-1 · 256x256 png · "), timeout=20_000
+    )
+    arrived = time.monotonic()
+    assert wait_until_loaded(first.locator(".jp-OutputArea-output img"), 1) == [256]
+    expect(progress).to_have_count(0)
+    # The first cell had returned seconds before (a bound a slow machine only makes wider).
+    assert arrived - returned > 3, arrived - returned
+    # Nothing of the first run went to the cell that was running when it ended.
+    expect(outputs(page, 2)).to_have_text("meanwhile False")
+    expect(second.locator(".jp-OutputArea img, .jp-OutputArea .widget-vbox")).to_have_count(0)
+    expect(second.locator(".jp-InputPrompt")).to_have_text(PROMPT_NUMBER)
+
+
+def test_cancel_stops_a_background_run_within_two_seconds(page: Page, lab: Lab) -> None:
+    path = write_notebook(
+        lab,
+        "cancel.ipynb",
+        LOAD,
+        f"%%meshimage --bg -o doomed {slow(30)}\nA fox that never comes",
+        "from mesh_magics.local import ensure_local_server\n"
+        'print("after", doomed.status, ensure_local_server().wait_for_disconnect(5))',
+    )
+    open_notebook(page, lab, path)
+    run_cell(page, 0)
+    bg = run_cell(page, 1)
+    cancel = bg.locator(".widget-vbox .widget-button", has_text="Cancel")
+    expect(cancel).to_be_visible()
+    expect(bg.locator(".jp-InputPrompt")).to_have_text(PROMPT_NUMBER)
+    wait_for_idle_kernel(page)  # the cell has returned: the kernel is free to take the click
+
+    clicked = time.monotonic()
+    cancel.click()
+    # Polled on every animation frame: the time is the kernel's and the page's, not a poll's.
+    page.wait_for_function(
+        "cell => !cell.querySelector('.widget-vbox') && cell.innerText.includes('✗ ')",
+        arg=bg.element_handle(),
+        timeout=10_000,
+    )
+    took = time.monotonic() - clicked
+    assert took < 2, f"the widget was replaced {took:.1f} s after the click"
+    expect(bg.locator(".jp-OutputArea-output").first).to_have_text(
+        re.compile(r"^✗ openai/gpt-image-1 · .*Cancelled: cancelled after [\d.]+ s")
+    )
+
+    run_cell(page, 2)  # the kernel still runs cells; the server saw the client hang up
+    expect(outputs(page, 2)).to_have_text("after cancelled True")
 
 
 def test_a_saved_notebook_keeps_images_without_widgets_or_key(page: Page, lab: Lab) -> None:
