@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,18 @@ def _fake_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MESHAPI_API_KEY", FAKE_KEY)
     monkeypatch.delenv("MESH_API_KEY", raising=False)
     monkeypatch.delenv("MESHAPI_BASE_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def _session_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(autouse=True)
+def _private_store(monkeypatch: pytest.MonkeyPatch, _session_store: Path) -> None:
+    """No test writes to ~/.cache: every run's store is this session's temp folder (one
+    per session, since a process keeps each store it opened open)."""
+    monkeypatch.setenv("MESH_MAGICS_STORE", str(_session_store))
 
 
 @pytest.fixture
