@@ -122,8 +122,9 @@ def test_a_background_cell_returns_before_the_server_has_answered(
     assert story.requests_when_second_ran == 1  # it had the request, and had not answered
     ended_at = k.index_of_idle(story.first)
     assert ended_at is not None
-    updates = [k.messages.index(m) for did in k.displays(story.first) for m in k.updates(did)]
-    assert updates and ended_at < min(updates)  # the cell had ended before anything came
+    view, slot = k.displays(story.first)
+    came = [k.messages.index(m) for m in [ended(k, view), *k.updates(slot)]]
+    assert ended_at < min(came)  # the cell had ended before the summary and images came
     assert k.printed(story.first) == ""
     assert "running in the foreground" not in k.printed(story.first, "stderr")
 
@@ -144,8 +145,10 @@ def test_the_images_arrive_in_the_output_of_the_cell_that_started_the_run(
     first_outputs = k.of(story.first, "display_data")
     assert len(first_outputs) == 2 and all(display_id(m) for m in first_outputs)
     view, slot = k.displays(story.first)
-    assert "application/vnd.jupyter.widget-view+json" in first_outputs[0]["content"]["data"]
+    assert text_of(first_outputs[0]).startswith("⏳")  # a placeholder: the cell returns at once
     assert text_of(first_outputs[1]) == ""  # the slot, empty until the images come
+    first_update = k.updates(view)[0]["content"]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in first_update  # the run's widget view
 
     summary = ended(k, view)
     assert text_of(summary).startswith("✓ 1 image · openai/gpt-image-1 · 64x64")
@@ -216,11 +219,11 @@ def test_a_blocking_cell_shows_how_to_cancel_and_a_background_cell_a_button(
     assert images_in(result["content"]["data"])
 
     background = k.run("%%meshimage --bg -o fox_g --size 64x64\nA fox, left to run")
+    (view, _slot) = k.displays(background)
+    assert text_of(ended(k, view)).startswith("✓")  # the run built its view, then ended
     assert len(k.widgets(background, "ButtonModel")) == 1
     hints = [m["content"]["data"]["state"]["value"] for m in k.widgets(background, "HTMLModel")]
     assert not any("interrupt" in hint for hint in hints)
-    (view, _slot) = k.displays(background)
-    assert text_of(ended(k, view)).startswith("✓")
 
 
 # -- jobs, waiting, top-level await ------------------------------------------------------

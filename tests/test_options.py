@@ -352,3 +352,35 @@ def test_list_models_refuses_stray_arguments() -> None:
     assert "the prompt 'a fox'" in usage_error("--list-models", "a fox")
     assert "--jobs takes only -o; remove -n" in usage_error("--jobs -n 2", None)
     assert "one of --list-models and --wait" in usage_error("--list-models --wait", None)
+
+
+# -- sweeps ----------------------------------------------------------------------------------
+
+
+def test_prompts_separated_by_three_dashes_and_comma_lists_make_a_sweep() -> None:
+    options = parse_cell(
+        "--model openai/gpt-image-1,vertex/imagen-3 --seed 1,2",
+        "A fox\n---\nAn {bird}",
+        {"bird": "owl"},
+    )
+    assert options.is_sweep and options.prompt_list == ["A fox", "An owl"]
+    assert options.sweep == {"model": ["openai/gpt-image-1", "vertex/imagen-3"], "seed": [1, 2]}
+    assert "model" not in options.fields and "seed" not in options.fields
+
+
+def test_the_last_value_given_wins_over_a_list() -> None:
+    options = parse_cell("--seed 1,2", "--seed 3\nA fox", {})
+    assert not options.is_sweep and options.fields["seed"] == 3
+
+
+def test_each_listed_value_is_checked_like_the_option() -> None:
+    assert "--quality: invalid value 'ultra'" in usage_error("--quality high,ultra", "A fox")
+    assert "prompt 2 of 3 is empty" in usage_error("", "A fox\n---\n\n---\nAn owl")
+
+
+def test_prompts_from_a_variable() -> None:
+    options = parse_cell("--prompts ideas", None, {"ideas": ["A fox", "An {x}"], "x": "owl"})
+    assert options.prompt_list == ["A fox", "An owl"]
+    assert "non-empty list of strings" in usage_error("--prompts ideas", None, ideas="A fox")
+    assert "no variable 'nope'" in usage_error("--prompts nope", None)
+    assert "leave out the text" in usage_error("--prompts ideas", "A fox", ideas=["x"])

@@ -59,6 +59,7 @@ from .envelopes import (
 )
 from .failures import Progress, Retryable, describe, request_failure, ssl_error_in
 from .frames import Frame, images_of, kind_of, preview_of
+from .hosts import gate_for
 from .sse import aiter_sse
 
 log = logging.getLogger("mesh_magics")
@@ -144,7 +145,9 @@ class MeshClient:
             request.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
         ).encode()
         attempt = 1
+        gate = gate_for(self.base_url)
         while True:
+            await gate.ready()  # a 429 to another run of this host holds this one too
             try:
                 async with aclosing(self._attempt(request, body, headers)) as events:
                     async for event in events:
@@ -159,6 +162,8 @@ class MeshClient:
                     "attempt %d failed (%s); retrying in %.1f s", attempt - 1, failed.error, delay
                 )
                 yield Retrying(attempt, delay, _short_reason(failed.error))
+                if getattr(failed.error, "status", None) == 429:
+                    gate.pause(delay)  # the limit is the host's: every run to it waits
                 await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -56,9 +56,11 @@ def start_in_cell(run: Generation, shell: Any, progress: str) -> Generation:
 
     parent = shell.get_parent()
     view = make_view(run.heading, progress, shell, on_cancel=run.cancel)
-    view.start()
+    # Two plain outputs now; the view's widgets are built by the run, in their place, so
+    # the cell returns at once (a widget view costs ~20 comm messages to open).
+    place = display({"text/plain": f"⏳ {run.heading} · starting"}, raw=True, display_id=True)
     slot = display({"text/plain": ""}, raw=True, display_id=True)
-    run.scope = lambda: _cell_output(shell, parent)
+    run.scope = lambda: _cell_output(shell, parent, lambda: view.start(place))
     run.watch(_CellWatcher(view, slot))
     run.start()
     jobs().add(run)
@@ -66,14 +68,16 @@ def start_in_cell(run: Generation, shell: Any, progress: str) -> Generation:
 
 
 @contextlib.contextmanager
-def _cell_output(shell: Any, parent: dict[str, Any]) -> Iterator[None]:
+def _cell_output(shell: Any, parent: dict[str, Any], then: Callable[[], object]) -> Iterator[None]:
     """In this task only: outputs answer the cell's request. Widget messages take their
     parent from the kernel's own ContextVar, which `set_thread_parent` leaves alone; set it
-    too where the kernel has one (ipykernel 7), for this task's context only."""
+    too where the kernel has one (ipykernel 7), for this task's context only. Then `then()`,
+    the first thing shown from the run (its view, built in place)."""
     tokens = shell.set_thread_parent(parent)
     widget_parent = getattr(getattr(shell, "kernel", None), "_shell_parent", None)
     widget_token = widget_parent.set(parent) if isinstance(widget_parent, ContextVar) else None
     try:
+        then()
         yield
     finally:
         if widget_token is not None:

@@ -55,6 +55,13 @@ class CellOptions:
     replay: bool = False
     fresh: bool = False
     save: str | None = None
+    prompt_list: list[str] = field(default_factory=list)  # every prompt (one, or a sweep's)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)  # comma-listed fields
+
+    @property
+    def is_sweep(self) -> bool:
+        return len(self.prompt_list) > 1 or bool(self.sweep)
+
     given: list[str] = field(default_factory=list)  # each option used, by its first flag
     warnings: list[str] = field(default_factory=list)
 
@@ -68,6 +75,9 @@ class CellOptions:
             raise OptionError(f"use one of {' and '.join(asked)} at a time")
         return asked[0] if asked else None
 
+
+# Fields that take comma-separated values; every combination is one run of a sweep.
+SWEEPABLE = ("model", "size", "quality", "seed", "output_format", "background", "moderation")
 
 # Commands do something other than generate; each takes only these options.
 _COMMANDS_TAKE = {
@@ -91,16 +101,56 @@ def parse_cell(line: str, cell: str | None, namespace: Mapping[str, Any]) -> Cel
     if options.command is not None:
         _check_command(options)
         return options
-    if not options.prompt:
-        where = "after the options" if cell is None else "below the option lines"
-        raise OptionError(f"no prompt: write what to draw {where}")
-    filled = interpolate(options.prompt, namespace)
-    if not filled.strip():
-        raise OptionError(
-            "no prompt: it is empty once its {} fields are filled in; check the variables it uses"
-        )
-    options.prompt = filled
+    texts = _prompt_texts(options, namespace, cell is None)
+    options.prompt_list = [_filled(text, namespace, i, len(texts)) for i, text in enumerate(texts)]
+    options.prompt = options.prompt_list[0]
     return options
+
+
+def _prompt_texts(
+    options: CellOptions, namespace: Mapping[str, Any], line_magic: bool
+) -> list[str]:
+    """The prompts of the cell: its text, split at lines `---`; or `--prompts NAME`."""
+    if options.prompts is not None:
+        if options.prompt:
+            raise OptionError(
+                "--prompts takes the prompts from a variable: leave the cell text out"
+            )
+        return _prompts_variable(options.prompts, namespace)
+    if not options.prompt:
+        where = "after the options" if line_magic else "below the option lines"
+        raise OptionError(f"no prompt: write what to draw {where}")
+    parts = re.split(r"^---[ \t]*$", options.prompt, flags=re.M)
+    texts = [_strip_blank_edges(part) for part in parts]
+    for number, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise OptionError(
+                f"prompt {number} of {len(texts)} is empty: write one between the --- lines"
+            )
+    return texts
+
+
+def _prompts_variable(name: str, namespace: Mapping[str, Any]) -> list[str]:
+    if name not in namespace:
+        raise OptionError(f"--prompts {name}: no variable {name!r} is defined")
+    value = namespace[name]
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise OptionError(f"--prompts {name}: expected a non-empty list of strings")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise OptionError(f"--prompts {name}: item {index} is not a non-empty string")
+    return [str(item) for item in value]
+
+
+def _filled(text: str, namespace: Mapping[str, Any], index: int, count: int) -> str:
+    filled = interpolate(text, namespace)
+    if not filled.strip():
+        which = f"prompt {index + 1} of {count}" if count > 1 else "the prompt"
+        raise OptionError(
+            f"no prompt: {which} is empty once its {{}} fields are filled in; check the "
+            "variables it uses"
+        )
+    return filled
 
 
 def _read_body(options: CellOptions, cell: str) -> None:
@@ -248,9 +298,15 @@ def _store(options: CellOptions, option: Option, flag: str, value: str, raw: str
     if option.dest == "param":
         _store_param(options, flag, value, raw)
         return
+    if option.dest in SWEEPABLE and "," in value:  # a sweep over these values
+        values = [check(option, part, source=flag) for part in value.split(",")]
+        options.sweep[option.dest] = list(dict.fromkeys(values))
+        options.fields.pop(option.dest, None)
+        return
     converted = check(option, value, source=flag)
     if option.request_field:
         options.fields[option.dest] = converted
+        options.sweep.pop(option.dest, None)  # the last given wins
     else:
         setattr(options, option.dest, converted)
 

@@ -116,27 +116,35 @@ class Generation:
 
     async def _main(self) -> None:
         self._task = asyncio.current_task()
-        scope = self.scope() if self.scope is not None else contextlib.nullcontext()
-        with scope:
-            ticker = asyncio.create_task(self._tick()) if self._watchers else None
-            try:
-                if self._cancel_asked.is_set():
-                    raise asyncio.CancelledError
-                result = await self._run()
-            except asyncio.CancelledError:
-                self._settle("cancelled", GenerationCancelled(self._cancel_message()))
-            except BaseException as exc:  # the run's error, for whoever waits on it
+        try:
+            with self.scope() if self.scope is not None else contextlib.nullcontext():
+                await self._watched()
+        except BaseException as exc:  # the scope itself failed (showing the view, say)
+            if not self.done():
                 self._settle("failed", exc)
-            else:
-                self._settle("done", result)
-            finally:
-                if ticker is not None:
-                    ticker.cancel()
-                for watcher in self._watchers:
-                    try:
-                        watcher.ended(self)
-                    except Exception:  # a display failing must not hide the others
-                        log.exception("mesh_magics: showing the end of a run failed")
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("mesh_magics: a run's scope failed")
+
+    async def _watched(self) -> None:
+        ticker = asyncio.create_task(self._tick()) if self._watchers else None
+        try:
+            if self._cancel_asked.is_set():
+                raise asyncio.CancelledError
+            result = await self._run()
+        except asyncio.CancelledError:
+            self._settle("cancelled", GenerationCancelled(self._cancel_message()))
+        except BaseException as exc:  # the run's error, for whoever waits on it
+            self._settle("failed", exc)
+        else:
+            self._settle("done", result)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            for watcher in self._watchers:
+                try:
+                    watcher.ended(self)
+                except Exception:  # a display failing must not hide the others
+                    log.exception("mesh_magics: showing the end of a run failed")
 
     async def _run(self) -> ImageResult:
         if self.timeout is None:

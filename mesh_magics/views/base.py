@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 from ..events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent, count_images
 
@@ -36,7 +37,9 @@ class ProgressView(ABC):
         self.on_cancel = on_cancel
 
     @abstractmethod
-    def start(self) -> None: ...
+    def start(self, handle: Any = None) -> None:
+        """Show the view: as a new output, or in place of `handle`'s output (a display
+        handle shown earlier, e.g. by a cell that has since ended)."""
 
     def update(self, event: StreamEvent) -> None:
         self.status = describe(event)
@@ -58,7 +61,7 @@ class ProgressView(ABC):
 class NullView(ProgressView):
     """No progress at all (`progress="none"`)."""
 
-    def start(self) -> None:
+    def start(self, handle: Any = None) -> None:
         pass
 
     def _show_status(self, event: StreamEvent) -> None:

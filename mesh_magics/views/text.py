@@ -4,7 +4,7 @@ lines in a terminal or a script."""
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..events import StreamEvent
 from .base import ProgressView
@@ -13,11 +13,15 @@ from .base import ProgressView
 class DisplayTextView(ProgressView):
     """One text output line, updated in place about once a second (kernels without widgets)."""
 
-    def start(self) -> None:
+    def start(self, handle: Any = None) -> None:
         from IPython.display import display
 
         self._shown_second = -1
-        self._handle = display(self._bundle(self._line(0.0)), raw=True, display_id=True)
+        if handle is not None:
+            self._handle = handle
+            handle.update(self._bundle(self._line(0.0)), raw=True)
+        else:
+            self._handle = display(self._bundle(self._line(0.0)), raw=True, display_id=True)
 
     def _line(self, elapsed: float) -> str:
         return f"⏳ {self.heading} · {self.status} · {elapsed:.0f} s"
@@ -52,7 +56,7 @@ class StreamTextView(ProgressView):
         self._live = bool(getattr(self._stream, "isatty", lambda: False)())
         self._elapsed = 0.0
 
-    def start(self) -> None:
+    def start(self, handle: Any = None) -> None:
         self._write(f"⏳ {self.heading} · started")
 
     def _show_status(self, event: StreamEvent) -> None:

@@ -9,6 +9,7 @@ saved notebook holds the summary text and no widget-view output (docs/design.md)
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import ipywidgets as widgets
 from IPython.display import DisplayHandle, display
@@ -30,7 +31,7 @@ class _ProgressBox(widgets.VBox):
 
 
 class WidgetProgressView(ProgressView):
-    def start(self) -> None:
+    def start(self, handle: Any = None) -> None:
         self._label = widgets.HTML(f"<b>{html.escape(self.heading)}</b>")
         self._bar = widgets.IntProgress(
             value=0, min=0, max=100, bar_style="info", layout=widgets.Layout(width="160px")
@@ -48,7 +49,10 @@ class WidgetProgressView(ProgressView):
         self._box.heading = self.heading
         self._shown_second = 0
         self._bar_step = -1
-        handle = display(self._box, display_id=True)
+        if handle is None:
+            handle = display(self._box, display_id=True)
+        else:
+            handle.update(self._box)
         assert isinstance(handle, DisplayHandle)
         self._handle = handle
 
