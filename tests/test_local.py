@@ -17,7 +17,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,8 @@ def running() -> Iterator[LocalServer]:
 def server(running: LocalServer) -> Iterator[LocalServer]:
     yield running
     running.latency, running.ping_interval, running.fault = 0.0, 0.1, None
+    running.model_latency = {}
+    running.clear_rate_limits()
 
 
 @pytest.fixture
@@ -784,6 +789,7 @@ def test_the_command_line_on_all_interfaces_prints_a_usable_url() -> None:
         ("--port", "70000", "port"),
         ("--port", "-5", "port"),
         ("--fault", "explode", "unknown fault"),
+        ("--model-latency", "fast", "model latency"),
     ],
 )
 def test_the_command_line_refuses_bad_values_in_one_line(flag: str, value: str, says: str) -> None:
@@ -1024,6 +1030,8 @@ def test_a_model_without_image_input_refuses_one(client: httpx.Client) -> None:
         ("MESH_LOCAL_LATENCY", "nan", "finite"),
         ("MESH_LOCAL_PING_INTERVAL", "inf", "finite"),
         ("MESH_LOCAL_FAULT", "explode", "allowed: status:CODE"),
+        ("MESH_LOCAL_MODEL_LATENCY", "fast", "JSON object of image model id to seconds"),
+        ("MESH_LOCAL_MODEL_LATENCY", "[2]", "JSON object of image model id to seconds"),
     ],
 )
 def test_a_bad_environment_value_is_a_one_line_config_error(
@@ -1046,9 +1054,11 @@ def test_good_environment_values_configure_the_kernels_server(
     monkeypatch.setenv("MESH_LOCAL_LATENCY", "0.25")
     monkeypatch.setenv("MESH_LOCAL_PING_INTERVAL", "0")
     monkeypatch.setenv("MESH_LOCAL_FAULT", "status:429")
+    monkeypatch.setenv("MESH_LOCAL_MODEL_LATENCY", '{"openai/dall-e-3": 2, "local/sketch": 0.5}')
     server = ensure_local_server()
     try:
         assert (server.latency, server.ping_interval, server.fault) == (0.25, 0.0, "status:429")
+        assert server.model_latency == {"openai/dall-e-3": 2.0, "local/sketch": 0.5}
     finally:
         server.stop()
 
@@ -1062,6 +1072,8 @@ def test_good_environment_values_configure_the_kernels_server(
         ("max_body_bytes", -1),
         ("port", 70000),
         ("keep_requests", -2),
+        ("model_latency", {"openai/dall-e-3": -1}),
+        ("model_latency", {"acme/painter-9": 1}),
     ],
 )
 def test_the_server_refuses_bad_settings(setting: str, value: Any) -> None:
@@ -1127,6 +1139,334 @@ def test_without_a_host_header_file_urls_use_the_servers_address(server: LocalSe
             answer += chunk
     body = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert body["data"][0]["url"].startswith(server.url + "/files/")
+
+
+# -- per-model latency ----------------------------------------------------------------
+
+
+@contextmanager
+def held(server: LocalServer, **fields: Any) -> Iterator[socket.socket]:
+    """A generation sent over a bare socket and left unread; the client hangs up on exit."""
+    payload = json.dumps({"prompt": PROMPT, "size": "64x64", **fields}).encode()
+    head = (
+        "POST /v1/images/generations HTTP/1.1\r\nHost: local\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode() + payload)
+        yield sock
+
+
+def test_model_latency_slows_only_the_models_it_names(fresh: LocalServer) -> None:
+    fresh.model_latency = {"openai/dall-e-3": 60}
+    with held(fresh, model="openai/dall-e-3"):
+        assert fresh.wait_for_in_flight(1, 5)
+        with httpx.Client(base_url=fresh.url + "/v1", timeout=10) as http:
+            assert generate(http).status_code == 200  # gpt-image-1: the server's latency, 0
+            assert generate(http, model="vertex/imagen-3").status_code == 200
+            # A request's own latency wins over its model's.
+            own = generate(http, model="openai/dall-e-3", mesh_local={"latency": 0})
+            assert own.status_code == 200
+        assert fresh.in_flight == 1  # the held DALL·E request still waits its 60 s
+    assert fresh.wait_until_idle(5)
+
+
+def test_model_latency_delays_plain_and_streamed_answers(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    server.model_latency = {"local/sketch": 0.3}
+    began = time.monotonic()
+    assert generate(client, model="local/sketch").status_code == 200
+    assert time.monotonic() - began >= 0.3
+    began = time.monotonic()
+    events = stream(client, model="local/sketch")
+    assert time.monotonic() - began >= 0.3
+    assert ": ping" in events  # pings every 0.1 s while the model's latency passes
+
+
+def test_model_latency_may_be_shorter_than_latency(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    server.latency = 60
+    server.model_latency = {"local/sketch": 0}
+    # The client gives up after 5 s: the sketch model does not wait the server's 60 s.
+    assert generate(client, model="local/sketch").status_code == 200
+
+
+def test_model_latency_is_read_only_and_set_whole(server: LocalServer) -> None:
+    server.model_latency = {"openai/dall-e-3": 2}
+    assert server.model_latency == {"openai/dall-e-3": 2.0}
+    with pytest.raises(TypeError):
+        server.model_latency["vertex/imagen-3"] = 1
+    server.model_latency = {}
+    assert server.model_latency == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ({"openai/dall-e-3": -1}, r"model_latency\['openai/dall-e-3'\] must be a finite"),
+        ({"openai/dall-e-3": math.nan}, "finite number of seconds"),
+        ({"openai/dall-e-3": "2"}, "number of seconds"),
+        ({"openai/dall-e-3": True}, "number of seconds"),
+        ({"acme/painter-9": 1}, "'acme/painter-9' is not an image model; known: "),
+        ({"openai/gpt-4o-mini": 1}, "not an image model"),
+        ([("openai/dall-e-3", 1)], "must map image model ids to seconds"),
+    ],
+)
+def test_a_bad_model_latency_is_refused_when_set(
+    server: LocalServer, value: Any, says: str
+) -> None:
+    server.model_latency = {"local/sketch": 1}
+    with pytest.raises(ValueError, match=says):
+        server.model_latency = value
+    assert server.model_latency == {"local/sketch": 1.0}  # unchanged
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ('{"openai/dall-e-3": -2}', "MESH_LOCAL_MODEL_LATENCY['openai/dall-e-3'] must be"),
+        ('{"openai/dall-e-3": NaN}', "finite"),
+        ('{"acme/painter-9": 1}', "'acme/painter-9' is not an image model"),
+    ],
+)
+def test_a_bad_model_latency_in_the_environment_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    monkeypatch.setattr(server_module, "_shared", None)
+    monkeypatch.setenv("MESH_LOCAL_MODEL_LATENCY", value)
+    with pytest.raises(ConfigError) as caught:
+        ensure_local_server()
+    assert says in str(caught.value)
+    [line] = caught.value._render_traceback_()
+    assert "\n" not in line
+
+
+# -- generations in flight ----------------------------------------------------------------
+
+
+def test_concurrent_generations_are_counted_in_flight(fresh: LocalServer) -> None:
+    fresh.latency = 1.0  # long enough for the three to overlap on a busy machine
+
+    async def send_all(n: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=fresh.url + "/v1", timeout=30) as http:
+            bodies = [{"prompt": PROMPT, "size": "64x64", "seed": i} for i in range(n)]
+            return await asyncio.gather(
+                *(http.post("/images/generations", json=body) for body in bodies)
+            )
+
+    responses = asyncio.run(send_all(3))
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert fresh.max_in_flight == 3
+    # Each stopped counting before its answer's last part went out: no wait needed.
+    assert fresh.in_flight == 0
+    assert fresh.generation_count == 3
+
+
+def test_held_generations_count_until_the_client_hangs_up(fresh: LocalServer) -> None:
+    fresh.latency = 60
+    with held(fresh), held(fresh, seed=2), held(fresh, stream=True):
+        assert fresh.wait_for_in_flight(3, 10)
+        assert (fresh.max_in_flight, fresh.generation_count) == (3, 3)
+        fresh.reset_counts()
+        assert (fresh.max_in_flight, fresh.generation_count) == (3, 0)  # all still in flight
+        plain = [r for r in fresh.requests if not r.body.get("stream")]
+        assert [(r.status, r.answered_at) for r in plain] == [(None, None)] * 2  # not answered
+    assert fresh.wait_until_idle(10)
+    assert fresh.wait_for_disconnect(5)
+    assert fresh.max_in_flight == 3
+    fresh.reset_counts()
+    assert (fresh.in_flight, fresh.max_in_flight, fresh.generation_count) == (0, 0, 0)
+
+
+def test_a_client_keeping_k_requests_open_never_makes_more_than_k(fresh: LocalServer) -> None:
+    k, rounds = 2, 6
+
+    def worker(index: int) -> list[int]:
+        statuses = []
+        with httpx.Client(base_url=fresh.url + "/v1", timeout=10) as http:
+            for i in range(rounds):
+                seed = index * 100 + i
+                statuses.append(generate(http, seed=seed).status_code)  # a kept-alive connection
+                events = stream(http, seed=seed)
+                statuses.append(200 if events[-1] == "data: [DONE]" else 0)
+                statuses.append(generate(http, n=0).status_code)  # a 422 counts too
+                # A new connection each time: a new handler thread on the server.
+                body = {"prompt": PROMPT, "size": "64x64", "seed": seed}
+                statuses.append(
+                    httpx.post(fresh.url + "/v1/images/generations", json=body).status_code
+                )
+        return statuses
+
+    with ThreadPoolExecutor(k) as pool:
+        results = list(pool.map(worker, range(k)))
+    assert all(statuses == [200, 200, 422, 200] * rounds for statuses in results)
+    assert fresh.generation_count == k * rounds * 4
+    assert 1 <= fresh.max_in_flight <= k
+    assert fresh.in_flight == 0
+
+
+def test_only_generation_requests_are_counted(fresh: LocalServer) -> None:
+    with httpx.Client(base_url=fresh.url + "/v1", timeout=5) as http:
+        assert http.get("/models").status_code == 200
+        assert http.get("/images/generations").status_code == 405
+        assert http.post("/images/edits", json={"prompt": PROMPT}).status_code == 404
+        assert fresh.generation_count == 0
+        url = generate(http, model="openai/dall-e-3").json()["data"][0]["url"]
+        assert httpx.get(url).status_code == 200  # fetching the file is no generation
+        assert generate(http, model="acme/painter-9").status_code == 404
+        assert http.post("/images/generations", content=b"{").status_code == 400
+    assert (fresh.generation_count, fresh.max_in_flight, fresh.in_flight) == (3, 1, 0)
+
+
+def test_stopping_the_server_ends_what_is_in_flight() -> None:
+    with LocalServer(latency=60) as server, held(server):
+        assert server.wait_for_in_flight(1, 5)
+        server.stop()
+        assert server.wait_until_idle(5)
+
+
+def test_waiting_for_in_flight_times_out_with_false(fresh: LocalServer) -> None:
+    assert fresh.wait_until_idle(0)
+    assert not fresh.wait_for_in_flight(1, 0.05)
+    with pytest.raises(ValueError, match="n must be"):
+        fresh.wait_for_in_flight(-1, 1)
+
+
+# -- scheduled 429s and arrival times -------------------------------------------------------
+
+
+def generation_requests(server: LocalServer) -> list[Any]:
+    return [r for r in server.requests if r.path.endswith("/images/generations")]
+
+
+def test_rate_limit_on_makes_exactly_the_nth_generation_a_429(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    assert generate(client).status_code == 200  # before: not counted from now
+    before = server.generation_count
+    assert server.rate_limit_on(3, retry_after="2") == before + 3
+    assert server.pending_rate_limits == [3]
+    responses = [generate(client, seed=i) for i in range(5)]
+    assert [r.status_code for r in responses] == [200, 200, 429, 200, 200]
+    limited = responses[2]
+    assert limited.headers["retry-after"] == "2"
+    error = error_of(limited)
+    assert (error["code"], error["retry_after_seconds"]) == ("rate_limit_exceeded", 2)
+    assert error_of(limited)["message"]
+    assert server.pending_rate_limits == []
+    recorded = generation_requests(server)[-5:]
+    assert [r.status for r in recorded] == [200, 200, 429, 200, 200]
+    assert [r.at for r in recorded] == sorted(r.at for r in recorded)
+
+
+def test_a_scheduled_429_answers_whatever_the_request(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    server.rate_limit_on(1, retry_after=0)
+    response = client.post("/images/generations", content=b"not json")
+    assert (response.status_code, response.headers["retry-after"]) == (429, "0")
+    assert error_of(response)["retry_after_seconds"] == 0
+    server.rate_limit_on(1)  # retry_after "1" by default
+    body = {"prompt": PROMPT, "size": "64x64", "stream": True}
+    response = client.post("/images/generations", json=body)
+    assert response.headers["content-type"] == "application/json"  # no stream begun
+    assert (response.status_code, response.headers["retry-after"]) == (429, "1")
+    assert client.post("/images/generations", content=b"not json").status_code == 400
+
+
+def test_scheduled_429s_add_up_and_survive_reset_counts(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    server.rate_limit_on(1)
+    server.rate_limit_on(2)
+    server.rate_limit_on(4, retry_after="3")
+    assert server.pending_rate_limits == [1, 2, 4]
+    assert generate(client).status_code == 429
+    server.reset_counts()
+    assert server.pending_rate_limits == [1, 3]
+    assert [generate(client).status_code for _ in range(4)] == [429, 200, 429, 200]
+    assert server.generation_count == 4
+    server.rate_limit_on(1)
+    server.clear_rate_limits()
+    assert server.pending_rate_limits == []
+    assert generate(client).status_code == 200
+
+
+def test_a_scheduled_429_hits_one_of_concurrent_requests(fresh: LocalServer) -> None:
+    fresh.rate_limit_on(2, retry_after="2")
+
+    async def send_all(n: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=fresh.url + "/v1", timeout=30) as http:
+            bodies = [{"prompt": PROMPT, "size": "64x64", "seed": i} for i in range(n)]
+            return await asyncio.gather(
+                *(http.post("/images/generations", json=body) for body in bodies)
+            )
+
+    statuses = sorted(r.status_code for r in asyncio.run(send_all(4)))
+    assert statuses == [200, 200, 200, 429]
+    limited = [r for r in generation_requests(fresh) if r.status == 429]
+    assert len(limited) == 1
+    assert fresh.pending_rate_limits == []
+
+
+@pytest.mark.parametrize(
+    ("n", "retry_after", "says"),
+    [
+        (0, "1", "n must be a whole number >= 1"),
+        (True, "1", "n must be"),
+        (1, -1, "retry_after must be whole seconds >= 0"),
+        (1, "1\r\nX-Evil: yes", "retry_after must be"),
+        (1, 1.5, "retry_after must be"),
+    ],
+)
+def test_a_bad_rate_limit_is_refused(
+    server: LocalServer, n: Any, retry_after: Any, says: str
+) -> None:
+    with pytest.raises(ValueError, match=says):
+        server.rate_limit_on(n, retry_after=retry_after)
+    assert server.pending_rate_limits == []
+
+
+def test_each_request_records_when_it_arrived_and_its_status(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    server.latency = 0.3
+    began = time.monotonic()
+    assert generate(client).status_code == 200
+    ended = time.monotonic()
+    entry = server.requests[-1]
+    # It arrived before the latency was spent, and was answered after it.
+    assert began <= entry.at <= ended - 0.3
+    assert entry.status == 200
+    assert entry.answered_at is not None
+    assert entry.at + 0.3 <= entry.answered_at <= ended
+    assert client.get("/models").status_code == 200
+    models = server.requests[-1]
+    assert (models.status, models.at >= entry.at) == (200, True)
+
+
+# -- prices: what a dry run multiplies ------------------------------------------------------
+
+
+def test_every_image_model_has_a_price_per_image(client: httpx.Client) -> None:
+    prices: dict[str, Decimal] = {}
+    for model in client.get("/models", params={"type": "image"}).json():
+        pricing = model["pricing"]
+        assert pricing["pricing_unit"] == "per_image"
+        price = Decimal(pricing["image_output_usd_per_image"])
+        assert price.is_finite() and price >= 0
+        assert model["is_free"] == (price == 0)
+        prices[model["id"]] = price
+    assert prices == {
+        "openai/gpt-image-1": Decimal("0.042"),
+        "openai/dall-e-3": Decimal("0.040"),
+        "vertex/imagen-3": Decimal("0.030"),
+        "local/sketch": Decimal("0"),
+    }
+    # A dry run's estimate is n x price per run.
+    assert 4 * prices["openai/gpt-image-1"] + 2 * prices["local/sketch"] == Decimal("0.168")
 
 
 # -- the package: modules that do not import each other back -------------------------------

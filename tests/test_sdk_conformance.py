@@ -46,7 +46,8 @@ def running() -> Iterator[LocalServer]:
 @pytest.fixture
 def server(running: LocalServer) -> Iterator[LocalServer]:
     yield running
-    running.latency, running.fault = 0.0, None
+    running.latency, running.fault, running.model_latency = 0.0, None, {}
+    running.clear_rate_limits()
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +300,33 @@ def test_status_faults_are_the_async_sdks_errors(
             return caught.value
 
     check_error(run(attempt()), server, status, code)
+
+
+def test_a_scheduled_429_is_the_sdks_rate_limit_error_once(
+    sdk: MeshAPI, server: LocalServer
+) -> None:
+    server.rate_limit_on(2, retry_after="2")
+    assert sdk.images.generate(params()).data
+    with pytest.raises(MeshAPIError) as caught:
+        list(sdk.images.stream(params()))
+    error = caught.value
+    assert (error.status, error.error_code, error.retry_after_seconds) == (
+        429,
+        "rate_limit_exceeded",
+        2,
+    )
+    assert sdk.images.generate(params()).data
+
+
+def test_the_sdks_retry_waits_out_a_scheduled_429(server: LocalServer) -> None:
+    server.rate_limit_on(1, retry_after="1")
+    with MeshAPI(base_url=server.url, token=TOKEN, timeout=10, max_retries=1) as client:
+        assert client.images.generate(params()).data
+    limited, retried = server.requests[-2:]
+    assert (limited.status, retried.status) == (429, 200)
+    # The SDK waits Retry-After with +-20% jitter; the log's times show the pause.
+    assert limited.answered_at is not None
+    assert retried.at - limited.answered_at >= 0.75
 
 
 def test_a_proxy_page_is_the_sdks_parse_error(sdk: MeshAPI, server: LocalServer) -> None:

@@ -12,6 +12,11 @@ A request may carry ``"mesh_local": {"latency": 2, "ping_interval": 0.5,
 settings for itself; ``times`` limits the fault to the first attempts of the same
 request (the same body, and the same ``X-Request-Id`` if one is sent), so a retried
 request can succeed.
+
+For clients that send many generations at once, the server counts them
+(``in_flight``, ``max_in_flight``, ``generation_count``), takes a latency per model
+(``model_latency``), and answers 429 on the Nth one from now (``rate_limit_on(n)``);
+each logged request has its arrival time ``at`` and its answer's ``status``.
 """
 
 from __future__ import annotations

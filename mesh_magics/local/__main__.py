@@ -60,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds per generation",
     )
     parser.add_argument(
+        "--model-latency",
+        metavar="JSON",
+        type=_checked(lambda text: numbers.model_seconds_text(text, "model latency")),
+        default={},
+        help="seconds per generation for some models, e.g. '{\"openai/dall-e-3\": 2}'",
+    )
+    parser.add_argument(
         "--ping-interval",
         type=_checked(lambda text: numbers.seconds_text(text, "ping interval")),
         default=1.0,
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         args.host,
         args.port,
         latency=args.latency,
+        model_latency=args.model_latency,
         ping_interval=args.ping_interval,
         fault=args.fault,
     )

@@ -11,6 +11,7 @@ import threading
 from typing import Any, Protocol
 
 from .faults import RequestControls
+from .recording import RecordedRequest
 
 
 class Backend(Protocol):
@@ -31,7 +32,19 @@ class Backend(Protocol):
         """The server's settings, read afresh for each request."""
         ...
 
-    def record(self, method: str, path: str, headers: dict[str, str], body: Any) -> None: ...
+    def record(
+        self, method: str, path: str, headers: dict[str, str], body: Any, at: float
+    ) -> RecordedRequest:
+        """Log a request that arrived AT (``time.monotonic()``); the handler sets its status."""
+        ...
+
+    def begin_generation(self) -> str | None:
+        """A generation is in flight; the Retry-After of a 429 scheduled for it, or None."""
+        ...
+
+    def end_generation(self) -> None:
+        """The generation begun last on this thread no longer counts as in flight."""
+        ...
 
     def next_attempt(self, key: bytes) -> int:
         """Count an attempt of the request with KEY; return its number, 1 for the first."""

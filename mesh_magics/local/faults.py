@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
@@ -127,13 +128,21 @@ def retry_after_seconds(value: str) -> int | None:
 
 @dataclass(frozen=True)
 class RequestControls:
-    """The settings one request runs with: the server's, overridden by ``mesh_local``."""
+    """The settings one request runs with: the server's, overridden by ``mesh_local``.
+
+    ``model_latency`` overrides ``latency`` for the models it names; a request's own
+    ``mesh_local.latency`` overrides both.
+    """
 
     latency: float
     ping_interval: float
     fault: Fault | None
     times: int | None = None
     retry_after: str = "1"
+    model_latency: Mapping[str, float] = field(default_factory=dict)
+
+    def latency_for(self, model: str) -> float:
+        return self.model_latency.get(model, self.latency)
 
 
 CONTROL_KEYS = ("latency", "ping_interval", "fault", "times", "retry_after")
@@ -142,13 +151,14 @@ CONTROL_KEYS = ("latency", "ping_interval", "fault", "times", "retry_after")
 _HEADER_VALUE = re.compile(r"^[\x20-\x7e]{1,64}$")  # printable ASCII: no header injection
 
 
-def _retry_after(value: Any) -> str:
+def retry_after_value(value: Any, what: str) -> str:
+    """A Retry-After header value: whole seconds (an int or text) or an HTTP date."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return str(value)
     if isinstance(value, str) and _HEADER_VALUE.match(value):
         return value
     raise ValueError(
-        "mesh_local.retry_after must be whole seconds >= 0 or an HTTP date "
+        f"{what} must be whole seconds >= 0 or an HTTP date "
         f"(printable, at most 64 characters), not {value!r}"
     )
 
@@ -163,6 +173,7 @@ def parse_controls(raw: Any, defaults: RequestControls) -> RequestControls:
     if unknown:
         raise ValueError(f"mesh_local: unknown key(s) {unknown}; allowed: {list(CONTROL_KEYS)}")
     times = raw.get("times")
+    own_latency = "latency" in raw
     return RequestControls(
         latency=numbers.seconds(raw.get("latency", defaults.latency), "mesh_local.latency"),
         ping_interval=numbers.seconds(
@@ -170,5 +181,8 @@ def parse_controls(raw: Any, defaults: RequestControls) -> RequestControls:
         ),
         fault=parse_fault(raw["fault"]) if "fault" in raw else defaults.fault,
         times=None if times is None else numbers.count(times, "mesh_local.times"),
-        retry_after=_retry_after(raw.get("retry_after", defaults.retry_after)),
+        retry_after=retry_after_value(
+            raw.get("retry_after", defaults.retry_after), "mesh_local.retry_after"
+        ),
+        model_latency={} if own_latency else defaults.model_latency,
     )

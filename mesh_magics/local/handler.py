@@ -37,6 +37,7 @@ from .faults import (
     text_page,
 )
 from .models import MODEL_TYPES, accepts_image_input, find_model, image_model_ids, select_models
+from .recording import RecordedRequest
 from .validation import ImageParams, summarize, validate_generation
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 # Route -> the one method it answers; any other method gets a 405 naming it.
 _METHODS = {"/images/generations": "POST", "/models": "GET", "/models/": "GET", "/files/": "GET"}
+RATE_LIMIT_FAULT = Fault("status", 429)
 
 
 def new_request_id() -> str:
@@ -89,6 +91,9 @@ class Handler(BaseHTTPRequestHandler):
     _request_id: str | None = None
     _in_flight = False  # an answer has started and is not finished
     _responded = False
+    _counted = False  # a generation counted in the backend's in-flight gauge
+    _arrived = 0.0  # time.monotonic() when the request line and headers were read
+    _entry: RecordedRequest | None = None
 
     def __init__(self, request: Any, client_address: Any, server: Any, *, backend: Backend) -> None:
         self.backend = backend  # before super().__init__, which handles the connection
@@ -112,6 +117,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self._request_id, self._in_flight, self._responded = None, False, False
+        self._counted, self._entry = False, None
         try:
             super().handle_one_request()
         except _Abort:
@@ -129,6 +135,7 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
     def _dispatch(self) -> None:
+        self._arrived = time.monotonic()
         self._request_id = self._client_request_id() or new_request_id()
         try:
             self._handle()
@@ -166,7 +173,17 @@ class Handler(BaseHTTPRequestHandler):
             return self._send_file(route.removeprefix("/files/"))
         if route.startswith("/models"):
             return self._models(route, query)
-        return self._generate(raw, parsed, invalid_json)
+        # A generation: counted in flight from here until its answer's last part goes out.
+        retry_after = self.backend.begin_generation()
+        self._counted = True
+        try:
+            if retry_after is not None:  # a 429 scheduled for this one, whatever it asks
+                rate_limited = RequestControls(0.0, 0.0, RATE_LIMIT_FAULT, retry_after=retry_after)
+                self._page_fault(rate_limited, None)
+                return None
+            return self._generate(raw, parsed, invalid_json)
+        finally:
+            self._settle()
 
     def _route(self) -> tuple[str, dict[str, list[str]]]:
         parts = urlsplit(self.path)
@@ -177,7 +194,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _record(self, body: Any) -> None:
         headers = {name.lower(): value for name, value in self.headers.items()}
-        self.backend.record(self.command, self.path, headers, body)
+        self._entry = self.backend.record(self.command, self.path, headers, body, self._arrived)
+
+    def _settle(self) -> None:
+        """The last part of a generation's answer is about to go out: it stops counting.
+
+        Before the write, not after: a client holding its whole answer may at once send
+        the next request, which must not find this one still counted.
+        """
+        if self._counted:
+            self._counted = False
+            self.backend.end_generation()
 
     def _client_request_id(self) -> str | None:
         client_id = self.headers.get("X-Request-Id", "")
@@ -255,6 +282,7 @@ class Handler(BaseHTTPRequestHandler):
             message = f"Model '{params.model}' does not accept image input"
             details = [{"loc": ["body", "image"], "msg": message, "type": "value_error"}]
             return self._send_error(422, "validation_error", summarize(details), details=details)
+        controls = replace(controls, latency=controls.latency_for(params.model))
         if params.stream:
             return self._stream(params, controls)
         return self._answer(params, controls)
@@ -340,13 +368,16 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk(b": ping\n\n")
             message = "The provider failed to generate the image"
             failure = envelope("provider_job_failed", message, self._rid())
+            self._settle()
             self._event(generation.error_chunk(stream_id, params, created, failure))
             return self._done()
         if kind == "cut":
+            self._settle()
             self._chunk(b"")
             self._in_flight = False
             return None
         if kind == "malformed":
+            self._settle()
             self._chunk(b'data: {"object": "image.chunk", "data": [\n\n')
             return self._done()
         entries = self._images(params, controls.fault)
@@ -354,6 +385,7 @@ class Handler(BaseHTTPRequestHandler):
         frame = b"data: " + json.dumps(final).encode() + b"\n\n"
         if kind == "drop":
             frame = frame[: len(frame) // 2]
+        self._settle()
         for start in range(0, len(frame), FRAME_PIECE_BYTES):
             self._chunk(frame[start : start + FRAME_PIECE_BYTES])
         if kind == "drop":
@@ -386,6 +418,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _start(self, status: int, content_type: str, headers: dict[str, str]) -> None:
         self._responded = True
+        if self._entry is not None:
+            self._entry.answered_at = time.monotonic()
+            self._entry.status = status  # last: a reader seeing the status sees the time
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("x-request-id", self._rid())
@@ -398,6 +433,7 @@ class Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
     ) -> None:
+        self._settle()  # a whole answer: its last part
         self._start(status, content_type, {"Content-Length": str(len(body)), **(headers or {})})
         self.wfile.write(body)
 
@@ -429,12 +465,14 @@ class Handler(BaseHTTPRequestHandler):
         self._chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
 
     def _done(self) -> None:
+        self._settle()
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
         self._in_flight = False
 
     def _drop(self) -> NoReturn:
         """Close the TCP connection abruptly, mid-body."""
+        self._settle()
         self._in_flight = False
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)

@@ -6,8 +6,12 @@ Each check raises ValueError saying what was given and what is allowed, so every
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from typing import Any
+
+from .models import image_model_ids
 
 
 def seconds(value: Any, what: str) -> float:
@@ -42,3 +46,34 @@ def count(value: Any, what: str, *, lo: int = 0, hi: int | None = None) -> int:
 def port(value: Any, what: str = "port") -> int:
     """A TCP port, 0 meaning any free one."""
     return count(value, what, lo=0, hi=65535)
+
+
+def model_seconds(value: Any, what: str) -> dict[str, float]:
+    """VALUE as a mapping of image model id to seconds, e.g. ``{"openai/dall-e-3": 2.0}``."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{what} must map image model ids to seconds, e.g. "
+            f'{{"openai/dall-e-3": 2}}, not {value!r}'
+        )
+    known = image_model_ids()
+    checked: dict[str, float] = {}
+    for model, latency in value.items():
+        if model not in known:
+            allowed = ", ".join(sorted(known))
+            raise ValueError(f"{what}: {model!r} is not an image model; known: {allowed}")
+        checked[model] = seconds(latency, f"{what}[{model!r}]")
+    return checked
+
+
+def model_seconds_text(text: str, what: str) -> dict[str, float]:
+    """Per-model seconds written as a JSON object (a flag, an environment variable)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{what} must be a JSON object of image model id to seconds, e.g. "
+            f'{{"openai/dall-e-3": 2}}, not {text!r}'
+        )
+    return model_seconds(value, what)

@@ -24,12 +24,20 @@ class RecordedRequest:
 
     Strings longer than ``LONG_STRING`` in the body are summaries, e.g.
     ``"<data:image/png;base64 13,981,234 chars sha256=ab12cd34ef56>"``.
+
+    ``at`` is when its request line and headers had arrived, on the ``time.monotonic()``
+    clock of the server's process. ``status`` and ``answered_at`` (the same clock) are set
+    when the answer's status line goes out: None before that, and for a request never
+    answered.
     """
 
     method: str
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = 0.0
+    status: int | None = None
+    answered_at: float | None = None
 
 
 def summary(text: str) -> str:
@@ -64,11 +72,14 @@ class RequestLog:
     def keep(self) -> int:
         return self._entries.maxlen or 0
 
-    def add(self, method: str, path: str, headers: dict[str, str], body: Any) -> None:
-        entry = RecordedRequest(method, path, headers, summarised(body))
+    def add(
+        self, method: str, path: str, headers: dict[str, str], body: Any, at: float
+    ) -> RecordedRequest:
+        entry = RecordedRequest(method, path, headers, summarised(body), at)
         with self._lock:
             self._entries.append(entry)
             self.total += 1
+        return entry
 
     def snapshot(self) -> list[RecordedRequest]:
         """The kept requests, oldest first, as a list of the caller's own."""

@@ -15,18 +15,21 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from http.server import ThreadingHTTPServer
 from socketserver import TCPServer
+from types import MappingProxyType
 from typing import Any
 
 from . import numbers
 from .addresses import base_url
 from .attempts import AttemptCounter
 from .bodies import MAX_BODY_BYTES
-from .faults import RequestControls, parse_fault
+from .faults import RequestControls, parse_fault, retry_after_value
 from .files import FileStore
 from .handler import Handler
 from .recording import KEEP_REQUESTS, RecordedRequest, RequestLog
+from .traffic import Traffic
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,14 @@ __all__ = ["MAX_BODY_BYTES", "LocalServer", "RecordedRequest", "ensure_local_ser
 class LocalServer:
     """A MeshAPI-compatible image server on loopback, serving from a daemon thread.
 
-    ``latency``, ``ping_interval``, ``fault`` and ``max_body_bytes`` are read on every
-    request, so a test may change them while the server runs; a bad value (negative,
-    NaN, infinite, an unknown fault) raises ValueError when set. ``keep_requests``
-    bounds ``requests``, the log of the latest requests.
+    ``latency``, ``model_latency``, ``ping_interval``, ``fault`` and ``max_body_bytes``
+    are read on every request, so a test may change them while the server runs; a bad
+    value (negative, NaN, infinite, an unknown fault or model) raises ValueError when
+    set. ``keep_requests`` bounds ``requests``, the log of the latest requests.
+
+    Generation requests are counted (``in_flight``, ``max_in_flight``,
+    ``generation_count``, ``reset_counts()``), and ``rate_limit_on(n)`` makes the Nth
+    one from now a 429. All of it is safe to use from any thread.
     """
 
     def __init__(
@@ -48,6 +55,7 @@ class LocalServer:
         port: int = 0,
         *,
         latency: float = 0.0,
+        model_latency: Mapping[str, float] | None = None,
         ping_interval: float = 1.0,
         fault: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
@@ -56,12 +64,14 @@ class LocalServer:
         self.host = host
         self.port = numbers.port(port)
         self.latency = latency
+        self.model_latency = model_latency or {}
         self.ping_interval = ping_interval
         self.fault = fault
         self.max_body_bytes = max_body_bytes
         self.disconnects = 0
         self._log = RequestLog(numbers.count(keep_requests, "keep_requests"))
         self._attempts = AttemptCounter()
+        self._traffic = Traffic()
         self._files = FileStore()
         self._lock = threading.Lock()
         self._disconnected = threading.Event()
@@ -79,6 +89,21 @@ class LocalServer:
     @latency.setter
     def latency(self, value: float) -> None:
         self._latency = numbers.seconds(value, "latency")
+
+    @property
+    def model_latency(self) -> Mapping[str, float]:
+        """Seconds a generation takes per model, over ``latency``; read-only, set it whole.
+
+        ``server.model_latency = {"openai/dall-e-3": 2.0}`` makes DALL·E 3 take 2 s and
+        every other model ``latency``; ``{}`` clears it. A request's own
+        ``mesh_local.latency`` still wins.
+        """
+        return self._model_latency
+
+    @model_latency.setter
+    def model_latency(self, value: Mapping[str, float]) -> None:
+        checked = numbers.model_seconds(value, "model_latency")
+        self._model_latency: Mapping[str, float] = MappingProxyType(checked)
 
     @property
     def ping_interval(self) -> float:
@@ -116,6 +141,61 @@ class LocalServer:
     def request_count(self) -> int:
         """Requests received since the server was made; ``len(requests)`` stops growing."""
         return self._log.total
+
+    # -- generations: how many at once, and scheduled 429s --------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Generation requests being answered now: from their body read until the last
+        part of their answer starts going out, the client hangs up or the server stops."""
+        return self._traffic.in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most generation requests in flight at once since the start or ``reset_counts()``."""
+        return self._traffic.max_in_flight
+
+    @property
+    def generation_count(self) -> int:
+        """Generation requests received since the start or ``reset_counts()``."""
+        return self._traffic.count
+
+    def reset_counts(self) -> None:
+        """``max_in_flight`` becomes ``in_flight`` (0 when idle), ``generation_count`` 0.
+
+        Scheduled 429s are kept, still counted from when they were scheduled.
+        """
+        self._traffic.reset()
+
+    def wait_for_in_flight(self, n: int, timeout: float) -> bool:
+        """True once exactly N generations are in flight (within TIMEOUT seconds)."""
+        return self._traffic.wait(in_flight=numbers.count(n, "n"), timeout=timeout)
+
+    def wait_until_idle(self, timeout: float) -> bool:
+        """True once no generation is in flight (within TIMEOUT seconds)."""
+        return self._traffic.wait(in_flight=0, timeout=timeout)
+
+    def rate_limit_on(self, n: int, retry_after: str | int = "1") -> int:
+        """Make the Nth generation request from now (1: the next) answer 429, once.
+
+        It answers ``rate_limit_exceeded`` with ``Retry-After: RETRY_AFTER`` (whole
+        seconds, or an HTTP date) and ``retry_after_seconds`` in the envelope, whatever
+        its body; the requests before and after it are answered as usual. Calls add up:
+        ``rate_limit_on(1); rate_limit_on(3)`` limits the next and the third. Returns
+        the number that request will have in ``generation_count``.
+        """
+        number = numbers.count(n, "n", lo=1)
+        value = retry_after_value(retry_after, "retry_after")
+        return self._traffic.rate_limit_on(number, value)
+
+    @property
+    def pending_rate_limits(self) -> list[int]:
+        """The scheduled 429s not yet answered, as generations from now (1: the next)."""
+        return self._traffic.pending_rate_limits()
+
+    def clear_rate_limits(self) -> None:
+        """Forget every scheduled 429 not yet answered."""
+        self._traffic.clear_rate_limits()
 
     @property
     def url(self) -> str:
@@ -185,10 +265,20 @@ class LocalServer:
         return self._stopping
 
     def defaults(self) -> RequestControls:
-        return RequestControls(self.latency, self.ping_interval, self._fault)
+        return RequestControls(
+            self.latency, self.ping_interval, self._fault, model_latency=self._model_latency
+        )
 
-    def record(self, method: str, path: str, headers: dict[str, str], body: Any) -> None:
-        self._log.add(method, path, headers, body)
+    def record(
+        self, method: str, path: str, headers: dict[str, str], body: Any, at: float
+    ) -> RecordedRequest:
+        return self._log.add(method, path, headers, body, at)
+
+    def begin_generation(self) -> str | None:
+        return self._traffic.begin()
+
+    def end_generation(self) -> None:
+        self._traffic.end()
 
     def next_attempt(self, key: bytes) -> int:
         return self._attempts.next(key)
@@ -243,6 +333,7 @@ _shared_lock = threading.Lock()
 ENV_LATENCY = "MESH_LOCAL_LATENCY"
 ENV_PING_INTERVAL = "MESH_LOCAL_PING_INTERVAL"
 ENV_FAULT = "MESH_LOCAL_FAULT"
+ENV_MODEL_LATENCY = "MESH_LOCAL_MODEL_LATENCY"
 
 
 def _fault_text(text: str, what: str) -> str | None:
@@ -261,6 +352,7 @@ def _from_environment() -> dict[str, Any]:
         (ENV_LATENCY, "latency", numbers.seconds_text),
         (ENV_PING_INTERVAL, "ping_interval", numbers.seconds_text),
         (ENV_FAULT, "fault", _fault_text),
+        (ENV_MODEL_LATENCY, "model_latency", numbers.model_seconds_text),
     ]
     settings: dict[str, Any] = {}
     for variable, name, check in checks:
@@ -278,6 +370,7 @@ def ensure_local_server() -> LocalServer:
 
     Its settings come from the environment, so a demo or a browser test can make the
     kernel's backend slow or faulty: `MESH_LOCAL_LATENCY` (seconds),
+    `MESH_LOCAL_MODEL_LATENCY` (a JSON object of model id to seconds),
     `MESH_LOCAL_PING_INTERVAL` (seconds) and `MESH_LOCAL_FAULT` (a fault spec). A bad
     value raises ConfigError (one line in a notebook) naming the variable.
     """
