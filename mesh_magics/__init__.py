@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         OptionError,
     )
     from .ipython.magic import MeshImageMagics
+    from .results.metadata import read_metadata
     from .results.result import ImageResult
     from .run.generation import Generation, StillRunning
 
@@ -35,6 +36,7 @@ _LAZY = {
     "Generation": "run.generation",
     "StillRunning": "run.generation",
     "ImageResult": "results.result",
+    "read_metadata": "results.metadata",
     "MeshImageMagics": "ipython.magic",
     "MeshError": "errors",
     "APIError": "errors",
@@ -82,5 +84,6 @@ __all__ = [
     "agenerate",
     "generate",
     "load_ipython_extension",
+    "read_metadata",
     "unload_ipython_extension",
 ]

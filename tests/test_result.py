@@ -20,6 +20,7 @@ from PIL import Image
 from mesh_magics.errors import MeshError, SaveError
 from mesh_magics.images import check_image
 from mesh_magics.results import files
+from mesh_magics.results.metadata import read_metadata
 from mesh_magics.results.names import safe_stem
 from mesh_magics.results.result import ImageResult
 
@@ -93,7 +94,7 @@ def test_save_writes_safe_names_with_metadata(tmp_path: Path) -> None:
     assert png.text["prompt"] == "A fox, in snow!" and png.text["model"] == "openai/gpt-image-1"
     assert png.size == (40, 30)
     jpeg = Image.open(paths[1])
-    assert b"deeper snow" in jpeg.info["comment"] and jpeg.size == (20, 10)
+    assert b"deeper snow" in jpeg.info["xmp"] and jpeg.size == (20, 10)
     again = result.save(tmp_path)
     assert again[0].name == "a-fox-in-snow-1-v2.png"  # never overwrites
     assert Image.open(paths[0]).size == (40, 30)
@@ -104,7 +105,7 @@ def test_overwrite_replaces_the_prompt_named_files(tmp_path: Path) -> None:
     (first,) = result_of(encoded(40, 30)).save(tmp_path)
     (second,) = result_of(encoded(8, 6)).save(tmp_path, overwrite=True)
     assert second == first and Image.open(second).size == (8, 6)
-    assert [p.name for p in tmp_path.iterdir()] == [first.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, files.MANIFEST]
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,7 @@ def test_any_prompt_saves_inside_the_folder(prompt: str) -> None:
         folder = Path(temp) / "out"
         (path,) = result_of(encoded(4, 4), prompt=prompt).save(folder)
         assert path.parent == folder and path.resolve().parent == folder.resolve()
-        assert [p.name for p in folder.iterdir()] == [path.name]
+        assert sorted(p.name for p in folder.iterdir()) == sorted([path.name, files.MANIFEST])
 
 
 # -- saving to a file name -----------------------------------------------------------------
@@ -179,7 +180,7 @@ def test_the_suffix_names_the_format_you_get(tmp_path: Path) -> None:
     assert flattened.format == "JPEG" and transparent_as_jpeg.name == "b.JPG"
     assert flattened.getpixel((0, 0))[0] > 200  # half-transparent red over white
     assert Image.open(webp_as_webp).format == "WEBP"
-    assert json.loads(Path(f"{webp_as_webp}.json").read_text())["prompt"] == "A fox, in snow!"
+    assert read_metadata(webp_as_webp)["prompt"] == "A fox, in snow!"  # in its XMP
 
 
 def test_a_taken_file_name_is_an_error_unless_overwrite(tmp_path: Path) -> None:
@@ -280,15 +281,17 @@ def test_a_crash_mid_write_leaves_no_half_written_file(
     result = result_of(encoded(40, 30), encoded(40, 30))
     calls = []
 
-    def crash_on_second(fd: int) -> None:
+    def crash_on_second_image(fd: int) -> None:
         calls.append(fd)
-        if len(calls) == 2:
+        if len(calls) == 3:  # 1: the first image, 2: its manifest line, 3: the second image
             raise OSError("disk full")
 
-    monkeypatch.setattr("os.fsync", crash_on_second)
+    monkeypatch.setattr("os.fsync", crash_on_second_image)
     with pytest.raises(OSError, match="disk full"):  # a SaveError, and an OSError
         result.save(tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["a-fox-in-snow-1.png"]  # whole, or absent
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["a-fox-in-snow-1.png", files.MANIFEST]  # whole, or absent
+    assert (tmp_path / files.MANIFEST).read_text().count("\n") == 1
     assert Image.open(tmp_path / "a-fox-in-snow-1.png").size == (40, 30)
 
 
@@ -317,10 +320,11 @@ def test_previews_are_capped_but_the_result_keeps_full_size() -> None:
     assert full.size == (2000, 1000)
 
 
-def test_webp_is_saved_with_a_sidecar_and_displayed_as_png_or_jpeg(tmp_path: Path) -> None:
+def test_webp_is_saved_with_xmp_and_displayed_as_png_or_jpeg(tmp_path: Path) -> None:
     result = result_of(encoded(30, 20, "WEBP", "RGBA"))
     (path,) = result.save(tmp_path)
-    assert path.suffix == ".webp" and Path(str(path) + ".json").exists()
+    assert path.suffix == ".webp" and b"A fox, in snow!" in Image.open(path).info["xmp"]
+    assert not Path(str(path) + ".json").exists()  # no sidecar: the XMP chunk holds it
     data, _ = result._repr_mimebundle_()
     assert "image/png" in data and "image/webp" not in data  # alpha kept as PNG
 

@@ -12,24 +12,40 @@ same folder, fsynced, then hard-linked to its name, which fails rather than repl
 file that appeared since the name was checked (on file systems without hard links it is
 checked and renamed). Every failure is a one-line `SaveError` naming the path and what
 to do, never a raw `OSError` traceback.
+
+Each file carries its provenance (metadata.py), and gets one line in `manifest.jsonl` in
+its folder once it is in place: `{"file": name, "sha256": of the bytes written,
+"metadata": what read_metadata returns}`. Lines are appended with O_APPEND, each in one
+write, then fsynced, so two processes saving into one folder interleave whole lines; a
+file saved again with `overwrite=True` gets a new line (the last line of a name is its
+current one).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import SaveError
 from ..images import GeneratedImage
 from .convert import convert
-from .metadata import needs_sidecar, sidecar, with_metadata
+from .metadata import dumps, flatten, needs_sidecar, provenance, sidecar, with_metadata
 from .names import safe_stem
+
+if TYPE_CHECKING:
+    from .result import ImageResult
+
+Fields = Mapping[str, str | None]  # one image's provenance, as metadata.provenance makes it
+MANIFEST = "manifest.jsonl"
 
 FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".gif": "gif"}
 EXTENSION = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
@@ -43,13 +59,48 @@ _REASONS = {
 }
 
 
+def save_result(
+    result: ImageResult,
+    path: str | os.PathLike[str],
+    *,
+    stem: str | None = None,
+    overwrite: bool = False,
+    embed_prompt: bool | None = None,
+) -> list[Path]:
+    """`ImageResult.save`: each image with its provenance; without the prompt (in the
+    metadata, the manifest and the names) when `embed_prompt` is false, which defaults to
+    the `MeshImageMagics.embed_prompt` setting."""
+    if embed_prompt is None:
+        from ..settings import configured
+
+        embed_prompt = bool(configured()["embed_prompt"])
+    epoch = getattr(result, "created", None)
+    created = datetime.fromtimestamp(time.time() if epoch is None else epoch, timezone.utc)
+    images = result._images
+    metadata = [
+        provenance(
+            result.request,
+            model=result.model,
+            revised_prompt=image.revised_prompt,
+            request_id=result.request_id,
+            created=created,
+            embed_prompt=embed_prompt,
+        )
+        for image in images
+    ]
+    prompt = result.prompt if embed_prompt else ""  # no prompt: `image.png`, `image-1.png`
+    return save_images(
+        images, path, prompt=prompt, stem=stem, metadata=metadata, overwrite=overwrite
+    )
+
+
 def save_images(
     images: Sequence[GeneratedImage],
     path: str | os.PathLike[str],
     *,
     prompt: str,
     stem: str | None,
-    metadata: Sequence[dict[str, Any]],
+    metadata: Sequence[Fields],
     overwrite: bool,
 ) -> list[Path]:
     """Write `images` (with `metadata[i]` inside image i) to `path`; return their paths."""
@@ -71,7 +122,7 @@ def _save_in_folder(
     images: Sequence[GeneratedImage],
     folder: Path,
     stem: str,
-    metadata: Sequence[dict[str, Any]],
+    metadata: Sequence[Fields],
     overwrite: bool,
 ) -> list[Path]:
     _make_folder(folder)
@@ -86,7 +137,7 @@ def _save_as_files(
     images: Sequence[GeneratedImage],
     target: Path,
     fmt: str,
-    metadata: Sequence[dict[str, Any]],
+    metadata: Sequence[Fields],
     overwrite: bool,
 ) -> list[Path]:
     folder = target.parent
@@ -105,21 +156,24 @@ def _save_as_files(
     _make_folder(folder)
     for image, meta, path in zip(images, metadata, paths, strict=True):
         converted = convert(image, fmt)
+        data = with_metadata(converted, meta)
         with _reported(path):
-            _write(folder, with_metadata(converted, meta), path, overwrite)
+            _write(folder, data, path, overwrite)
             if needs_sidecar(fmt):
                 _write(folder, sidecar(meta), _sidecar_of(path), overwrite=True)
+        _record(folder, path, data, meta)
     return paths
 
 
 def _write_free(
-    folder: Path, name: str, image: GeneratedImage, meta: dict[str, Any], overwrite: bool
+    folder: Path, name: str, image: GeneratedImage, meta: Fields, overwrite: bool
 ) -> Path:
     """Write `image` as `name.ext`, or the first free `name-vN.ext`; return the path."""
     extension = EXTENSION[image.format]
     path = folder / f"{name}.{extension}"
+    data = with_metadata(image, meta)
     with _reported(path):
-        temp = _temporary(folder, with_metadata(image, meta))
+        temp = _temporary(folder, data)
         try:
             for version in itertools.count(1):
                 versioned = name if version == 1 else f"{name}-v{version}"
@@ -135,7 +189,43 @@ def _write_free(
             temp.unlink(missing_ok=True)
         if needs_sidecar(image.format):
             _write(folder, sidecar(meta), _sidecar_of(path), overwrite=True)
+    _record(folder, path, data, meta)
     return path
+
+
+def _record(folder: Path, path: Path, data: bytes, meta: Fields) -> None:
+    """The manifest line of the file just written at `path` (its bytes: `data`)."""
+    entry = {
+        "file": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "metadata": flatten(meta),
+    }
+    manifest = folder / MANIFEST
+    with _reported(manifest):
+        append_line(manifest, dumps(entry).encode("utf-8"))
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append `line` and a newline to `path` in one write with O_APPEND, then fsync: a
+    reader, or another process appending too, never sees half a line of it. A line a
+    crashed writer left without its newline gets one first, so ours starts on its own."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and _last_byte(path, size) != b"\n":
+            line = b"\n" + line
+        view = memoryview(line + b"\n")
+        while view:  # one call in practice; more only if the disk fills up halfway
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _last_byte(path: Path, size: int) -> bytes:
+    with open(path, "rb") as file:
+        file.seek(size - 1)
+        return file.read(1)
 
 
 def _write(folder: Path, data: bytes, path: Path, overwrite: bool) -> None:
@@ -227,4 +317,4 @@ def _umask() -> int:
     return mask
 
 
-__all__ = ["EXTENSION", "FORMAT_OF_SUFFIX", "save_images"]
+__all__ = ["EXTENSION", "FORMAT_OF_SUFFIX", "MANIFEST", "append_line", "save_images", "save_result"]

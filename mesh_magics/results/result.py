@@ -132,6 +132,7 @@ class ImageResult(Sequence["Image.Image"]):
         *,
         stem: str | None = None,
         overwrite: bool = False,
+        embed_prompt: bool | None = None,
     ) -> list[Path]:
         """Write every image to `path`; return the paths written.
 
@@ -141,30 +142,16 @@ class ImageResult(Sequence["Image.Image"]):
         the prompt (`a-watercolor-of-a-fox-1.png`, letters of any script kept). Nothing is
         overwritten unless `overwrite=True` (a folder gets `-v2` names instead, a taken file
         name is an error), nothing lands outside the folder, and each file is written
-        atomically. The prompt, revised prompt and model are stored in the file: PNG text
-        chunks, a JPEG comment, or a `.json` file beside other formats. A failure is a
-        `SaveError` (an `OSError`) naming the path and what to do.
+        atomically. Each file holds its provenance (prompt, revised prompt, model, request
+        body, request id, time, mesh-magics version: PNG text chunks, JPEG/WebP XMP, a
+        `.json` beside a GIF; `mesh_magics.read_metadata` reads it back) and gets a line in
+        its folder's `manifest.jsonl`. `embed_prompt=False` (default: the
+        `MeshImageMagics.embed_prompt` setting) leaves the prompt out of both, and out of
+        the names. A failure is a `SaveError` (an `OSError`) naming the path and what to do.
         """
-        from .files import save_images
+        from .files import save_result
 
-        metadata = [
-            {
-                "prompt": self.prompt,
-                "revised_prompt": image.revised_prompt,
-                "model": self.model,
-                "request_id": self.request_id,
-                "software": "mesh-magics",
-            }
-            for image in self._images
-        ]
-        return save_images(
-            self._images,
-            path,
-            prompt=self.prompt,
-            stem=stem,
-            metadata=metadata,
-            overwrite=overwrite,
-        )
+        return save_result(self, path, stem=stem, overwrite=overwrite, embed_prompt=embed_prompt)
 
     # -- display ---------------------------------------------------------------------
 
