@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -31,6 +32,8 @@ class ImageResult(Sequence["Image.Image"]):
     usage: dict[str, Any] | None
     elapsed: float  # seconds
     preview_max_px: int
+    created: float | None  # epoch seconds: when it was made (a stored one keeps its own)
+    replayed: bool  # answered from the local store, with no request
 
     def __init__(
         self,
@@ -42,6 +45,8 @@ class ImageResult(Sequence["Image.Image"]):
         usage: dict[str, Any] | None = None,
         elapsed: float = 0.0,
         preview_max_px: int = 1024,
+        created: float | None = None,
+        replayed: bool = False,
     ) -> None:
         self._images = images
         self.request = dict(request)
@@ -50,6 +55,8 @@ class ImageResult(Sequence["Image.Image"]):
         self.usage = usage
         self.elapsed = elapsed
         self.preview_max_px = preview_max_px
+        self.created = time.time() if created is None else created
+        self.replayed = replayed
         self._decoded: dict[int, Image.Image] = {}
         self._previews: dict[tuple[int, int], Preview] = {}
 
@@ -116,10 +123,13 @@ class ImageResult(Sequence["Image.Image"]):
             count = f"{len(self)} of {asked} images"
         sizes = sorted({f"{w}x{h}" for w, h in self.sizes})
         formats = sorted(set(self.formats))
-        return (
-            f"✓ {count} · {one_line(self.model, 80)} · {', '.join(sizes)} {'/'.join(formats)} · "
-            f"{self.elapsed:.1f} s"
-        )
+        made = f"{one_line(self.model, 80)} · {', '.join(sizes)} {'/'.join(formats)}"
+        if self.replayed:  # no time spent: say where it came from instead
+            when = None if self.created is None else _local_minute(self.created)
+            request_id = f"({one_line(self.request_id, 80)})" if self.request_id else None
+            origin = " ".join(part for part in (when, request_id) if part) or "the store"
+            return f"↺ replayed {count} · {made} · from {origin}"
+        return f"✓ {count} · {made} · {self.elapsed:.1f} s"
 
     def __repr__(self) -> str:
         return f"<ImageResult {self.summary().removeprefix('✓ ')}>"
@@ -168,6 +178,10 @@ class ImageResult(Sequence["Image.Image"]):
         from .display import mimebundle  # the renderer knows the model, not the reverse
 
         return mimebundle(self)
+
+
+def _local_minute(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
 
 
 __all__ = ["ImageResult"]

@@ -1,0 +1,32 @@
+"""The local store: every finished generation on disk, for `--history` and `--replay`.
+
+    from mesh_magics.store import open_store, request_key
+    store = open_store(configured())          # None when MeshImageMagics.store is False
+    store.put(result, api_host=settings.base_url, cell=source)
+    store.get(request_key(body, settings.base_url))   # ImageResult (replayed) or None
+    store.history("fox", limit=20)
+
+store.py (the Store), index.py (SQLite), files.py (image files), images.py (StoredImage,
+lazy bytes), keys.py (request_key), location.py (which folder; open_store).
+"""
+
+from __future__ import annotations
+
+from .files import StoredImageError, StoreError
+from .images import StoredImage
+from .keys import host_of, request_key
+from .location import open_store, store_dir
+from .store import DEFAULT_MAX_BYTES, Store, StoreWarning
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "Store",
+    "StoreError",
+    "StoreWarning",
+    "StoredImage",
+    "StoredImageError",
+    "host_of",
+    "open_store",
+    "request_key",
+    "store_dir",
+]

@@ -1,0 +1,184 @@
+"""The store's index: one SQLite database in WAL mode, shared by every process (kernel)
+that uses the same folder.
+
+WAL lets readers go on while one process writes; writers take the lock up front
+(`BEGIN IMMEDIATE`), hold it for a few small statements, and wait for each other up to a
+busy timeout, so two kernels storing at once both succeed. `synchronous=FULL`: a commit is
+on disk when it returns (in WAL mode, NORMAL may lose the last commits on a power cut).
+
+Each generation is a row of `runs`; its images are rows of `images`, in order, naming
+their files by SHA-256. `images_by_hash` tells, in one index lookup, whether any run still
+uses a file, which is what eviction asks before deleting it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .files import FILE_MODE
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
+
+_SCHEMA = f"""
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,            -- request_key(body, api_host)
+    api_host TEXT NOT NULL,       -- scheme://host:port, never credentials
+    request TEXT NOT NULL,        -- the body as sent (JSON); the API key is a header, not in it
+    prompt TEXT NOT NULL,         -- the body's prompt, for searching
+    model TEXT NOT NULL,
+    request_id TEXT,
+    usage TEXT,                   -- JSON
+    created REAL NOT NULL,        -- epoch seconds
+    elapsed REAL NOT NULL,        -- seconds
+    cell TEXT,                    -- the cell's source, when it came from one
+    total_bytes INTEGER NOT NULL  -- its image bytes and the text above: what the cap counts
+);
+CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, created);
+CREATE INDEX IF NOT EXISTS runs_by_age ON runs (created);
+CREATE TABLE IF NOT EXISTS images (
+    run_id INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,         -- names the file: images/ab/abcdef....png
+    format TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    revised_prompt TEXT,
+    PRIMARY KEY (run_id, position)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS images_by_hash ON images (sha256);
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+
+RUN_COLUMNS = "r.id, r.request, r.model, r.request_id, r.usage, r.created, r.elapsed"
+IMAGE_COLUMNS = "i.sha256, i.format, i.width, i.height, i.revised_prompt"
+
+# The newest run of a key with its images, in one query: what a replay costs.
+NEWEST_OF_KEY = f"""
+SELECT {RUN_COLUMNS}, {IMAGE_COLUMNS}
+FROM runs r JOIN images i ON i.run_id = r.id
+WHERE r.id = (SELECT id FROM runs WHERE key = ? ORDER BY created DESC, id DESC LIMIT 1)
+ORDER BY i.position
+"""
+
+# The latest runs (those whose prompt, model or request id holds ?1, if given), with their
+# images, newest first.
+LATEST = f"""
+WITH chosen AS (
+    SELECT * FROM runs
+    WHERE ?1 IS NULL OR mm_contains(?1, prompt, model, request_id)
+    ORDER BY created DESC, id DESC LIMIT ?2
+)
+SELECT {RUN_COLUMNS}, {IMAGE_COLUMNS}
+FROM chosen r JOIN images i ON i.run_id = r.id
+ORDER BY r.created DESC, r.id DESC, i.position
+"""
+
+INSERT_RUN = """
+INSERT INTO runs (key, api_host, request, prompt, model, request_id, usage, created, elapsed,
+                  cell, total_bytes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+INSERT_IMAGE = """
+INSERT INTO images (run_id, position, sha256, format, width, height, bytes, revised_prompt)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """The index at `path` (0600, as are its -wal and -shm files), made if missing."""
+    _create_private(path)
+    # One connection per Store, used under its lock from whichever thread stores or reads.
+    connection = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+    )
+    try:
+        _use_wal(connection)
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.create_function("mm_contains", 4, _contains, deterministic=True)
+        try:
+            connection.executescript(_SCHEMA)
+        except BaseException:
+            _rollback(connection)
+            raise
+    except BaseException:
+        connection.close()
+        raise
+    for suffix in ("-wal", "-shm"):  # SQLite gives them the database's mode; make sure
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", FILE_MODE)
+    return connection
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Switch the database to WAL (it stays set in the file). Two processes making the
+    store at once both try; SQLite answers the loser "locked" at once, without waiting on
+    the busy timeout, so wait here (briefly, and only the first time a store is made)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return  # (a file system without shared memory keeps another mode: still usable)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+@contextlib.contextmanager
+def writing(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that holds the database's write lock from its first statement,
+    so it never fails half way for a lock another process took meanwhile."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        _rollback(connection)
+        raise
+    connection.execute("COMMIT")
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:  # SQLite may have rolled back already (disk full)
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+
+
+def _create_private(path: Path) -> None:
+    handle = os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE)
+    try:
+        os.chmod(path, FILE_MODE)  # open's mode passes through the umask
+    finally:
+        os.close(handle)
+
+
+def _contains(needle: str, *texts: str | None) -> bool:
+    wanted = needle.casefold()
+    return any(text is not None and wanted in text.casefold() for text in texts)
+
+
+__all__ = [
+    "INSERT_IMAGE",
+    "INSERT_RUN",
+    "LATEST",
+    "NEWEST_OF_KEY",
+    "SCHEMA_VERSION",
+    "connect",
+    "writing",
+]

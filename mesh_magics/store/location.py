@@ -1,0 +1,62 @@
+"""Which store a run uses: one `Store` per folder per process, opened on first use.
+
+The folder is `store_dir` if set, else `$MESH_MAGICS_STORE`, else
+`$XDG_CACHE_HOME/mesh-magics`, else `~/.cache/mesh-magics`. The store is on by default,
+so a folder that cannot be opened (a read-only home) is a `StoreWarning` and no store,
+never a failed generation.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .store import DEFAULT_MAX_BYTES, Store, StoreWarning
+
+_stores: dict[Path, Store] = {}
+_lock = threading.Lock()
+
+
+def store_dir(config: Mapping[str, Any]) -> Path:
+    """The store's folder for `config` (see the module docstring)."""
+    for chosen in (config.get("store_dir"), os.environ.get("MESH_MAGICS_STORE")):
+        if chosen:
+            return Path(chosen).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    if cache and Path(cache).is_absolute():  # the XDG spec: a relative one is ignored
+        return Path(cache) / "mesh-magics"
+    return Path.home() / ".cache" / "mesh-magics"
+
+
+def open_store(config: Mapping[str, Any]) -> Store | None:
+    """The store `config` asks for, or None when `store` is off (or the folder cannot be
+    opened: then with a `StoreWarning`). `store_max_bytes` is its size cap."""
+    if not config.get("store", True):
+        return None
+    directory = store_dir(config)
+    max_bytes = config.get("store_max_bytes") or DEFAULT_MAX_BYTES
+    where = directory.resolve()  # `~/x`, `./x` and a symlink to it are one folder
+    with _lock:
+        store = _stores.get(where)
+        if store is None:
+            try:
+                store = _stores[where] = Store(directory, max_bytes=max_bytes)
+            except (OSError, sqlite3.Error) as exc:
+                warnings.warn(
+                    f"mesh-magics store: cannot open {directory} ({exc}); generations are "
+                    "not stored. Set MeshImageMagics.store_dir to a folder you can write to, "
+                    "or MeshImageMagics.store = False",
+                    StoreWarning,
+                    stacklevel=2,
+                )
+                return None
+        store.max_bytes = max_bytes  # %config may have changed it since
+    return store
+
+
+__all__ = ["open_store", "store_dir"]

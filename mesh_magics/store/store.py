@@ -1,0 +1,293 @@
+"""`Store`: every finished generation, kept on disk so it can be looked at again
+(`history`) or answered again without a request (`get`, for `--replay`).
+
+    store = Store(Path("~/.cache/mesh-magics").expanduser())
+    store.put(result, api_host="https://api.meshapi.ai", cell=source)
+    store.get(request_key(body, "https://api.meshapi.ai"))   # ImageResult | None
+    store.history("fox")                                       # newest first
+
+The folder holds `index.db` (index.py) and `images/ab/abcdef….png`, each image file named
+by the SHA-256 of its bytes (files.py): the same image stored twice is one file, and a
+file that changed is known by its hash. Nothing stored holds the API key: it is a header,
+never in the body, and every text kept (body, cell, usage, revised prompts) is redacted
+against the registered secrets anyway, in case a user typed the key into a cell.
+
+The store serves the notebook and never stands in its way: a generation that cannot be
+stored (disk full, a read-only folder) is a `StoreWarning`, not a failed cell, and a
+stored image that has gone or changed is a miss with a warning, not a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..images import GeneratedImage
+from ..redact import redact, redact_value
+from ..results.result import ImageResult
+from . import index
+from .files import (
+    StoredImageError,
+    StoreError,
+    has_image,
+    image_path,
+    make_private_folder,
+    read_image,
+    remove,
+    write_image,
+)
+from .images import StoredImage
+from .keys import host_of, request_key
+
+DEFAULT_MAX_BYTES = 2 * 1024**3
+
+
+class StoreWarning(UserWarning):
+    """The store could not keep or give back a generation; the run itself went on."""
+
+
+@dataclass(frozen=True)
+class _File:
+    sha256: str
+    path: Path
+    data: bytes
+
+
+class Store:
+    """The local store in `directory`: SQLite index, image files, a size cap of
+    `max_bytes` (the oldest generations go first). Safe to share between threads, and
+    between processes that open the same folder."""
+
+    def __init__(self, directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.directory = Path(directory).expanduser()
+        self.max_bytes = max_bytes
+        self._images = self.directory / "images"
+        make_private_folder(self.directory)
+        make_private_folder(self._images)
+        self._lock = threading.Lock()  # one connection, used by one thread at a time
+        self._db = index.connect(self.directory / "index.db")
+
+    # -- storing -------------------------------------------------------------------------
+
+    def put(self, result: ImageResult, *, api_host: str, cell: str | None = None) -> None:
+        """Write the images and the row; return only when everything is on disk.
+
+        A replayed result is in the store already, and one without images answers
+        nothing: both are left out. A failure to write is a `StoreWarning`."""
+        if result.replayed or len(result) == 0:
+            return
+        try:
+            self._put(result, host_of(api_host), cell)
+        except (OSError, sqlite3.Error, TypeError, ValueError) as exc:
+            warnings.warn(
+                f"mesh-magics store: this generation was not stored in {self.directory} "
+                f"({_reason(exc)})",
+                StoreWarning,
+                stacklevel=2,
+            )
+
+    def _put(self, result: ImageResult, host: str, cell: str | None) -> None:
+        body = json.dumps(_redacted(result.request), ensure_ascii=False, default=str)
+        usage = None if result.usage is None else json.dumps(redact_value(result.usage))
+        cell = None if cell is None else redact(cell)
+        rows = []
+        files: dict[str, _File] = {}
+        for position, (data, fmt, (width, height), revised) in enumerate(
+            zip(result.data, result.formats, result.sizes, result.revised_prompts, strict=True)
+        ):
+            sha256 = hashlib.sha256(data).hexdigest()
+            files[sha256] = _File(sha256, image_path(self._images, sha256, fmt), data)
+            revised = None if revised is None else redact(revised)
+            rows.append([position, sha256, fmt, width, height, len(data), revised])
+        # The slow part, fsyncs and all, before taking the database's lock; a file another
+        # process wrote already (same bytes, same name) is used as it is.
+        for file in files.values():
+            if not has_image(file.path, len(file.data)):
+                write_image(file.path, file.data)
+        texts = (body, usage, cell, result.model, result.request_id, result.prompt)
+        total = sum(len(file.data) for file in files.values()) + sum(
+            len(text.encode("utf-8")) for text in texts if text
+        )
+        created = time.time() if result.created is None else result.created
+        run = (
+            request_key(result.request, host),
+            host,
+            body,
+            redact(result.prompt),
+            redact(result.model),
+            None if result.request_id is None else redact(result.request_id),
+            usage,
+            created,
+            result.elapsed,
+            cell,
+            total,
+        )
+        with self._lock, index.writing(self._db) as db:
+            for file in files.values():  # evicted by another process since it was written?
+                if not has_image(file.path, len(file.data)):
+                    write_image(file.path, file.data)
+            run_id = db.execute(index.INSERT_RUN, run).lastrowid
+            db.executemany(index.INSERT_IMAGE, ([run_id, *row] for row in rows))
+            self._evict(db)
+
+    def _evict(self, db: sqlite3.Connection) -> None:
+        """While the store holds more than `max_bytes`, delete the oldest runs, then the
+        files no run uses any more. Inside the writer's transaction: no other process can
+        store a run that uses a file between the check and the delete."""
+        (total,) = db.execute("SELECT COALESCE(SUM(total_bytes), 0) FROM runs").fetchone()
+        if total <= self.max_bytes:
+            return
+        last = None  # (created, id) of the newest run to go
+        oldest_first = db.execute("SELECT created, id, total_bytes FROM runs ORDER BY created, id")
+        for created, run_id, size in oldest_first:
+            last, total = (created, run_id), total - size
+            if total <= self.max_bytes:
+                break
+        oldest_first.close()
+        if last is None:
+            return
+        oldest = "SELECT id FROM runs WHERE created < ?1 OR (created = ?1 AND id <= ?2)"
+        unused = db.execute(
+            f"SELECT DISTINCT sha256, format FROM images WHERE run_id IN ({oldest})", last
+        ).fetchall()
+        db.execute(f"DELETE FROM images WHERE run_id IN ({oldest})", last)
+        db.execute("DELETE FROM runs WHERE created < ?1 OR (created = ?1 AND id <= ?2)", last)
+        for sha256, fmt in unused:
+            if db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha256,)).fetchone():
+                continue  # a newer run has the same image
+            remove(image_path(self._images, sha256, fmt))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, key: str, *, preview_max_px: int = 1024) -> ImageResult | None:
+        """The stored result for `key` (the newest one), or None (a miss). A missing or
+        corrupted image file (its SHA-256 doesn't match) is a miss, with a one-line
+        warning (`StoreWarning`) naming the file.
+
+        One query, then each file read and hashed once; its bytes stay in memory, since a
+        replay is shown at once."""
+        try:
+            with self._lock:
+                rows = self._db.execute(index.NEWEST_OF_KEY, (key,)).fetchall()
+        except sqlite3.Error as exc:
+            warnings.warn(
+                f"mesh-magics store: cannot read {self.directory} ({_reason(exc)})",
+                StoreWarning,
+                stacklevel=2,
+            )
+            return None
+        if not rows:
+            return None
+        images = []
+        for *_, sha256, fmt, width, height, revised in rows:
+            path = image_path(self._images, sha256, fmt)
+            try:
+                data = read_image(path, sha256)
+            except StoredImageError as exc:
+                self._lost(exc, run_id=rows[0][0])
+                return None
+            images.append(StoredImage(data, fmt, width, height, revised, path=path, sha256=sha256))
+        return _result(rows[0], images, replayed=True, preview_max_px=preview_max_px)
+
+    def _lost(self, problem: StoredImageError, *, run_id: int) -> None:
+        if problem.damaged:
+            remove(problem.path)  # the next run with these bytes writes it anew
+        elif not problem.path.exists() and not self._has_run(run_id):
+            return  # evicted by another process since the query: a plain miss
+        warnings.warn(f"mesh-magics store: {problem}; not replayed", StoreWarning, stacklevel=3)
+
+    def _has_run(self, run_id: int) -> bool:
+        try:
+            with self._lock:
+                return bool(
+                    self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+                )
+        except sqlite3.Error:
+            return True  # cannot tell: say what was seen
+
+    def history(
+        self, text: str | None = None, limit: int = 20, *, preview_max_px: int = 1024
+    ) -> list[ImageResult]:
+        """The latest stored generations, newest first, filtered by `text` in the prompt,
+        model or request id (case-insensitive). Their images read their files only when
+        their bytes are asked for."""
+        if limit <= 0:
+            return []
+        try:
+            with self._lock:
+                rows = self._db.execute(index.LATEST, (text or None, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the store in {self.directory} ({exc})") from None
+        runs: dict[int, tuple[Sequence[Any], list[StoredImage]]] = {}
+        for row in rows:
+            sha256, fmt, width, height, revised = row[7:]
+            path = image_path(self._images, sha256, fmt)
+            image = StoredImage(None, fmt, width, height, revised, path=path, sha256=sha256)
+            runs.setdefault(row[0], (row, []))[1].append(image)
+        return [
+            _result(row, images, replayed=False, preview_max_px=preview_max_px)
+            for row, images in runs.values()
+        ]
+
+    def total_bytes(self) -> int:
+        """What the size cap counts: every stored run's image bytes and texts."""
+        with self._lock:
+            (total,) = self._db.execute("SELECT COALESCE(SUM(total_bytes), 0) FROM runs").fetchone()
+        return int(total)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.directory}>"
+
+
+def _result(
+    row: Sequence[Any], images: Sequence[GeneratedImage], *, replayed: bool, preview_max_px: int
+) -> ImageResult:
+    _, request, model, request_id, usage, created, elapsed = row[:7]
+    return ImageResult(
+        list(images),
+        request=json.loads(request),
+        model=model,
+        request_id=request_id,
+        usage=None if usage is None else json.loads(usage),
+        elapsed=elapsed,
+        preview_max_px=preview_max_px,
+        created=created,
+        replayed=replayed,
+    )
+
+
+def _redacted(body: Mapping[str, Any]) -> Any:
+    """The body with every secret masked in its texts. `data:` URLs (input images, many
+    megabytes) are left alone: base64 holds no key, and scanning it would slow `put`."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return value if value.startswith("data:") else redact(value)
+        if isinstance(value, Mapping):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(body)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
+__all__ = ["DEFAULT_MAX_BYTES", "Store", "StoreWarning"]
