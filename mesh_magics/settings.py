@@ -58,6 +58,7 @@ class ClientSettings:
     max_image_bytes: int = 64 * 1024 * 1024
     allow_insecure_http: bool = False
     verify: ssl.SSLContext | bool = True
+    name: str | None = None  # "local": the embedded backend, whatever port it has today
 
     def __post_init__(self) -> None:
         # URL credentials are never sent nor shown (see `normalize_base_url`), nor in a repr.
@@ -146,7 +147,8 @@ def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> C
     )
     key = None
     insecure = bool(config.get("allow_insecure_http"))
-    if base.strip() == "local":
+    name = "local" if base.strip() == "local" else None
+    if name == "local":
         from .local import ensure_local_server
 
         base = ensure_local_server().url  # the embedded backend needs no key: send none
@@ -170,4 +172,5 @@ def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> C
         max_retry_wait=config.get("max_retry_wait", 60.0),
         max_image_bytes=config.get("max_image_bytes", 64 * 1024 * 1024),
         allow_insecure_http=insecure,
+        name=name,
     )

@@ -190,7 +190,7 @@ def test_cancel_during_the_run_settles_only_once_the_source_has_unwound() -> Non
 
     asked = time.monotonic()
     assert run.cancel() is True
-    with pytest.raises(GenerationCancelled, match=r"cancelled after .* nothing was bound"):
+    with pytest.raises(GenerationCancelled, match=r"cancelled after .* no images"):
         run.result(timeout=WITHIN)
     assert time.monotonic() - asked < WITHIN
     assert run.status == "cancelled" and run.cancelled() and run.done()

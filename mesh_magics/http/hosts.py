@@ -12,6 +12,8 @@ import asyncio
 import time
 from urllib.parse import urlsplit
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
 
 class HostGate:
     """Holds back new requests to one host until a pause has passed."""
@@ -36,11 +38,27 @@ class HostGate:
 _gates: dict[str, HostGate] = {}
 
 
-def host_of(base_url: str) -> str:
-    """`scheme://host:port` of a base URL, the unit a rate limit applies to."""
-    parts = urlsplit(base_url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}"
+def host_of(url: str) -> str:
+    """`https://user:pw@API.example.com/v1` -> `https://api.example.com:443`: the server
+    alone, so the same API reached by another spelling is the same host, and nothing
+    secret (userinfo, a signed query) is ever part of what the store keeps.
+
+    A name that is not a URL (`local`, for the embedded backend whatever its port) is
+    kept as it is."""
+    text = url.strip().rpartition("@")[2] if "://" not in url else url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:  # an unclosed `[`, a port that is not a number
+        return text.lower()
+    if not parts.scheme or not parts.hostname:
+        return text.lower()
+    scheme = parts.scheme.lower()
+    host = parts.hostname  # lower-cased, without userinfo or brackets
+    if ":" in host:
+        host = f"[{host}]"
+    port = port if port is not None else _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def gate_for(base_url: str) -> HostGate:

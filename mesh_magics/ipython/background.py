@@ -32,8 +32,10 @@ from ..views import interactive_frontend, make_view
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
 
+    from ..results.sweep import ImageSweep
     from ..run.generation import Generation
     from ..views.base import ProgressView
+    from ..views.sweep import SweepView
 
 
 def can_update_later(shell: Any) -> bool:
@@ -109,3 +111,85 @@ class _CellWatcher:
         if self._slot is not None:
             data, metadata = result._repr_mimebundle_()
             self._slot.update(data, metadata=metadata, raw=True)
+
+
+def start_sweep_in_cell(
+    sweep: ImageSweep, generations: list[Generation], shell: Any, progress: str
+) -> ImageSweep:
+    """A sweep in the background: one view for all its runs in the running cell, then
+    the labelled grid in the slot below it; the sweep at once (its runs fill in)."""
+    from ..api import _sweep_view
+    from ..run.sweep import run_sweep_blocking, settle_run, short_error
+
+    if not can_update_later(shell):
+        print(
+            "meshimage: running in the foreground (this frontend cannot show later updates)",
+            file=sys.stderr,
+        )
+        return run_sweep_blocking(
+            sweep, generations, _sweep_view(sweep, progress, shell, generations)
+        )
+    from IPython.display import display
+
+    parent = shell.get_parent()
+    view = _sweep_view(
+        sweep, progress, shell, generations, on_cancel=lambda: [g.cancel() for g in generations]
+    )
+    place = display({"text/plain": f"⏳ sweep · {len(generations)} runs · starting"}, raw=True,
+                    display_id=True)  # fmt: skip
+    slot = display({"text/plain": ""}, raw=True, display_id=True)
+    started = _Once(lambda: view.start(place))
+    ended = _SweepEnd(sweep, generations, view, slot, settle_run, short_error)
+    for index, run in enumerate(generations):
+        sweep.runs[index].run = run
+        run.scope = lambda: _cell_output(shell, parent, started)
+        run.watch(_SweepRunWatcher(index, view, ended))
+    for run in generations:
+        run.start()
+        jobs().add(run)
+    return sweep
+
+
+class _Once:
+    def __init__(self, action: Callable[[], object]) -> None:
+        self._action: Callable[[], object] | None = action
+
+    def __call__(self) -> None:
+        action, self._action = self._action, None
+        if action is not None:
+            action()
+
+
+class _SweepEnd:
+    """Counts the sweep's runs as they end; after the last, the summary and the grid."""
+
+    def __init__(self, sweep: ImageSweep, runs: list[Generation], view: SweepView,
+                 slot: DisplayHandle | None, settle: Any, short: Any) -> None:  # fmt: skip
+        self._sweep, self._runs, self._view, self._slot = sweep, runs, view, slot
+        self._settle, self._short = settle, short
+        self._left = len(runs)
+
+    def run_ended(self, index: int) -> None:  # on the engine's thread: no lock needed
+        run = self._runs[index]
+        self._settle(self._sweep.runs[index], run)
+        self._view.run_ended(index, run.status, self._short(self._sweep.runs[index].error))
+        self._left -= 1
+        if self._left == 0:
+            self._view.finish(self._sweep.summary())
+            if self._slot is not None:
+                data, metadata = self._sweep._repr_mimebundle_()
+                self._slot.update(data, metadata=metadata, raw=True)
+
+
+class _SweepRunWatcher:
+    def __init__(self, index: int, view: SweepView, end: _SweepEnd) -> None:
+        self._index, self._view, self._end = index, view, end
+
+    def event(self, event: StreamEvent) -> None:
+        self._view.update(self._index, event)
+
+    def tick(self, elapsed: float) -> None:
+        self._view.tick(elapsed)
+
+    def ended(self, run: Generation) -> None:
+        self._end.run_ended(self._index)

@@ -100,6 +100,10 @@ class MeshImageMagics(Magics):
             _note(warning)
         if options.command is not None:
             return self._command(options)
+        source = f"%%meshimage {line}\n{cell}" if cell is not None else f"%meshimage {line}"
+        replay = True if options.replay else False if options.fresh else None
+        if options.is_sweep:
+            return self._sweep(options, source, replay)
         from ..api import prepare
 
         with _notes_on_stderr():
@@ -110,6 +114,8 @@ class MeshImageMagics(Magics):
                 base_url=options.base_url,
                 timeout=options.timeout,
                 stream=options.stream,
+                replay=replay,
+                cell=source,
             )
         if options.dry_run:
             self._show_dry_run(run)
@@ -120,6 +126,8 @@ class MeshImageMagics(Magics):
         from ..views import make_view
 
         result = run_blocking(run, make_view(run.heading, self.progress, self.shell))
+        if options.save:
+            result.save(options.save)
         self._bind(options.out, result)
         return None if options.no_display else result
 
@@ -131,22 +139,102 @@ class MeshImageMagics(Magics):
         if name and self.shell is not None:
             self.shell.user_ns[name] = value
 
+    def _sweep(self, options: CellOptions, source: str, replay: bool | None) -> Any:
+        from ..api import _sweep_view, check_image_count, prepare_sweep
+        from ..results.sweep import SweepError
+        from ..run.sweep import run_sweep_blocking
+
+        config = self.settings()
+        with _notes_on_stderr():
+            sweep, generations = prepare_sweep(
+                options.prompt_list,
+                options.fields,
+                options.sweep,
+                config=config,
+                base_url=options.base_url,
+                timeout=options.timeout,
+                stream=options.stream,
+                replay=replay,
+                cell=source,
+                concurrency=options.concurrency,
+            )
+        images = check_image_count(sweep, generations, config, allow=options.yes)
+        if options.dry_run:
+            self._show_sweep_dry_run(sweep, generations, images)
+            return None
+        if options.bg:
+            from .background import start_sweep_in_cell
+
+            handle = start_sweep_in_cell(sweep, generations, self.shell, self.progress)
+            self._bind(options.out, handle)
+            return None
+        view = _sweep_view(sweep, self.progress, self.shell, generations)
+        run_sweep_blocking(sweep, generations, view)
+        if options.save:
+            sweep.save(options.save)
+        self._bind(options.out, sweep)  # billed images are bound even when some runs failed
+        if sweep.failed:
+            if not options.no_display:
+                from IPython.display import display
+
+                display(sweep)
+            raise SweepError.of(sweep)
+        return None if options.no_display else sweep
+
+    def _show_sweep_dry_run(self, sweep: Any, generations: list[Generation], images: int) -> None:
+        from IPython.display import display
+
+        from ..api import usage_prices
+        from ..redact import display_url
+
+        prices = usage_prices(generations[0].settings, {g.request.model for g in generations})
+        target = display_url(generations[0].settings.base_url)
+        lines = [f"dry run, nothing sent: {len(generations)} runs, {images} images, to {target}"]
+        cost, unknown = 0.0, set()
+        for sweep_run, run in zip(sweep.runs, generations, strict=True):
+            price = prices.get(run.request.model)
+            if price is None:
+                unknown.add(run.request.model)
+            else:
+                cost += price * run.request.n
+            lines.append(f"  {sweep_run.label} · {run.request.n} × {sweep_run.prompt[:60]!r}")
+        if unknown:
+            missing = ", ".join(sorted(unknown))
+            lines.append(
+                f"estimated cost: unknown (no price from /v1/models for {missing}); "
+                f"the priced runs: ~${cost:.3f}"
+            )
+        else:
+            lines.append(f"estimated cost: ~${cost:.3f}")
+        display({"text/plain": "\n".join(lines)}, raw=True)
+
     def _background(self, run: Generation, options: CellOptions) -> ImageResult | None:
         from .background import start_in_cell
 
+        if options.save:
+            folder = options.save
+            run.add_done_callback(lambda done: done.status == "done" and done.save(folder))
         handle = start_in_cell(run, self.shell, self.progress)
         self._bind(options.out, handle)
         if handle.done() and not options.no_display:  # ran in the foreground: show it
             return handle.result()
         return None
 
-    def _command(self, options: CellOptions) -> ModelList | JobList | None:
+    def _command(self, options: CellOptions) -> Any:
         if options.list_models:
-            value: ModelList | JobList = self._list_models(options.base_url)
+            value: Any = self._list_models(options.base_url)
         elif options.jobs:
             from ..run.jobs import JobList, jobs
 
             value = JobList(jobs().all())
+        elif options.history:
+            from ..api import history
+
+            value = history(options.prompt or None, config=self.settings())
+        elif options.usage:
+            from ..api import usage_report
+
+            return usage_report(config=self.settings())
         else:
             from ..run.jobs import jobs
 

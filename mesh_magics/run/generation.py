@@ -37,11 +37,13 @@ from ..errors import (
 )
 from ..events import Completed, StreamEvent, count_images
 from .engine import Engine, engine
+from .usage import session_usage
 
 if TYPE_CHECKING:
     from ..request import ImageRequest
     from ..results.result import ImageResult
     from ..settings import ClientSettings
+    from ..store import Store
 
 TICK_SECONDS = 0.2  # how often watchers hear the elapsed time
 
@@ -79,6 +81,10 @@ class Generation:
         preview_max_px: int = 1024,
         events: EventSource | None = None,
         scope: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
+        store: Store | None = None,
+        replay: bool = False,
+        cell: str | None = None,
+        slot: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None,
     ) -> None:
         self.request = request
         self.settings = settings
@@ -89,6 +95,11 @@ class Generation:
         self.ended_at: float | None = None
         self._events = events or self._stream
         self.scope = scope  # entered first in the task: e.g. where a cell's output goes
+        self.store = store  # every finished result is written here before it is shown
+        self.replay = replay  # an identical stored request answers without the network
+        self.cell = cell  # the source of the cell that asked, kept in the store
+        self.slot = slot  # held while the request runs: a sweep's --concurrency
+        self.replayed = False
         self._watchers: list[Watcher] = []
         self._future: concurrent.futures.Future[ImageResult] = concurrent.futures.Future()
         self._future.set_running_or_notify_cancel()  # settled by the task alone
@@ -147,15 +158,43 @@ class Generation:
                     log.exception("mesh_magics: showing the end of a run failed")
 
     async def _run(self) -> ImageResult:
+        if self.store is not None and self.replay:
+            stored = await asyncio.to_thread(
+                self.store.get, self.store_key, preview_max_px=self.preview_max_px
+            )
+            if stored is not None and len(stored) >= self.request.n:  # else: ask again
+                self.replayed = True
+                return stored
         if self.timeout is None:
-            return await self._generate()
+            return await self._held()
         try:
-            return await asyncio.wait_for(self._generate(), self.timeout)
+            return await asyncio.wait_for(self._held(), self.timeout)
         except asyncio.TimeoutError:
             raise GenerationTimeout(
                 f"gave up after --timeout {self.timeout:g} s; the request was closed, "
                 "nothing was bound"
             ) from None
+
+    async def _held(self) -> ImageResult:
+        if self.slot is None:
+            return await self._generate()
+        async with self.slot():
+            return await self._generate()
+
+    @property
+    def api_host(self) -> str:
+        """The API this run asks: `scheme://host:port`, or `local` (the embedded backend,
+        whose port changes from one kernel to the next)."""
+        from ..http.hosts import host_of
+
+        return self.settings.name or host_of(self.settings.base_url)
+
+    @property
+    def store_key(self) -> str:
+        """What identifies this request in the store: its body and the API's host."""
+        from ..store import request_key
+
+        return request_key(self.request.body, self.api_host)
 
     async def _generate(self) -> ImageResult:
         from ..results.result import ImageResult
@@ -177,7 +216,10 @@ class Generation:
             usage=completed.usage,
             elapsed=self.elapsed,
             preview_max_px=self.preview_max_px,
+            created=_epoch(completed.extra.get("created")),
         )
+        if self.store is not None:  # billed images are kept, before anything shows them
+            await asyncio.to_thread(self.store.put, result, api_host=self.api_host, cell=self.cell)
         if len(result) < self.request.n:
             raise IncompleteResultError(
                 f"asked for {count_images(self.request.n)}, the server returned {len(result)} "
@@ -205,6 +247,7 @@ class Generation:
             self._future.set_exception(outcome)
         else:
             self._future.set_result(outcome)
+            session_usage().record(self)
 
     # -- the future's face ---------------------------------------------------------------
 
@@ -264,7 +307,7 @@ class Generation:
         return f"{request.model} · {request.size} · {count_images(request.n)}"
 
     def _cancel_message(self) -> str:
-        return f"cancelled after {self.elapsed:.1f} s; the request was closed, nothing was bound"
+        return f"cancelled after {self.elapsed:.1f} s; the request was closed, no images"
 
     # -- once done, the ImageResult --------------------------------------------------------
 
@@ -305,3 +348,10 @@ class Generation:
         if self.status == "done":
             return self._future.result()._repr_mimebundle_(include, exclude)
         return {"text/plain": repr(self)}, {}
+
+
+def _epoch(value: Any) -> float | None:
+    """The API's `created` (epoch seconds), when it sent a plausible one."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None

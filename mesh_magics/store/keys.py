@@ -11,10 +11,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+
+from ..http.hosts import host_of
 
 DELIVERY_FIELDS = frozenset({"stream", "partial_images", "response_format"})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def request_key(body: Mapping[str, Any], api_host: str) -> str:
@@ -25,29 +25,6 @@ def request_key(body: Mapping[str, Any], api_host: str) -> str:
     digest = hashlib.sha256(canonical.encode("utf-8"))
     digest.update(b"\n" + host_of(api_host).encode("utf-8"))
     return digest.hexdigest()
-
-
-def host_of(url: str) -> str:
-    """`https://user:pw@API.example.com/v1` -> `https://api.example.com:443`: the server
-    alone, so the same API reached by another spelling is the same host, and nothing
-    secret (userinfo, a signed query) is ever part of what the store keeps.
-
-    A name that is not a URL (`local`, for the embedded backend whatever its port) is
-    kept as it is."""
-    text = url.strip().rpartition("@")[2] if "://" not in url else url.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:  # an unclosed `[`, a port that is not a number
-        return text.lower()
-    if not parts.scheme or not parts.hostname:
-        return text.lower()
-    scheme = parts.scheme.lower()
-    host = parts.hostname  # lower-cased, without userinfo or brackets
-    if ":" in host:
-        host = f"[{host}]"
-    port = port if port is not None else _DEFAULT_PORTS.get(scheme)
-    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 __all__ = ["DELIVERY_FIELDS", "host_of", "request_key"]

@@ -1,0 +1,146 @@
+"""Sweeps: every combination of prompts and swept values is one run, and the runs share
+the engine's loop, at most `concurrency` in flight per API host (no thread per run).
+
+A 429 pauses every run to its host (`http/hosts.py`). The runs are `Generation`s, so each
+is stored, replayed and cancelled like a single cell's run; a sweep is their sum:
+
+    runs = plan(prompts, swept)                  # [(prompt, {"model": ..., "seed": ...}), ...]
+    sweep = run_sweep_blocking(sweep, generations, view)   # blocking, like run_blocking
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import queue
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import GenerationCancelled
+from ..events import StreamEvent
+from .wait import POLL_SECONDS, UNWIND_SECONDS
+
+if TYPE_CHECKING:
+    from ..results.sweep import ImageSweep, SweepRun
+    from ..views.sweep import SweepView
+    from .generation import Generation
+
+# The order swept values make columns in, and labels read in.
+SWEPT_ORDER = ("model", "size", "quality", "seed", "output_format", "background", "moderation")
+
+
+def plan(prompts: Sequence[str], swept: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Every (prompt, values) combination: prompt by prompt, then the swept values in
+    `SWEPT_ORDER`, each list in the order given."""
+    names = [name for name in SWEPT_ORDER if name in swept]
+    combinations = list(itertools.product(*(swept[name] for name in names)))
+    return [
+        (prompt, dict(zip(names, combo, strict=True)))
+        for prompt in prompts
+        for combo in combinations
+    ]
+
+
+class HostSlots:
+    """At most `limit` runs of one sweep in flight per API host."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+
+    def for_host(self, host: str) -> Callable[[], contextlib.AbstractAsyncContextManager[object]]:
+        semaphore = self._semaphores.setdefault(host, asyncio.Semaphore(self.limit))
+
+        @contextlib.asynccontextmanager
+        async def slot() -> AsyncIterator[object]:
+            async with semaphore:
+                yield None
+
+        return slot
+
+
+class _IndexedWatcher:
+    """Passes one run's events, tagged with its index, to the thread that waits."""
+
+    def __init__(self, index: int, events: queue.SimpleQueue[tuple[int, StreamEvent | None]]):
+        self._index = index
+        self._events = events
+
+    def event(self, event: StreamEvent) -> None:
+        self._events.put((self._index, event))
+
+    def tick(self, elapsed: float) -> None:
+        pass
+
+    def ended(self, run: Generation) -> None:
+        self._events.put((self._index, None))
+
+
+def settle_run(sweep_run: SweepRun, generation: Generation) -> None:
+    """Copy a finished generation's outcome onto its place in the sweep."""
+    error = generation.exception(0)
+    sweep_run.error = error
+    if error is None:
+        sweep_run.result = generation.result(0)
+    else:
+        sweep_run.result = getattr(error, "result", None)  # images of an incomplete run
+
+
+def short_error(error: BaseException | None) -> str:
+    from ..results.sweep import short_error as shortened
+
+    return "" if error is None else shortened(error)
+
+
+def run_sweep_blocking(
+    sweep: ImageSweep, generations: list[Generation], view: SweepView
+) -> ImageSweep:
+    """Start every run and follow them on `view` from this thread until all have ended.
+
+    An interrupt cancels every run, waits for them to close their connections, and raises
+    `GenerationCancelled`. Failed runs do not raise here: the caller shows the sweep, then
+    raises `SweepError`."""
+    events: queue.SimpleQueue[tuple[int, StreamEvent | None]] = queue.SimpleQueue()
+    for index, generation in enumerate(generations):
+        generation.watch(_IndexedWatcher(index, events))
+        sweep.runs[index].run = generation
+    view.start()
+    left = len(generations)
+    try:
+        for generation in generations:
+            generation.start()
+        while left:
+            try:
+                index, event = events.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                view.tick(_elapsed(generations))
+                continue
+            if event is not None:
+                view.update(index, event)
+                continue
+            left -= 1
+            generation = generations[index]
+            settle_run(sweep.runs[index], generation)
+            view.run_ended(index, generation.status, short_error(sweep.runs[index].error))
+    except KeyboardInterrupt:
+        for generation in generations:
+            generation.cancel()
+        for generation in generations:
+            generation.wait(UNWIND_SECONDS)
+        view.fail(f"cancelled after {_elapsed(generations):.1f} s")
+        raise GenerationCancelled(
+            f"cancelled by an interrupt after {_elapsed(generations):.1f} s; every request "
+            "was closed, nothing was bound"
+        ) from None
+    except BaseException:
+        for generation in generations:
+            generation.cancel()
+        view.fail(f"failed after {_elapsed(generations):.1f} s")
+        raise
+    view.finish(sweep.summary())
+    return sweep
+
+
+def _elapsed(generations: Sequence[Generation]) -> float:
+    return max((g.elapsed for g in generations), default=0.0)
