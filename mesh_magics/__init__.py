@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .api import agenerate, generate
+    from .api import agenerate, generate, history, sweep
     from .errors import (
         APIError,
         ConfigError,
@@ -28,11 +28,16 @@ if TYPE_CHECKING:
     from .ipython.magic import MeshImageMagics
     from .results.metadata import read_metadata
     from .results.result import ImageResult
+    from .results.sweep import ImageSweep, SweepError
     from .run.generation import Generation, StillRunning
 
 _LAZY = {
     "generate": "api",
     "agenerate": "api",
+    "sweep": "api",
+    "history": "api",
+    "ImageSweep": "results.sweep",
+    "SweepError": "results.sweep",
     "Generation": "run.generation",
     "StillRunning": "run.generation",
     "ImageResult": "results.result",
@@ -76,14 +81,18 @@ __all__ = [
     "GenerationCancelled",
     "GenerationTimeout",
     "ImageResult",
+    "ImageSweep",
     "MeshError",
     "MeshImageMagics",
     "OptionError",
     "StillRunning",
+    "SweepError",
     "__version__",
     "agenerate",
     "generate",
+    "history",
     "load_ipython_extension",
     "read_metadata",
+    "sweep",
     "unload_ipython_extension",
 ]
