@@ -1,0 +1,522 @@
+"""`ImageSweep`: the runs of a sweep (several prompts x comma-listed values, one run per
+combination), their results and errors, and how they show, tabulate, save and retry.
+
+How a sweep shows: one HTML table, a row per prompt and a column per combination of the
+swept values, with row and column headers. Each cell holds its run's images as data-URI
+tiles (JPEG, PNG when transparent) at twice a 256 px display size, each image once, as
+display.py does for a grid; a failed run shows its short error in its place. Beside it,
+`text/plain` is the text table (the repr), which is what a viewer that drops HTML shows.
+So a saved notebook carries each image once, at tile size.
+
+Billed images are never thrown away: a sweep with failed runs is still a sweep, and
+`SweepError` (raised by whoever ran it, after showing it) carries it as `.sweep`.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+from ..errors import GenerationCancelled, MeshError, OptionError
+from ..events import count_images
+from ..redact import one_line, redact
+from .display import TILE_DENSITY, fit
+from .names import MAX_BYTES, MAX_CHARS, safe_stem
+from .result import ImageResult
+
+if TYPE_CHECKING:
+    import pandas
+
+    from ..run.generation import Generation
+
+TILE_CSS_PX = 256  # the box a sweep tile is shown in (display.py's grid uses 320)
+TILES_PER_LINE = 2  # a run of n images wraps to this many tiles side by side
+HEADER_CHARS = 120
+ERROR_CHARS = 160  # a failed cell's text
+FULL_CHARS = 2000  # a tooltip holds the rest of a long header or error
+# Names whose values read alone in a label ("openai/gpt-image-1 · 1024x1024 · png");
+# the others read as "seed 1", "quality high".
+_BARE = ("model", "size", "output_format")
+_REQUEST_NOTE = re.compile(r"\s*\(request [^()\s]*\)")  # differs per run; the table has it
+_ENDED = ("failed", "cancelled")
+
+
+def label_of(params: dict[str, Any], names: Sequence[str] | None = None) -> str:
+    """`{"model": "a/b", "seed": 1}` -> `a/b · seed 1`, in the order of `names` (default:
+    the params' own). Sweeps label their columns this way."""
+    parts = []
+    for name in names if names is not None else list(params):
+        if name in params:
+            value = params[name]
+            text = str(value)
+            parts.append(text if name in _BARE else f"{name.replace('_', ' ')} {text}")
+    return " · ".join(parts)
+
+
+def short_error(error: BaseException, limit: int = 120) -> str:
+    """`RateLimited: 429 rate_limit_exceeded: slow down`: the label users catch by, and the
+    message on one line, without the request id (the table has it, and it differs per
+    run, so equal failures read equal)."""
+    if isinstance(error, GenerationCancelled):
+        return "Cancelled"
+    label = error.label if isinstance(error, MeshError) else type(error).__name__
+    text = one_line(_REQUEST_NOTE.sub("", redact(str(error))), limit)
+    return f"{label}: {text}" if text else label
+
+
+@dataclass(eq=False, repr=False)
+class SweepRun:
+    """One combination of a sweep: its prompt, its swept values, and how it went."""
+
+    prompt: str
+    params: dict[str, Any]  # the swept values of this run (no prompt)
+    label: str  # short, e.g. "openai/gpt-image-1 · seed 1"
+    run: Generation | None = None
+    result: ImageResult | None = None
+    error: BaseException | None = None
+
+    @property
+    def status(self) -> str:
+        """`pending`, `running`, `done`, `failed` or `cancelled`."""
+        self._sync()
+        if self.error is not None:  # even with a result: an incomplete run's images
+            return "cancelled" if isinstance(self.error, GenerationCancelled) else "failed"
+        if self.result is not None:
+            return "done"
+        return self.run.status if self.run is not None else "pending"
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.result is not None:
+            return self.result.elapsed
+        if self.run is not None and self.run.started_at is not None:
+            return self.run.elapsed
+        return None
+
+    @property
+    def request_id(self) -> str | None:
+        if self.result is not None:
+            return self.result.request_id
+        found = getattr(self.error, "request_id", None)  # an APIError's
+        partial = getattr(self.error, "result", None)  # an IncompleteResultError's
+        if found is None and isinstance(partial, ImageResult):
+            found = partial.request_id
+        return found if isinstance(found, str) else None
+
+    def _sync(self) -> None:
+        """Take the outcome from the run once it has settled, if no one has set it."""
+        run = self.run
+        if run is None or self.result is not None or self.error is not None or not run.done():
+            return
+        try:
+            self.result = run.result(0)
+        except BaseException as exc:  # the run's own error, kept as the run's outcome
+            self.error = exc
+
+    def __repr__(self) -> str:
+        return f"<SweepRun {one_line(self.prompt, 40)!r} · {self.label} · {self.status}>"
+
+
+class ImageSweep(Sequence[SweepRun]):
+    """The runs of a sweep, in order: a row per prompt, a column per combination of the
+    `swept` values (their names, in column order)."""
+
+    def __init__(
+        self,
+        runs: list[SweepRun],
+        *,
+        swept: list[str],
+        retry: Callable[[list[SweepRun]], ImageSweep] | None = None,
+        elapsed: float | None = None,
+    ) -> None:
+        self._runs = list(runs)
+        self.swept = list(swept)
+        self._retry = retry
+        self._elapsed = elapsed
+
+    # -- the sequence of runs --------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    @overload
+    def __getitem__(self, index: int) -> SweepRun: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[SweepRun]: ...
+    def __getitem__(self, index: int | slice) -> SweepRun | list[SweepRun]:
+        return self._runs[index]
+
+    def __iter__(self) -> Iterator[SweepRun]:
+        return iter(self._runs)
+
+    @property
+    def runs(self) -> list[SweepRun]:
+        return list(self._runs)
+
+    @property
+    def results(self) -> list[ImageResult]:
+        """The results of the runs that succeeded, in order."""
+        return [run.result for run in self._runs if run.status == "done" and run.result is not None]
+
+    @property
+    def failed(self) -> list[SweepRun]:
+        """The runs that ended without a result: failed or cancelled."""
+        return [run for run in self._runs if run.status in _ENDED]
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from the first run's start to the last run's end (given, for a retry)."""
+        if self._elapsed is not None:
+            return self._elapsed
+        spans = [
+            (handle.started_at, handle.started_at + handle.elapsed)
+            for handle in (run.run for run in self._runs)
+            if handle is not None and handle.started_at is not None
+        ]
+        if spans:
+            return max(end for _, end in spans) - min(start for start, _ in spans)
+        return max((r.result.elapsed for r in self._runs if r.result is not None), default=0.0)
+
+    # -- a table ---------------------------------------------------------------------
+
+    def table(self) -> list[dict[str, Any]]:
+        """A dict per run, every dict with the same keys: the prompt, the swept values,
+        the other fields of the request body, then status, images, elapsed, request_id,
+        usage, replayed and error (short text, or None)."""
+        rows = [self._row(run) for run in self._runs]
+        fields = dict.fromkeys(["prompt", *self.swept])
+        for row in rows:
+            fields.update(dict.fromkeys(row))
+        return [{key: row.get(key) for key in fields} for row in rows]
+
+    def _row(self, run: SweepRun) -> dict[str, Any]:
+        status = run.status  # first: it takes the outcome from a settled run
+        body: dict[str, Any] = {}
+        if run.result is not None:
+            body = run.result.request
+        elif run.run is not None:
+            body = run.run.request.body
+        row: dict[str, Any] = {"prompt": run.prompt}
+        row.update({k: _cell_value(v) for k, v in body.items() if k not in ("prompt", "stream")})
+        row.update(run.params)
+        row.update(
+            status=status,
+            images=len(run.result) if run.result is not None else 0,
+            elapsed=run.elapsed,
+            request_id=run.request_id,
+            usage=run.result.usage if run.result is not None else None,
+            replayed=run.result.replayed if run.result is not None else False,
+            error=short_error(run.error) if run.error is not None else None,
+        )
+        return row
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """`table()` as a pandas DataFrame, a row per run."""
+        try:
+            import pandas
+        except ImportError:
+            raise MissingDependency(
+                "to_pandas() needs pandas, which is not installed: pip install pandas "
+                "(or use .table(): the same rows, as a list of dicts)"
+            ) from None
+        return pandas.DataFrame(self.table())
+
+    # -- saving ----------------------------------------------------------------------
+
+    def save(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        embed_prompt: bool | None = None,
+    ) -> list[Path]:
+        """Write the images of every run that has some (an incomplete run's too: they were
+        billed) into `directory`, named by prompt and swept values
+        (`a-fox-in-snow-gpt-image-1-seed-1.png`); returns the paths, in run order.
+
+        Each file is saved by `ImageResult.save`: its provenance inside, and a line in
+        `directory/manifest.jsonl` whose metadata holds the request's fields, so the run's
+        swept values too. `embed_prompt=False` (default: the `MeshImageMagics.embed_prompt`
+        setting) leaves the prompt out of the files, the manifest and the names."""
+        if embed_prompt is None:
+            from ..settings import configured
+
+            embed_prompt = bool(configured()["embed_prompt"])
+        folder = Path(directory).expanduser()
+        stems = _unique_stems(self._runs, self.swept, with_prompt=embed_prompt)
+        written: list[Path] = []
+        for run, stem in zip(self._runs, stems, strict=True):
+            if run.status in ("pending", "running") or run.result is None:
+                continue
+            written += run.result.save(
+                folder, stem=stem, overwrite=overwrite, embed_prompt=embed_prompt
+            )
+        return written
+
+    # -- running again ---------------------------------------------------------------
+
+    def retry(self) -> ImageSweep:
+        """Run the failed runs again; returns a sweep of every run: the old successes and
+        the new runs, in the same places. Raises `SweepError` (with that whole sweep as
+        `.sweep`) when the runner does because runs failed again."""
+        failed = self.failed
+        if self._retry is None:
+            raise OptionError("this sweep cannot run again: it was not made by a sweep run")
+        if not failed:
+            raise OptionError(f"nothing to retry: all {_count_runs(len(self))} succeeded")
+        try:
+            again = self._retry(failed)
+        except SweepError as exc:
+            merged = self._merged(failed, exc.sweep)
+            raise SweepError(merged, exc.hint) from None
+        return self._merged(failed, again)
+
+    def _merged(self, failed: list[SweepRun], again: ImageSweep) -> ImageSweep:
+        """This sweep with each failed run replaced by its new run (matched by prompt and
+        params, so the runner may return new SweepRuns or the same ones re-run)."""
+        waiting: dict[str, deque[SweepRun]] = {}
+        for run in again:
+            waiting.setdefault(_key(run), deque()).append(run)
+        retried = {id(run) for run in failed}
+        runs = []
+        for run in self._runs:
+            queue = waiting.get(_key(run))
+            runs.append(queue.popleft() if id(run) in retried and queue else run)
+        runs += [run for queue in waiting.values() for run in queue]  # none, normally
+        return ImageSweep(
+            runs, swept=self.swept, retry=self._retry, elapsed=self.elapsed + again.elapsed
+        )
+
+    # -- how it reads ----------------------------------------------------------------
+
+    def summary(self) -> str:
+        """`✓ 6 runs · 12 images · 3.2 s`, or `✗ 4 of 6 runs · 2 failed · 8 images · 3.2 s`."""
+        statuses = Counter(run.status for run in self._runs)
+        images = sum(len(result) for result in self.results)
+        done, total = statuses["done"], len(self)
+        if done == total:
+            head = f"✓ {_count_runs(total)}"
+        else:
+            mark = "⏳" if statuses["running"] or statuses["pending"] else "✗"
+            head = f"{mark} {done} of {_count_runs(total)}"
+        parts = [head]
+        parts += [f"{statuses[s]} {s}" for s in ("failed", "cancelled", "running") if statuses[s]]
+        if statuses["pending"]:
+            parts.append(f"{statuses['pending']} waiting")
+        replayed = sum(result.replayed for result in self.results)
+        if replayed:
+            parts.append(f"↺ {replayed} replayed")
+        parts += [count_images(images), f"{self.elapsed:.1f} s"]
+        return " · ".join(parts)
+
+    def __repr__(self) -> str:
+        header = ["prompt", *self.swept, "outcome"]
+        lines = [
+            [one_line(run.prompt, 40)]
+            + [one_line(str(run.params.get(name, "")), 40) for name in self.swept]
+            + [_outcome(run)]
+            for run in self._runs
+        ]
+        widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header) - 1)]
+        text = [f"<ImageSweep {self.summary()}>"]
+        for row in [header, *lines]:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            text.append("  " + "  ".join([*cells, row[-1]]).rstrip())
+        return "\n".join(text)
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"text/plain": repr(self), "text/html": self._grid_html()}, {}
+
+    def _grid_html(self) -> str:
+        prompts = list(dict.fromkeys(run.prompt for run in self._runs))
+        columns: dict[str, str] = {}  # a combination's key -> its header
+        cells: dict[tuple[str, str], list[SweepRun]] = {}
+        for run in self._runs:
+            combo = _combo(run, self.swept)
+            columns.setdefault(combo, run.label or label_of(run.params, self.swept))
+            cells.setdefault((run.prompt, combo), []).append(run)
+        th = "text-align:left;vertical-align:top;padding:4px 8px"
+        head = ""
+        if self.swept:
+            heads = "".join(
+                f'<th scope="col" style="{th}">{html.escape(one_line(text, HEADER_CHARS))}</th>'
+                for text in columns.values()
+            )
+            head = f'<thead><tr><th style="{th}"></th>{heads}</tr></thead>'
+        rows = []
+        for prompt in prompts:
+            shown = one_line(prompt, HEADER_CHARS)
+            title = _title(prompt, shown)
+            style = f"{th};min-width:120px;max-width:200px;font-weight:normal"
+            row = [f'<th scope="row" style="{style}"{title}>{html.escape(shown)}</th>']
+            for combo in columns:
+                here = cells.get((prompt, combo), [])
+                row.append(f'<td style="{th}">{"".join(_cell_html(r) for r in here)}</td>')
+            rows.append(f"<tr>{''.join(row)}</tr>")
+        return (
+            '<div class="mesh-magics-sweep" style="overflow-x:auto">'
+            '<table style="border-collapse:collapse;margin:0;table-layout:auto">'
+            f"{head}<tbody>{''.join(rows)}</tbody></table></div>"
+        )
+
+
+class SweepError(MeshError):
+    """Some runs of a sweep failed. The sweep (with every image that did come) is
+    `.sweep`; `.sweep.retry()` runs only the failed runs again."""
+
+    label = "SweepError"
+    DEFAULT_HINT = "the sweep is bound and shown; .retry() runs only the failed ones"
+
+    def __init__(self, sweep: ImageSweep, hint: str = DEFAULT_HINT) -> None:
+        failed = sweep.failed
+        reasons = Counter(short_error(run.error) for run in failed if run.error is not None)
+        listed = [f"{text} ({count})" for text, count in reasons.most_common(3)]
+        if len(reasons) > 3:
+            listed.append(f"{len(reasons) - 3} other errors")
+        because = f": {', '.join(listed)}" if listed else ""
+        super().__init__(f"{len(failed)} of {_count_runs(len(sweep))} failed{because}; {hint}")
+        self.sweep = sweep
+        self.hint = hint
+
+    @classmethod
+    def of(cls, sweep: ImageSweep, hint: str = DEFAULT_HINT) -> SweepError:
+        return cls(sweep, hint)
+
+
+class MissingDependency(MeshError, ImportError):
+    """An optional package a method needs is not installed."""
+
+    label = "MissingDependency"
+
+
+# -- pieces --------------------------------------------------------------------------
+
+
+def _count_runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _key(run: SweepRun) -> str:
+    return repr((run.prompt, sorted(run.params.items(), key=lambda item: item[0])))
+
+
+def _combo(run: SweepRun, swept: list[str]) -> str:
+    return repr([run.params.get(name) for name in swept])
+
+
+def _cell_value(value: Any) -> Any:
+    """A body value for a table: an input image's data URL is named, not copied."""
+    if isinstance(value, str) and value.startswith("data:"):
+        return f"{value.partition(',')[0]},… ({len(value)} chars)"
+    if isinstance(value, list):
+        return [_cell_value(item) for item in value]
+    return value
+
+
+def _outcome(run: SweepRun) -> str:
+    status = run.status
+    if status == "done" and run.result is not None:
+        return f"{count_images(len(run.result))} · {run.result.elapsed:.1f} s"
+    if run.error is not None:
+        return f"✗ {short_error(run.error, 80)}"
+    return status
+
+
+def _title(full: str, shown: str) -> str:
+    text = one_line(full, FULL_CHARS)
+    return f' title="{html.escape(text)}"' if text != shown else ""
+
+
+def _cell_html(run: SweepRun) -> str:
+    """The run's images (an incomplete run's too: they were billed), or its error, or
+    its status while it runs."""
+    status = run.status
+    parts = [_tiles_html(run, run.result)] if run.result is not None else []
+    if run.error is not None:
+        text = short_error(run.error, FULL_CHARS)
+        shown = one_line(text, ERROR_CHARS)
+        parts.append(
+            f'<div style="max-width:{TILE_CSS_PX}px;color:#c62828;font-size:0.85em;'
+            f'white-space:normal"{_title(text, shown)}>✗ {html.escape(shown)}</div>'
+        )
+    return "".join(parts) or f'<div style="opacity:0.7">{html.escape(status)}</div>'
+
+
+def _tiles_html(run: SweepRun, result: ImageResult) -> str:
+    px = TILE_CSS_PX * TILE_DENSITY
+    px = min(px, result.preview_max_px) if result.preview_max_px > 0 else px
+    tiles = []
+    for index, revised in enumerate(result.revised_prompts):
+        tile = result.preview(index, px)
+        width, height = fit(tile.width, tile.height, TILE_CSS_PX)
+        alt = one_line(revised or f"{run.prompt} · {run.label} · {index + 1}", 300)
+        tiles.append(
+            f'<img src="{tile.data_uri()}" width="{width}" height="{height}" '
+            f'alt="{html.escape(alt)}" title="{html.escape(alt)}" '
+            'style="max-width:100%;height:auto">'
+        )
+    across = max(1, min(len(result), TILES_PER_LINE))  # a set width: else a table cell's
+    width = across * TILE_CSS_PX + (across - 1) * 4  # narrowest fit wraps every tile
+    note = f"{count_images(len(result))} · {result.elapsed:.1f} s" if len(result) != 1 else ""
+    note = note or f"{result.elapsed:.1f} s"
+    return (
+        f'<div style="display:flex;flex-wrap:wrap;gap:4px;width:{width}px">'
+        f"{''.join(tiles)}</div>"
+        f'<div style="font-size:0.75em;opacity:0.7">{html.escape(note)}</div>'
+    )
+
+
+def _unique_stems(runs: Sequence[SweepRun], swept: list[str], *, with_prompt: bool) -> list[str]:
+    """A readable file stem per run: the prompt's start (unless left out), then its swept
+    values, within what `safe_stem` keeps; a run whose stem an earlier run has gets `-r2`,
+    `-r3`..."""
+    stems: list[str] = []
+    seen: Counter[str] = Counter()
+    for run in runs:
+        values = "-".join(
+            safe_stem(_value_word(name, run.params[name]), max_chars=30)
+            for name in swept
+            if name in run.params
+        )
+        prompt = run.prompt if with_prompt else "" if values else "image"
+        stem = _fit_stem(prompt, values)
+        seen[stem] += 1
+        if seen[stem] > 1:
+            stem = _fit_stem(prompt, f"{values}-r{seen[stem]}".lstrip("-"))
+        stems.append(stem)
+    return stems
+
+
+def _value_word(name: str, value: Any) -> str:
+    text = str(value)
+    if name == "model":
+        return text.rpartition("/")[2] or text  # the provider is in the manifest
+    return text if name in _BARE else f"{name} {text}"
+
+
+def _fit_stem(prompt: str, tail: str) -> str:
+    """`prompt`'s stem, cut so that `-tail` fits within safe_stem's limits."""
+    if not prompt:
+        return safe_stem(tail)
+    room_chars = max(12, MAX_CHARS - 1 - len(tail))
+    room_bytes = max(24, MAX_BYTES - 1 - len(tail.encode("utf-8")))
+    head = safe_stem(prompt, max_chars=room_chars, max_bytes=room_bytes)
+    return safe_stem(f"{head}-{tail}" if tail else head)
+
+
+__all__ = [
+    "ImageSweep",
+    "MissingDependency",
+    "SweepError",
+    "SweepRun",
+    "label_of",
+    "short_error",
+]
