@@ -172,7 +172,8 @@ class _SweepEnd:
     def run_ended(self, index: int) -> None:  # on the engine's thread: no lock needed
         run = self._runs[index]
         self._settle(self._sweep.runs[index], run)
-        self._view.run_ended(index, run.status, self._short(self._sweep.runs[index].error))
+        error = self._short(self._sweep.runs[index].error)
+        self._view.run_ended(index, run.status, error, elapsed=run.elapsed)
         self._left -= 1
         if self._left == 0:
             self._view.finish(self._sweep.summary())

@@ -247,7 +247,7 @@ class Generation:
             self._future.set_exception(outcome)
         else:
             self._future.set_result(outcome)
-            session_usage().record(self)
+            session_usage().record(outcome, self.api_host, replayed=self.replayed)
 
     # -- the future's face ---------------------------------------------------------------
 

@@ -122,7 +122,12 @@ def run_sweep_blocking(
             left -= 1
             generation = generations[index]
             settle_run(sweep.runs[index], generation)
-            view.run_ended(index, generation.status, short_error(sweep.runs[index].error))
+            view.run_ended(
+                index,
+                generation.status,
+                short_error(sweep.runs[index].error),
+                elapsed=generation.elapsed,
+            )
     except KeyboardInterrupt:
         for generation in generations:
             generation.cancel()

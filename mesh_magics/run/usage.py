@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .generation import Generation
+    from ..results.result import ImageResult
 
 
 @dataclass
@@ -27,13 +27,12 @@ class SessionUsage:
         self._lines: dict[tuple[str, str], ModelUsage] = {}
         self._lock = threading.Lock()
 
-    def record(self, run: Generation) -> None:
+    def record(self, result: ImageResult, api_host: str, *, replayed: bool) -> None:
         """Count a run that ended with images (called on the engine's thread)."""
-        result = run.result(0)
-        key = (result.model, run.api_host)
+        key = (result.model, api_host)
         with self._lock:
             line = self._lines.setdefault(key, ModelUsage(*key))
-            if run.replayed:
+            if replayed:
                 line.replays += 1
                 line.replayed_images += len(result)
                 return
