@@ -383,4 +383,4 @@ def test_prompts_from_a_variable() -> None:
     assert options.prompt_list == ["A fox", "An owl"]
     assert "non-empty list of strings" in usage_error("--prompts ideas", None, ideas="A fox")
     assert "no variable 'nope'" in usage_error("--prompts nope", None)
-    assert "leave out the text" in usage_error("--prompts ideas", "A fox", ideas=["x"])
+    assert "leave the cell text out" in usage_error("--prompts ideas", "A fox", ideas=["x"])
