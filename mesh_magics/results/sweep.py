@@ -14,7 +14,6 @@ Billed images are never thrown away: a sweep with failed runs is still a sweep, 
 
 from __future__ import annotations
 
-import html
 import os
 import re
 from collections import Counter, deque
@@ -26,7 +25,6 @@ from typing import TYPE_CHECKING, Any, overload
 from ..errors import GenerationCancelled, MeshError, OptionError
 from ..events import count_images
 from ..redact import one_line, redact
-from .display import TILE_DENSITY, fit
 from .names import MAX_BYTES, MAX_CHARS, safe_stem
 from .result import ImageResult
 
@@ -35,11 +33,6 @@ if TYPE_CHECKING:
 
     from ..run.generation import Generation
 
-TILE_CSS_PX = 256  # the box a sweep tile is shown in (display.py's grid uses 320)
-TILES_PER_LINE = 2  # a run of n images wraps to this many tiles side by side
-HEADER_CHARS = 120
-ERROR_CHARS = 160  # a failed cell's text
-FULL_CHARS = 2000  # a tooltip holds the rest of a long header or error
 # Names whose values read alone in a label ("openai/gpt-image-1 · 1024x1024 · png");
 # the others read as "seed 1", "quality high".
 _BARE = ("model", "size", "output_format")
@@ -333,39 +326,9 @@ class ImageSweep(Sequence[SweepRun]):
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        return {"text/plain": repr(self), "text/html": self._grid_html()}, {}
+        from .sweep_display import grid_html  # the renderer knows the model, not the reverse
 
-    def _grid_html(self) -> str:
-        prompts = list(dict.fromkeys(run.prompt for run in self._runs))
-        columns: dict[str, str] = {}  # a combination's key -> its header
-        cells: dict[tuple[str, str], list[SweepRun]] = {}
-        for run in self._runs:
-            combo = _combo(run, self.swept)
-            columns.setdefault(combo, run.label or label_of(run.params, self.swept))
-            cells.setdefault((run.prompt, combo), []).append(run)
-        th = "text-align:left;vertical-align:top;padding:4px 8px"
-        head = ""
-        if self.swept:
-            heads = "".join(
-                f'<th scope="col" style="{th}">{html.escape(one_line(text, HEADER_CHARS))}</th>'
-                for text in columns.values()
-            )
-            head = f'<thead><tr><th style="{th}"></th>{heads}</tr></thead>'
-        rows = []
-        for prompt in prompts:
-            shown = one_line(prompt, HEADER_CHARS)
-            title = _title(prompt, shown)
-            style = f"{th};min-width:120px;max-width:200px;font-weight:normal"
-            row = [f'<th scope="row" style="{style}"{title}>{html.escape(shown)}</th>']
-            for combo in columns:
-                here = cells.get((prompt, combo), [])
-                row.append(f'<td style="{th}">{"".join(_cell_html(r) for r in here)}</td>')
-            rows.append(f"<tr>{''.join(row)}</tr>")
-        return (
-            '<div class="mesh-magics-sweep" style="overflow-x:auto">'
-            '<table style="border-collapse:collapse;margin:0;table-layout:auto">'
-            f"{head}<tbody>{''.join(rows)}</tbody></table></div>"
-        )
+        return {"text/plain": repr(self), "text/html": grid_html(self)}, {}
 
 
 class SweepError(MeshError):
@@ -408,10 +371,6 @@ def _key(run: SweepRun) -> str:
     return repr((run.prompt, sorted(run.params.items(), key=lambda item: item[0])))
 
 
-def _combo(run: SweepRun, swept: list[str]) -> str:
-    return repr([run.params.get(name) for name in swept])
-
-
 def _cell_value(value: Any) -> Any:
     """A body value for a table: an input image's data URL is named, not copied."""
     if isinstance(value, str) and value.startswith("data:"):
@@ -428,50 +387,6 @@ def _outcome(run: SweepRun) -> str:
     if run.error is not None:
         return f"✗ {short_error(run.error, 80)}"
     return status
-
-
-def _title(full: str, shown: str) -> str:
-    text = one_line(full, FULL_CHARS)
-    return f' title="{html.escape(text)}"' if text != shown else ""
-
-
-def _cell_html(run: SweepRun) -> str:
-    """The run's images (an incomplete run's too: they were billed), or its error, or
-    its status while it runs."""
-    status = run.status
-    parts = [_tiles_html(run, run.result)] if run.result is not None else []
-    if run.error is not None:
-        text = short_error(run.error, FULL_CHARS)
-        shown = one_line(text, ERROR_CHARS)
-        parts.append(
-            f'<div style="max-width:{TILE_CSS_PX}px;color:#c62828;font-size:0.85em;'
-            f'white-space:normal"{_title(text, shown)}>✗ {html.escape(shown)}</div>'
-        )
-    return "".join(parts) or f'<div style="opacity:0.7">{html.escape(status)}</div>'
-
-
-def _tiles_html(run: SweepRun, result: ImageResult) -> str:
-    px = TILE_CSS_PX * TILE_DENSITY
-    px = min(px, result.preview_max_px) if result.preview_max_px > 0 else px
-    tiles = []
-    for index, revised in enumerate(result.revised_prompts):
-        tile = result.preview(index, px)
-        width, height = fit(tile.width, tile.height, TILE_CSS_PX)
-        alt = one_line(revised or f"{run.prompt} · {run.label} · {index + 1}", 300)
-        tiles.append(
-            f'<img src="{tile.data_uri()}" width="{width}" height="{height}" '
-            f'alt="{html.escape(alt)}" title="{html.escape(alt)}" '
-            'style="max-width:100%;height:auto">'
-        )
-    across = max(1, min(len(result), TILES_PER_LINE))  # a set width: else a table cell's
-    width = across * TILE_CSS_PX + (across - 1) * 4  # narrowest fit wraps every tile
-    note = f"{count_images(len(result))} · {result.elapsed:.1f} s" if len(result) != 1 else ""
-    note = note or f"{result.elapsed:.1f} s"
-    return (
-        f'<div style="display:flex;flex-wrap:wrap;gap:4px;width:{width}px">'
-        f"{''.join(tiles)}</div>"
-        f'<div style="font-size:0.75em;opacity:0.7">{html.escape(note)}</div>'
-    )
 
 
 def _unique_stems(runs: Sequence[SweepRun], swept: list[str], *, with_prompt: bool) -> list[str]:

@@ -1,0 +1,106 @@
+"""How an `ImageSweep` shows: one HTML table, a row per prompt and a column per
+combination of the swept values, with row and column headers. Each cell holds its run's
+images as data-URI tiles (JPEG, PNG when transparent) at twice a 256 px display size,
+each image once, as display.py does for a grid; a failed run shows its short error in
+its place. So a saved notebook carries each image once, at tile size."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+from ..events import count_images
+from ..redact import one_line
+from .display import TILE_DENSITY, fit
+from .sweep import label_of, short_error
+
+if TYPE_CHECKING:
+    from .result import ImageResult
+    from .sweep import ImageSweep, SweepRun
+
+TILE_CSS_PX = 256  # the box a sweep tile is shown in (display.py's grid uses 320)
+TILES_PER_LINE = 2  # a run of n images wraps to this many tiles side by side
+HEADER_CHARS = 120
+ERROR_CHARS = 160  # a failed cell's text
+FULL_CHARS = 2000  # a tooltip holds the rest of a long header or error
+
+
+def grid_html(sweep: ImageSweep) -> str:
+    prompts = list(dict.fromkeys(run.prompt for run in sweep.runs))
+    columns: dict[str, str] = {}  # a combination's key -> its header
+    cells: dict[tuple[str, str], list[SweepRun]] = {}
+    for run in sweep.runs:
+        combo = _combo(run, sweep.swept)
+        columns.setdefault(combo, run.label or label_of(run.params, sweep.swept))
+        cells.setdefault((run.prompt, combo), []).append(run)
+    th = "text-align:left;vertical-align:top;padding:4px 8px"
+    head = ""
+    if sweep.swept:
+        heads = "".join(
+            f'<th scope="col" style="{th}">{html.escape(one_line(text, HEADER_CHARS))}</th>'
+            for text in columns.values()
+        )
+        head = f'<thead><tr><th style="{th}"></th>{heads}</tr></thead>'
+    rows = []
+    for prompt in prompts:
+        shown = one_line(prompt, HEADER_CHARS)
+        title = _title(prompt, shown)
+        style = f"{th};min-width:120px;max-width:200px;font-weight:normal"
+        row = [f'<th scope="row" style="{style}"{title}>{html.escape(shown)}</th>']
+        for combo in columns:
+            here = cells.get((prompt, combo), [])
+            row.append(f'<td style="{th}">{"".join(_cell_html(r) for r in here)}</td>')
+        rows.append(f"<tr>{''.join(row)}</tr>")
+    return (
+        '<div class="mesh-magics-sweep" style="overflow-x:auto">'
+        '<table style="border-collapse:collapse;margin:0;table-layout:auto">'
+        f"{head}<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _combo(run: SweepRun, swept: list[str]) -> str:
+    return repr([run.params.get(name) for name in swept])
+
+
+def _title(full: str, shown: str) -> str:
+    text = one_line(full, FULL_CHARS)
+    return f' title="{html.escape(text)}"' if text != shown else ""
+
+
+def _cell_html(run: SweepRun) -> str:
+    """The run's images (an incomplete run's too: they were billed), or its error, or
+    its status while it runs."""
+    status = run.status
+    parts = [_tiles_html(run, run.result)] if run.result is not None else []
+    if run.error is not None:
+        text = short_error(run.error, FULL_CHARS)
+        shown = one_line(text, ERROR_CHARS)
+        parts.append(
+            f'<div style="max-width:{TILE_CSS_PX}px;color:#c62828;font-size:0.85em;'
+            f'white-space:normal"{_title(text, shown)}>✗ {html.escape(shown)}</div>'
+        )
+    return "".join(parts) or f'<div style="opacity:0.7">{html.escape(status)}</div>'
+
+
+def _tiles_html(run: SweepRun, result: ImageResult) -> str:
+    px = TILE_CSS_PX * TILE_DENSITY
+    px = min(px, result.preview_max_px) if result.preview_max_px > 0 else px
+    tiles = []
+    for index, revised in enumerate(result.revised_prompts):
+        tile = result.preview(index, px)
+        width, height = fit(tile.width, tile.height, TILE_CSS_PX)
+        alt = one_line(revised or f"{run.prompt} · {run.label} · {index + 1}", 300)
+        tiles.append(
+            f'<img src="{tile.data_uri()}" width="{width}" height="{height}" '
+            f'alt="{html.escape(alt)}" title="{html.escape(alt)}" '
+            'style="max-width:100%;height:auto">'
+        )
+    across = max(1, min(len(result), TILES_PER_LINE))  # a set width: else a table cell's
+    width = across * TILE_CSS_PX + (across - 1) * 4  # narrowest fit wraps every tile
+    note = f"{count_images(len(result))} · {result.elapsed:.1f} s" if len(result) != 1 else ""
+    note = note or f"{result.elapsed:.1f} s"
+    return (
+        f'<div style="display:flex;flex-wrap:wrap;gap:4px;width:{width}px">'
+        f"{''.join(tiles)}</div>"
+        f'<div style="font-size:0.75em;opacity:0.7">{html.escape(note)}</div>'
+    )
