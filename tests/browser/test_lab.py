@@ -7,7 +7,9 @@ use the embedded backend with a few seconds of latency per generation.
 from __future__ import annotations
 
 import re
+import shutil
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -16,6 +18,7 @@ from playwright.sync_api import Locator, Page, expect
 from .conftest import (
     FAKE_KEY,
     NOTEBOOK,
+    ROOT,
     Lab,
     cell_index,
     copy_quickstart,
@@ -253,3 +256,41 @@ def test_a_saved_notebook_keeps_images_without_widgets_or_key(page: Page, lab: L
         for out in c.outputs
         if WIDGET_VIEW in out.get("data", {})
     ]
+
+
+def test_the_research_sweep_shows_a_line_per_run_then_a_labelled_grid_of_18(
+    page: Page, lab: Lab, request: pytest.FixtureRequest
+) -> None:
+    path = Path(shutil.copy(ROOT / "notebooks" / "research.ipynb", lab.root / "research.ipynb"))
+    open_notebook(page, lab, path)
+    for setup in (LOAD, "prompts = [", "import json"):  # the extension, the parameters
+        run_cell(page, cell_index(path, setup))
+    expect(outputs(page, cell_index(path, "import json"))).to_contain_text("= 18 runs")
+    sweep = run_cell(page, cell_index(path, "cmp = mm.sweep("))
+
+    # 18 runs, 4 at a time, 3 s each: a line per run, some done while others still wait.
+    progress = sweep.locator(".widget-vbox")
+    expect(progress).to_contain_text("sweep · 18 runs · 18 images")
+    lines = progress.locator(".widget-html table tr")
+    expect(lines).to_have_count(18)
+    expect(lines.filter(has_text="✓")).not_to_have_count(0, timeout=20_000)
+    expect(lines.filter(has_text="waiting")).not_to_have_count(0)
+    expect(progress).to_contain_text(re.compile(r"\d+ of 18 done"))
+    expect(sweep.locator(".jp-InputPrompt")).to_have_text("[*]:")
+    screenshot(page, f"{request.node.name}_running")
+
+    summary = sweep.locator(".jp-OutputArea-output").first
+    expect(summary).to_have_text(re.compile(r"^✓ 18 runs · 18 images · "), timeout=60_000)
+    expect(progress).to_have_count(0)
+    grid = sweep.locator("div.mesh-magics-sweep")
+    assert wait_until_loaded(grid.locator("img"), 18) == [256] * 18
+    columns = grid.locator("th[scope='col']").all_inner_texts()
+    assert columns == [
+        f"{model} · seed {seed}"
+        for model in ("openai/gpt-image-1", "openai/dall-e-3", "vertex/imagen-3")
+        for seed in (1, 2)
+    ]
+    rows = grid.locator("th[scope='row']").all_inner_texts()
+    assert [row.split()[:2] for row in rows] == [["A", "lighthouse"], ["A", "bowl"], ["A", "red"]]
+    expect(sweep.locator(".jp-InputPrompt")).to_have_text(PROMPT_NUMBER)
+    grid.scroll_into_view_if_needed()

@@ -1,0 +1,155 @@
+"""notebooks/research.ipynb run by papermill with other parameters, read back from its
+output: one seed instead of two makes a 3 x 3 grid, replayed at no cost, saved with its
+provenance, listed in the history, and not one error output (papermill fails a run that
+has any)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from .conftest import FAKE_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "research.ipynb"
+MODELS = ["openai/gpt-image-1", "openai/dall-e-3", "vertex/imagen-3"]
+
+
+def code_cell(nb: nbformat.NotebookNode, starts_with: str) -> nbformat.NotebookNode:
+    return next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith(starts_with))
+
+
+def printed(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream")
+
+
+def shown(cell: nbformat.NotebookNode, mime: str) -> list[str]:
+    return [o.data[mime] for o in cell.outputs if mime in o.get("data", {})]
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[nbformat.NotebookNode, Path]:
+    """The notebook run once by papermill's command line, as a user would run it, with
+    `-p seeds '[3]'`, in a temp folder with a store of its own; (its output, the folder)."""
+    work = tmp_path_factory.mktemp("research")
+    out = work / "out.ipynb"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MESH")},
+        "MESHAPI_BASE_URL": "local",
+        "MESH_MAGICS_STORE": str(work / "store"),
+        "MESHAPI_API_KEY": FAKE_KEY,
+    }
+    command = [sys.executable, "-m", "papermill", str(NOTEBOOK), str(out)]
+    command += ["-p", "seeds", "[3]", "-k", "python3", "--cwd", str(work), "--no-progress-bar"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return nbformat.read(out, as_version=4), work
+
+
+def test_papermill_runs_it_with_one_seed_and_no_error_output(
+    ran: tuple[nbformat.NotebookNode, Path],
+) -> None:
+    nb, _ = ran
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code)  # every cell ran
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not [o for c in code for o in c.outputs if o.get("name") == "stderr"]
+    injected = next(c for c in code if "injected-parameters" in c.metadata.get("tags", []))
+    assert "seeds = " in injected.source and "[3]" in injected.source
+    plan = code_cell(nb, "import json")  # '[3]' arrives as text; the notebook reads it
+    assert "3 prompts × 3 models × seeds [3] = 9 runs at 256x256" in printed(plan)
+    assert FAKE_KEY not in json.dumps(nb)
+
+
+def test_the_sweep_shows_a_labelled_grid_of_nine_images(
+    ran: tuple[nbformat.NotebookNode, Path],
+) -> None:
+    nb, _ = ran
+    sweep = code_cell(nb, "cmp = mm.sweep(")
+    assert sweep.outputs[0].data["text/plain"].startswith("✓ 9 runs · 9 images · ")
+    [grid] = shown(sweep, "text/html")
+    assert 'class="mesh-magics-sweep"' in grid
+    assert len(re.findall(r'<img src="data:image/(?:png|jpeg);base64,', grid)) == 9
+    columns = re.findall(r'<th scope="col"[^>]*>([^<]*)</th>', grid)
+    assert columns == [f"{model} · seed 3" for model in MODELS]
+    assert len(re.findall(r'<th scope="row"', grid)) == 3
+    assert "✗" not in grid  # no failed run
+
+    table = code_cell(nb, "columns = [")
+    frames = shown(table, "text/html")  # a DataFrame where pandas is installed, else text
+    if frames:
+        assert len(re.findall(r"<tr[ >]", frames[0])) == 10  # the header and 9 runs
+    else:
+        lines = printed(table).splitlines()
+        assert lines[0].startswith("to_pandas() needs pandas") and len(lines) == 11
+        assert all(" done " in line and "seed 3 " in line for line in lines[2:])
+    per_model = printed(code_cell(nb, "for model in models:")).splitlines()
+    assert [line.split()[:3] for line in per_model] == [[m, "3", "runs"] for m in MODELS]
+
+
+def test_the_replay_makes_no_new_request(ran: tuple[nbformat.NotebookNode, Path]) -> None:
+    nb, _ = ran
+    replay = code_cell(nb, "def requests_sent():")
+    assert "new requests: 0; replayed: 9 of 9 runs" in printed(replay)
+    assert replay.outputs[0].data["text/plain"].startswith("✓ 9 runs · ↺ 9 replayed · 9 images")
+    [usage] = shown(code_cell(nb, "%meshimage --usage"), "text/plain")
+    for model in MODELS:
+        assert f"{model}: 3 requests, 3 images, 3 replays (3 images)" in usage
+
+
+def test_the_saved_set_has_its_manifest_and_metadata(
+    ran: tuple[nbformat.NotebookNode, Path],
+) -> None:
+    nb, work = ran
+    text = printed(code_cell(nb, "from pathlib import Path")).splitlines()
+    assert text[0].startswith("9 files in research-images/, the first: ")
+    first = text[0].rpartition(" ")[2]
+    line = json.loads(text[2])
+    assert line["file"] == first
+    assert line["metadata"]["seed"] == 3 and line["metadata"]["model"] == MODELS[0]
+    assert line["metadata"]["prompt"].startswith("A lighthouse")
+    folder = work / "research-images"
+    assert len(list(folder.glob("*.png"))) == 9
+    on_disk = (folder / "manifest.jsonl").read_text().splitlines()
+    assert len(on_disk) == 9 and json.loads(on_disk[0]) == line
+
+    metadata_cell = code_cell(nb, "metadata = mm.read_metadata(")
+    assert printed(metadata_cell).strip() == "the manifest line's metadata: True"
+    [metadata] = shown(metadata_cell, "text/plain")
+    assert "'seed': 3" in metadata
+    assert f"'request_id': '{line['metadata']['request_id']}'" in metadata
+
+
+def test_the_history_lists_the_stored_generations(
+    ran: tuple[nbformat.NotebookNode, Path],
+) -> None:
+    nb, _ = ran
+    history = code_cell(nb, "%meshimage --history")
+    [table] = shown(history, "text/html")
+    assert len(re.findall(r"<img ", table)) == 9  # the replays stored nothing new
+    [rows] = shown(history, "text/plain")
+    assert len(rows.splitlines()) == 9 and all(" · 1 · mm_" in row for row in rows.splitlines())
+
+
+def test_the_repository_notebook_has_a_parameters_cell_and_no_outputs() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    names: dict[str, object] = {}
+    exec(tagged[0].source, names)
+    prompts, models, seeds = names["prompts"], names["models"], names["seeds"]
+    assert isinstance(prompts, list) and len(prompts) == 3
+    assert models == MODELS and seeds == [1, 2]
+    # The magic cell spells out the default models and seeds (option values are literal).
+    magic = code_cell(nb, "%%meshimage --prompts prompts")
+    assert ",".join(MODELS) in magic.source and "--seed 1,2" in magic.source
