@@ -293,7 +293,9 @@ def usage_report(*, config: Mapping[str, Any] | None = None) -> UsageReport:
     prices: dict[str, float | None] = {}
     for host in {line.api_host for line in lines}:
         models = {line.model for line in lines if line.api_host == host}
-        prices.update(usage_prices(client_settings(config, host), models))
+        for model, price in usage_prices(client_settings(config, host), models).items():
+            if prices.get(model) is None:  # a host without a price hides no other's
+                prices[model] = price
     return UsageReport(lines, prices)
 
 

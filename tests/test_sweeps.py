@@ -377,3 +377,13 @@ def test_a_background_sweep_returns_at_once_and_its_grid_lands_in_the_cell(
         assert summary.startswith("✓ 4 runs · 4 images"), summary
         check = k.run("print(type(sw).__name__, len(sw), len(sw.results), sw.failed)")
         assert k.printed(check) == "ImageSweep 4 4 []\n"
+
+
+def test_waiting_for_a_slot_is_not_counted_against_the_timeout(server: LocalServer) -> None:
+    server.latency = 0.4
+    sweep = mm.sweep(
+        "a fox", seed=[1, 2, 3, 4], concurrency=1, timeout=1.5, base_url=server.url,
+        size="64x64", progress="none",
+    )  # fmt: skip
+    assert not sweep.failed  # four runs one after another: 1.6 s in all, 0.4 s each
+    assert all(result.elapsed < 1.5 for result in sweep.results)

@@ -165,21 +165,18 @@ class Generation:
             if stored is not None and len(stored) >= self.request.n:  # else: ask again
                 self.replayed = True
                 return stored
-        if self.timeout is None:
-            return await self._held()
-        try:
-            return await asyncio.wait_for(self._held(), self.timeout)
-        except asyncio.TimeoutError:
-            raise GenerationTimeout(
-                f"gave up after --timeout {self.timeout:g} s; the request was closed, "
-                "nothing was bound"
-            ) from None
-
-    async def _held(self) -> ImageResult:
-        if self.slot is None:
-            return await self._generate()
-        async with self.slot():
-            return await self._generate()
+        async with self.slot() if self.slot is not None else contextlib.nullcontext():
+            # Waiting for a sweep's slot is not generating: the clock and --timeout start now.
+            self.started_at = time.monotonic()
+            if self.timeout is None:
+                return await self._generate()
+            try:
+                return await asyncio.wait_for(self._generate(), self.timeout)
+            except asyncio.TimeoutError:
+                raise GenerationTimeout(
+                    f"gave up after --timeout {self.timeout:g} s; the request was closed, "
+                    "nothing was bound"
+                ) from None
 
     @property
     def api_host(self) -> str:
