@@ -8,8 +8,9 @@ settings (environment and `%config`) -> request -> `Generation` -> result.
 
 Keyword arguments are the request fields, checked exactly like the magic's options (a bad
 value is an `OptionError`, also a `ValueError`); `params={...}` passes any other field,
-like `-p`. Works in a plain script: nothing here imports IPython or ipywidgets unless
-IPython is already running.
+like `-p`. `replay=True` answers from the store like `--replay`, `False` asks anew like
+`--fresh`, None follows the settings. Works in a plain script: nothing here imports
+IPython or ipywidgets unless IPython is already running.
 """
 
 from __future__ import annotations
@@ -157,6 +158,7 @@ def generate(
     base_url: str | None = None,
     timeout: float | None = None,
     progress: str = "auto",
+    replay: bool | None = None,
     params: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> ImageResult | Generation:
@@ -172,7 +174,11 @@ def generate(
         fields["background"], background = background, False
     base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
     run = prepare(
-        _prompt(prompt), request_fields(fields, params), base_url=base_url, timeout=timeout
+        _prompt(prompt),
+        request_fields(fields, params),
+        base_url=base_url,
+        timeout=timeout,
+        replay=replay,
     )
     shell = _running_shell()
     if background:
@@ -190,6 +196,7 @@ async def agenerate(
     base_url: str | None = None,
     timeout: float | None = None,
     progress: str = "auto",
+    replay: bool | None = None,
     params: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> ImageResult:
@@ -198,7 +205,11 @@ async def agenerate(
     caller's loop stays free. Cancelling it cancels the run."""
     base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
     run = prepare(
-        _prompt(prompt), request_fields(fields, params), base_url=base_url, timeout=timeout
+        _prompt(prompt),
+        request_fields(fields, params),
+        base_url=base_url,
+        timeout=timeout,
+        replay=replay,
     )
     view = _view(run, progress, _running_shell())
     run.watch(_LoopWatcher(asyncio.get_running_loop(), view))
@@ -387,6 +398,7 @@ def sweep(
     progress: str = "auto",
     concurrency: int | None = None,
     yes: bool = False,
+    replay: bool | None = None,
     params: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> ImageSweep:
@@ -419,6 +431,7 @@ def sweep(
         timeout=timeout,
         concurrency=concurrency,
         progress=progress,
+        replay=replay,
     )
     check_image_count(made, generations, config, allow=yes)
     shell = _running_shell()
