@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .api import agenerate, generate, history, sweep
+    from .api import agenerate, generate
     from .errors import (
         APIError,
         ConfigError,
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         OptionError,
     )
     from .ipython.magic import MeshImageMagics
+    from .research import history, sweep
     from .results.metadata import read_metadata
     from .results.result import ImageResult
     from .results.sweep import ImageSweep, SweepError
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "generate": "api",
     "agenerate": "api",
-    "sweep": "api",
-    "history": "api",
+    "sweep": "research",
+    "history": "research",
     "ImageSweep": "results.sweep",
     "SweepError": "results.sweep",
     "Generation": "run.generation",

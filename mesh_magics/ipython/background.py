@@ -118,7 +118,7 @@ def start_sweep_in_cell(
 ) -> ImageSweep:
     """A sweep in the background: one view for all its runs in the running cell, then
     the labelled grid in the slot below it; the sweep at once (its runs fill in)."""
-    from ..api import _sweep_view
+    from ..research import sweep_view
     from ..run.sweep import run_sweep_blocking, settle_run, short_error
 
     if not can_update_later(shell):
@@ -127,12 +127,12 @@ def start_sweep_in_cell(
             file=sys.stderr,
         )
         return run_sweep_blocking(
-            sweep, generations, _sweep_view(sweep, progress, shell, generations)
+            sweep, generations, sweep_view(sweep, progress, shell, generations)
         )
     from IPython.display import display
 
     parent = shell.get_parent()
-    view = _sweep_view(
+    view = sweep_view(
         sweep, progress, shell, generations, on_cancel=lambda: [g.cancel() for g in generations]
     )
     place = display({"text/plain": f"⏳ sweep · {len(generations)} runs · starting"}, raw=True,

@@ -140,7 +140,7 @@ class MeshImageMagics(Magics):
             self.shell.user_ns[name] = value
 
     def _sweep(self, options: CellOptions, source: str, replay: bool | None) -> Any:
-        from ..api import _sweep_view, check_image_count, prepare_sweep
+        from ..research import check_image_count, prepare_sweep, sweep_view
         from ..results.sweep import SweepError
         from ..run.sweep import run_sweep_blocking
 
@@ -168,7 +168,7 @@ class MeshImageMagics(Magics):
             handle = start_sweep_in_cell(sweep, generations, self.shell, self.progress)
             self._bind(options.out, handle)
             return None
-        view = _sweep_view(sweep, self.progress, self.shell, generations)
+        view = sweep_view(sweep, self.progress, self.shell, generations)
         run_sweep_blocking(sweep, generations, view)
         if options.save:
             sweep.save(options.save)
@@ -184,8 +184,8 @@ class MeshImageMagics(Magics):
     def _show_sweep_dry_run(self, sweep: Any, generations: list[Generation], images: int) -> None:
         from IPython.display import display
 
-        from ..api import usage_prices
         from ..redact import display_url
+        from ..research import usage_prices
 
         prices = usage_prices(generations[0].settings, {g.request.model for g in generations})
         target = display_url(generations[0].settings.base_url)
@@ -228,11 +228,11 @@ class MeshImageMagics(Magics):
 
             value = JobList(jobs().all())
         elif options.history:
-            from ..api import history
+            from ..research import history
 
             value = history(options.prompt or None, config=self.settings())
         elif options.usage:
-            from ..api import usage_report
+            from ..research import usage_report
 
             return usage_report(config=self.settings())
         else:

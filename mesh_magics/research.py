@@ -1,0 +1,217 @@
+"""The function API of research notebooks: sweeps, the store's history, the session's
+usage. Same road as `api.py` (settings -> request -> runs -> results), many runs at once.
+
+    s = mm.sweep(["A fox", "An owl"], model=["openai/gpt-image-1", "vertex/imagen-3"], seed=[1, 2])
+    mm.history("fox")           # the latest stored generations
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .api import _prompt, _running_shell, _settings_of_call, prepare, request_fields
+from .errors import MeshError, OptionError
+from .schema import SETTINGS, check
+from .settings import ClientSettings, client_settings, configured
+
+if TYPE_CHECKING:
+    from .results.history import History
+    from .results.sweep import ImageSweep
+    from .results.usage import UsageReport
+    from .run.generation import Generation
+    from .views.sweep import SweepView
+
+
+# -- history and usage ------------------------------------------------------------------------
+
+
+def history(
+    text: str | None = None, limit: int = 20, *, config: Mapping[str, Any] | None = None
+) -> History:
+    """The latest stored generations, newest first, filtered by `text` (in the prompt, the
+    model or the request id); each an `ImageResult` whose images load when touched."""
+    from .results.history import History
+    from .store import open_store
+
+    store = open_store(configured() if config is None else config)
+    return History(store.history(text, limit) if store is not None else [])
+
+
+def usage_prices(settings: ClientSettings, models: set[str]) -> dict[str, float | None]:
+    """The per-image price of each of `models` that `/v1/models` gives (None: no price,
+    or the list could not be had)."""
+    from .http.client import fetch_models
+    from .run.usage import price_per_image
+    from .run.wait import call
+
+    try:
+        listed = call(fetch_models(settings), "asking for prices")
+    except MeshError:
+        listed = []
+    by_id = {str(m.get("id")): m for m in listed}
+    return {model: price_per_image(by_id.get(model)) for model in models}
+
+
+def usage_report(*, config: Mapping[str, Any] | None = None) -> UsageReport:
+    """This session's requests, images and replays per model, with an estimated cost where
+    `/v1/models` gives a per-image price (asked once per API host)."""
+    from .results.usage import UsageReport
+    from .run.usage import session_usage
+
+    config = configured() if config is None else config
+    lines = session_usage().lines()
+    prices: dict[str, float | None] = {}
+    for host in {line.api_host for line in lines}:
+        models = {line.model for line in lines if line.api_host == host}
+        for model, price in usage_prices(client_settings(config, host), models).items():
+            if prices.get(model) is None:  # a host without a price hides no other's
+                prices[model] = price
+    return UsageReport(lines, prices)
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+
+
+def prepare_sweep(
+    prompts: list[str],
+    fields: Mapping[str, Any],
+    swept: Mapping[str, list[Any]],
+    *,
+    config: Mapping[str, Any] | None = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    stream: bool = True,
+    replay: bool | None = None,
+    cell: str | None = None,
+    concurrency: int | None = None,
+    progress: str | None = None,
+) -> tuple[ImageSweep, list[Generation]]:
+    """A sweep, ready to start: one `SweepRun` and one `Generation` per combination of
+    `prompts` and the `swept` values (fields and swept values already checked), at most
+    `concurrency` in flight per API host. Its `retry()` runs the failed ones again,
+    blocking, with their own progress view."""
+    from .results.sweep import ImageSweep, SweepRun, label_of
+    from .run.sweep import SWEPT_ORDER, plan
+
+    config = configured() if config is None else config
+    limit = concurrency or config["concurrency"]
+    swept_names = [name for name in SWEPT_ORDER if name in swept]
+
+    def generations_for(runs: list[SweepRun], replay: bool | None) -> list[Generation]:
+        from .http.hosts import host_of
+        from .run.sweep import HostSlots
+
+        slots = HostSlots(limit)
+        made = []
+        for sweep_run in runs:
+            run = prepare(
+                sweep_run.prompt,
+                {**fields, **sweep_run.params},
+                config=config,
+                base_url=base_url,
+                timeout=timeout,
+                stream=stream,
+                replay=replay,
+                cell=cell,
+            )
+            run.slot = slots.for_host(host_of(run.settings.base_url))
+            made.append(run)
+        return made
+
+    def retry(failed: list[SweepRun]) -> ImageSweep:
+        from .run.sweep import run_sweep_blocking
+
+        again = [SweepRun(r.prompt, dict(r.params), r.label) for r in failed]
+        sweep = ImageSweep(again, swept=swept_names, retry=retry)
+        generations = generations_for(again, False)  # a retry asks anew
+        view = sweep_view(sweep, progress or config["progress"], _running_shell(), generations)
+        return run_sweep_blocking(sweep, generations, view)
+
+    runs = [
+        SweepRun(prompt, values, label_of(values)) for prompt, values in plan(prompts, dict(swept))
+    ]
+    return ImageSweep(runs, swept=swept_names, retry=retry), generations_for(runs, replay)
+
+
+def sweep_view(
+    sweep: ImageSweep,
+    progress: str,
+    shell: Any,
+    generations: list[Generation] | None = None,
+    on_cancel: Callable[[], object] | None = None,
+) -> SweepView:
+    from .views.sweep import make_sweep_view
+
+    images = sum(run.request.n for run in generations or [])
+    heading = f"sweep · {len(sweep.runs)} runs" + (f" · {images} images" if images else "")
+    labels = [f"{r.label} · {r.prompt[:40]}" for r in sweep.runs]
+    return make_sweep_view(heading, labels, progress, shell, on_cancel=on_cancel)
+
+
+def sweep(
+    prompts: str | list[str],
+    *,
+    background: bool | str = False,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    progress: str = "auto",
+    concurrency: int | None = None,
+    yes: bool = False,
+    replay: bool | None = None,
+    params: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> ImageSweep:
+    """Every combination of `prompts` and the list-valued fields (`model`, `size`,
+    `quality`, `seed`, `output_format`, `background`, `moderation`), run concurrently;
+    the `ImageSweep`. Failed runs don't raise: see `.failed`, `.retry()`. More than
+    `max_images_per_cell` images is an error before anything is sent, unless `yes=True`."""
+    from .ipython.cell import SWEEPABLE
+    from .run.sweep import run_sweep_blocking
+
+    if isinstance(background, str | list):  # the API's field, not the way to run
+        fields["background"], background = background, False
+    texts = [prompts] if isinstance(prompts, str) else list(prompts)
+    swept = {name: fields.pop(name) for name in list(fields) if name in SWEEPABLE and
+             isinstance(fields[name], list | tuple)}  # fmt: skip
+    checked_swept = {
+        name: [request_fields({name: value}, None)[name] for value in values]
+        for name, values in swept.items()
+    }
+    base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
+    if concurrency is not None:
+        concurrency = check(SETTINGS["concurrency"], concurrency, source="concurrency")
+    config = configured()
+    made, generations = prepare_sweep(
+        [_prompt(text) for text in texts],
+        request_fields(fields, params),
+        checked_swept,
+        config=config,
+        base_url=base_url,
+        timeout=timeout,
+        concurrency=concurrency,
+        progress=progress,
+        replay=replay,
+    )
+    check_image_count(made, generations, config, allow=yes)
+    shell = _running_shell()
+    if background and shell is not None:
+        from .ipython.background import start_sweep_in_cell
+
+        return start_sweep_in_cell(made, generations, shell, progress)
+    return run_sweep_blocking(made, generations, sweep_view(made, progress, shell, generations))
+
+
+def check_image_count(
+    sweep: ImageSweep, generations: list[Generation], config: Mapping[str, Any], *, allow: bool
+) -> int:
+    """The number of images a sweep would make; more than `max_images_per_cell` is an
+    error before anything is sent, unless `allow` (`--yes`)."""
+    count = sum(run.request.n for run in generations)
+    limit = config["max_images_per_cell"]
+    if count > limit and not allow:
+        raise OptionError(
+            f"this would make {count} images in {len(generations)} runs, more than "
+            f"MeshImageMagics.max_images_per_cell ({limit}); add --yes to go ahead"
+        )
+    return count
