@@ -140,8 +140,8 @@ def test_a_blocking_cell_says_to_interrupt_and_an_interrupt_cancels_it(
 
     page.locator(f"{NOTEBOOK} [data-command='notebook:interrupt-kernel']").click()
     interrupted = time.monotonic()
-    expect(error_text(slow_cell)).to_contain_text("Cancelled: cancelled by a kernel interrupt")
-    assert time.monotonic() - interrupted < 3
+    expect(error_text(slow_cell)).to_contain_text("Cancelled: cancelled by an interrupt")
+    assert time.monotonic() - interrupted < 5  # generous: a loaded CI machine; it takes ~0.1 s
     expect(progress).to_have_count(0)
     expect(slow_cell).to_contain_text("✗ openai/gpt-image-1")
 
