@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         MeshError,
         OptionError,
     )
+    from .form.widget import form
     from .ipython.magic import MeshImageMagics
     from .research import history, sweep
     from .results.metadata import read_metadata
@@ -37,6 +38,7 @@ _LAZY = {
     "agenerate": "api",
     "sweep": "research",
     "history": "research",
+    "form": "form.widget",
     "ImageSweep": "results.sweep",
     "SweepError": "results.sweep",
     "Generation": "run.generation",
@@ -90,6 +92,7 @@ __all__ = [
     "SweepError",
     "__version__",
     "agenerate",
+    "form",
     "generate",
     "history",
     "load_ipython_extension",

@@ -306,6 +306,8 @@ OPTIONS: tuple[Option, ...] = (
            "of the line filters them)", request_field=False),
     Option("usage", ("--usage",), None, "this session's requests, images, replays, usage and "
            "estimated cost", request_field=False),
+    Option("form", ("--form",), None, "an interactive form that writes the cell for you",
+           request_field=False),
     Option("list_models", ("--list-models",), None,
            "list the image models (with -o NAME: bind the list)", request_field=False),
     # -- configuration only

@@ -49,6 +49,7 @@ class CellOptions:
     wait: bool = False
     history: bool = False
     usage: bool = False
+    form: bool = False
     prompts: str | None = None  # a variable holding the prompts of a sweep
     concurrency: int | None = None
     yes: bool = False
@@ -69,8 +70,8 @@ class CellOptions:
     def command(self) -> str | None:
         """`--list-models`, `--jobs` or `--wait` when the cell asks for one, else None."""
         asked = [c for c, on in (("--list-models", self.list_models), ("--jobs", self.jobs),
-                 ("--wait", self.wait), ("--history", self.history), ("--usage", self.usage))
-                 if on]  # fmt: skip
+                 ("--wait", self.wait), ("--history", self.history), ("--usage", self.usage),
+                 ("--form", self.form)) if on]  # fmt: skip
         if len(asked) > 1:
             raise OptionError(f"use one of {' and '.join(asked)} at a time")
         return asked[0] if asked else None
@@ -86,6 +87,7 @@ _COMMANDS_TAKE = {
     "--wait": {"--timeout"},
     "--history": {"-o"},  # the rest of the line is a filter
     "--usage": set(),
+    "--form": set(),  # takes every other option, and a prompt: they fill the form
 }
 
 
@@ -188,6 +190,10 @@ def _looks_like_option(text: str) -> bool:
 
 def _check_command(options: CellOptions) -> None:
     command = options.command
+    if command == "--form":
+        if options.sweep:
+            raise OptionError("--form makes one run at a time: give one value per option")
+        return
     takes = _COMMANDS_TAKE[str(command)]
     stray = [flag for flag in dict.fromkeys(options.given) if flag not in takes | {command}]
     if options.prompt and command != "--history":

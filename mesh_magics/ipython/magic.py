@@ -221,6 +221,12 @@ class MeshImageMagics(Magics):
         return None
 
     def _command(self, options: CellOptions) -> Any:
+        if options.form:
+            from ..form.widget import MeshForm
+
+            return MeshForm(options.prompt, options.fields, out=options.out,
+                            base_url=options.base_url, shell=self.shell,
+                            config=self.settings())  # fmt: skip
         if options.list_models:
             value: Any = self._list_models(options.base_url)
         elif options.jobs:
