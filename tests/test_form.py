@@ -111,6 +111,23 @@ def test_a_bad_value_shows_its_message_and_sends_nothing(
     assert generations(server) == []
 
 
+def test_the_models_come_from_the_api_and_an_api_error_shows_short(
+    server: LocalServer, make_form: Callable[..., MeshForm]
+) -> None:
+    form = make_form("--size 64x64 A fox")
+    wait(lambda: MODEL in form.controls["model"].options, "the model list")
+    assert "openai/gpt-4o-mini" not in form.controls["model"].options  # not an image model
+    form.prompt.value = "# not a comment"
+    assert "as a comment" in form.problems["prompt"].value
+    form.prompt.value = "A fox"
+    server.fault = "status:403"
+    form.generate_button.click()
+    wait(lambda: form.run is not None and form.run.done(), "the run to fail")
+    wait(lambda: form.status.value.startswith("✗"), "the error line")
+    assert "403" in form.status.value and "Traceback" not in form.status.value
+    assert form.result is None and not form.generate_button.disabled
+
+
 def test_cancel_during_a_slow_run_closes_the_request(
     ip: InteractiveShell, server: LocalServer, make_form: Callable[..., MeshForm]
 ) -> None:

@@ -34,9 +34,9 @@ class Gallery:
     ) -> None:
         preview = result.preview(0, THUMBNAIL_PX)
         image = widgets.Image(value=preview.data, format=preview.mime.split("/")[1], width=128)
-        text = widgets.HTML(
-            f"<small>{html.escape(settings_line(state))}<br>{html.escape(result.summary())}</small>"
-        )
+        line = html.escape(settings_line(state), quote=False)
+        summary = html.escape(result.summary(), quote=False)
+        text = widgets.HTML(f"<small>{line}<br>{summary}</small>")
         button = widgets.Button(description="Load settings", layout=widgets.Layout(width="120px"))
         button.on_click(lambda _button: load(state))
         entry = widgets.HBox([image, widgets.VBox([text, button])])

@@ -240,7 +240,9 @@ class MeshForm:
         """Show each field's problem and the code; the problems."""
         state, problems = self._read()
         for name, label in self.problems.items():
-            message = problems.get(name, "") if name != "prompt" else ""
+            message = problems.get(name, "")
+            if name == "prompt" and not self.prompt.value.strip():
+                message = ""  # an empty box is not a mistake until Generate
             label.value = f"<span style='color:#b00'>{html.escape(message)}</span>"
         code = html.escape(self._code_or_problem(state))
         self.code_view.value = f"<pre style='user-select:text'>{code}</pre>"
@@ -332,7 +334,7 @@ class MeshForm:
         self.results.insert(0, result)
         self._latest_code = run.cell or self._code_or_problem(state)
         self.bar.bar_style = "success"
-        self._say(f"✓ {result.summary()}")
+        self._say(result.summary())
         if state.out and self._shell is not None:
             self._shell.user_ns[state.out] = result
         self.gallery.add(result, state, self.load)
