@@ -157,6 +157,17 @@ def test_the_display_has_the_widget_the_code_and_after_a_run_the_image(
     assert {"image/png", "image/jpeg"} & set(after)
 
 
+def test_a_form_cell_fills_its_prompt_like_the_magic(
+    ip: InteractiveShell, make_form: Callable[..., MeshForm]
+) -> None:
+    ip.user_ns["t_animal"] = "owl"
+    form = make_form("-o t_owl", "--quality high\n-p extra_field=3\nA {t_animal} in {{braces}}")
+    assert form.prompt.value == "A owl in {braces}"
+    assert form.out.value == "t_owl" and form.controls["quality"].value == "high"
+    assert form.state.fields == {"quality": "high", "extra_field": 3}
+    assert "A owl in {{braces}}" in form.code and "-p extra_field=3" in form.code
+
+
 def test_mm_form_and_to_cell(ip: InteractiveShell, server: LocalServer) -> None:
     import mesh_magics as mm
 

@@ -99,7 +99,9 @@ class MeshForm:
         for name in MAIN_FIELDS:
             rows.append(self._row(name, fields.get(name)))
         more = [self._row(name, fields.get(name)) for name in MORE_FIELDS]
-        self.out = widgets.Text(value=out or "", description="-o NAME")
+        self.out = widgets.Text(value=out or "", description="-o NAME",
+                                tooltip="bind the latest result to this variable",
+                                style={"description_width": "140px"})  # fmt: skip
         self.problems["out"] = widgets.HTML()
         more.append(widgets.HBox([self.out, self.problems["out"]]))
         self.more = widgets.Accordion([widgets.VBox(more)], selected_index=None)
@@ -131,6 +133,7 @@ class MeshForm:
     def _row(self, name: str, value: Any) -> widgets.HBox:
         control = self._control(name, value)
         control.tooltip = field_help(name)
+        control.style.description_width = "140px"
         self.controls[name] = control
         self.problems[name] = widgets.HTML()
         parts: list[widgets.Widget] = [control]
@@ -250,6 +253,7 @@ class MeshForm:
 
     def load(self, state: FormState) -> None:
         """Set the form to `state` (a gallery entry's settings)."""
+        self._extra = {k: v for k, v in state.fields.items() if k not in self.controls}
         self.prompt.value = state.prompt
         self._n_given = state.fields.get("n") is not None
         for name, control in self.controls.items():

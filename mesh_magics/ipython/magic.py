@@ -223,8 +223,10 @@ class MeshImageMagics(Magics):
     def _command(self, options: CellOptions) -> Any:
         if options.form:
             from ..form.widget import MeshForm
+            from .cell import interpolate
 
-            return MeshForm(options.prompt, options.fields, out=options.out,
+            prompt = interpolate(options.prompt, self.shell.user_ns if self.shell else {})
+            return MeshForm(prompt, options.fields, out=options.out,
                             base_url=options.base_url, shell=self.shell,
                             config=self.settings())  # fmt: skip
         if options.list_models:
