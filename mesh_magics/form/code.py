@@ -33,7 +33,7 @@ from typing import Any
 
 from ..errors import OptionError
 from ..ipython.cell import SWEEPABLE, CellOptions, parse_cell
-from ..schema import BY_FLAG, OPTIONS, REQUEST_FIELDS, Option, check, loads_finite
+from ..schema import BY_FLAG, OPTIONS, REQUEST_FIELDS, Number, Option, check, loads_finite
 from .state import FormState, is_unset
 
 MAGIC = "%%meshimage"
@@ -99,9 +99,7 @@ def to_cell(state: FormState) -> str:
         if dest in state.fields and not is_unset(state.fields[dest]):
             lines.append(_option_words(option, state.fields[dest]))
     lines += [
-        _param_words(key, value)
-        for key, value in state.fields.items()
-        if key not in REQUEST_FIELDS and value is not None
+        _param_words(key, value) for key, value in state.fields.items() if key not in REQUEST_FIELDS
     ]
     if prompt.lstrip().startswith("-"):
         lines.append("--")
@@ -114,7 +112,9 @@ def to_cell(state: FormState) -> str:
 def _option_words(option: Option, value: Any) -> str:
     """`--flag VALUE` with VALUE quoted so the cell reads back exactly `value` converted."""
     flag = option.flag
-    converted = check(option, value, source=flag)
+    converted = _convert(option, value)
+    if isinstance(option.kind, Number) and not option.kind.whole:
+        converted = float(converted)  # 4 reads back as 4.0: write 4.0
     text = _text(converted)
     _one_line(flag, text)
     if check(option, text, source=flag) != converted:
@@ -140,7 +140,7 @@ def _param_words(key: str, value: Any) -> str:
 
 def _is_plain_text(value: str) -> bool:
     """A string `-p` keeps as a string: it is not JSON and does not look like it."""
-    if not value or value.lstrip()[:1] in ("{", "["):
+    if not value or value.lstrip()[:1] in ("{", "[") or LINE_BREAKS.intersection(value):
         return False
     try:
         loads_finite(value)
@@ -160,6 +160,18 @@ def _json(source: str, value: Any) -> str:
     if LINE_BREAKS.intersection(text):
         text = json.dumps(value, allow_nan=False)  # \u2028 and the like, escaped
     return text
+
+
+def _convert(option: Option, value: Any) -> Any:
+    """`value` converted by `option`'s kind; a list (`--image`'s data URLs) as its JSON
+    text, as a cell gives it."""
+    flag = option.flag
+    if isinstance(value, list):
+        converted = check(option, _json(flag, value), source=flag)
+        if converted != value:
+            raise OptionError(f"{flag}: {value!r} cannot be written in a cell as itself")
+        return converted
+    return check(option, value, source=flag)
 
 
 def _text(value: Any) -> str:
@@ -185,9 +197,9 @@ def _quote(text: str) -> str:
 def _expected(state: FormState) -> FormState:
     """`state` with its values as the cell reads them back."""
     fields = {
-        key: check(REQUEST_FIELDS[key], value) if key in REQUEST_FIELDS else value
+        key: _convert(REQUEST_FIELDS[key], value) if key in REQUEST_FIELDS else value
         for key, value in state.fields.items()
-        if not (is_unset(value) if key in REQUEST_FIELDS else value is None)
+        if key not in REQUEST_FIELDS or not is_unset(value)
     }
     return FormState(
         prompt=normal_prompt(state.prompt),

@@ -20,8 +20,8 @@ class FormState:
 
     `fields` holds only the set request fields, by schema dest (`{"size": "1024x1024"}`),
     as their kinds convert them (`"jpeg"`, not `"jpg"`); a key that is not a schema
-    field is a parameter sent as is (`-p KEY=JSON` in the cell). The prompt is literal
-    text: `{` is a brace, not a `{name}` field.
+    field is a parameter sent as is (`-p KEY=JSON` in the cell; None is JSON null there).
+    The prompt is literal text: `{` is a brace, not a `{name}` field.
     """
 
     prompt: str = ""
