@@ -119,7 +119,7 @@ SHOWN = (*MAIN_FIELDS, *MORE_FIELDS, "image")
 PARAM_KEYS = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter(
     lambda k: k not in REQUEST_FIELDS and k not in ("prompt", "stream")
 )
-PARAMS = st.dictionaries(PARAM_KEYS, JSON_VALUES, max_size=3)
+PARAMS = st.dictionaries(PARAM_KEYS, JSON_VALUES, max_size=2)
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True).filter(
     lambda n: not keyword.iskeyword(n)
 )
@@ -138,9 +138,8 @@ PROMPTS = (
 
 @st.composite
 def states(draw: st.DrawFn) -> FormState:
-    fields = draw(
-        st.fixed_dictionaries({}, optional={d: converted(REQUEST_FIELDS[d]) for d in SHOWN})
-    )
+    names = draw(st.lists(st.sampled_from(SHOWN), unique=True, max_size=7))
+    fields = {name: draw(converted(REQUEST_FIELDS[name])) for name in names}
     fields.update(draw(PARAMS))
     return FormState(
         prompt=draw(PROMPTS),
