@@ -30,6 +30,11 @@ def wait(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     return value
 
 
+def ended(form: MeshForm) -> bool:
+    """The form's run has ended and the form shows it (Generate is enabled last)."""
+    return form.run is not None and form.run.done() and not form.generate_button.disabled
+
+
 def generations(server: LocalServer) -> list[Any]:
     return [r for r in server.requests if r.path.rstrip("/").endswith("/images/generations")]
 
@@ -67,7 +72,7 @@ def test_generate_sends_the_form_binds_the_result_and_fills_the_gallery(
     assert "A red fox" in form.code_view.value and MODEL in form.code
 
     form.generate_button.click()
-    wait(lambda: form.result is not None, "the result")
+    wait(lambda: ended(form), "the run to end")
 
     (request,) = generations(server)
     assert request.body["prompt"] == "A red fox" and request.body["model"] == MODEL
@@ -80,7 +85,7 @@ def test_generate_sends_the_form_binds_the_result_and_fills_the_gallery(
 
     form.prompt.value = "A blue fox"
     form.generate_button.click()
-    wait(lambda: len(form.results) == 2, "the second result")
+    wait(lambda: ended(form) and len(form.results) == 2, "the second result")
     assert ip.user_ns["t_fox"] is form.results[0] is not form.results[1]
     assert form.results[0].prompt == "A blue fox" and len(form.gallery) == 2
 
@@ -122,8 +127,8 @@ def test_the_models_come_from_the_api_and_an_api_error_shows_short(
     form.prompt.value = "A fox"
     server.fault = "status:403"
     form.generate_button.click()
-    wait(lambda: form.run is not None and form.run.done(), "the run to fail")
-    wait(lambda: form.status.value.startswith("✗"), "the error line")
+    wait(lambda: ended(form), "the run to fail")
+    assert form.status.value.startswith("✗")
     assert "403" in form.status.value and "Traceback" not in form.status.value
     assert form.result is None and not form.generate_button.disabled
 
@@ -151,7 +156,7 @@ def test_the_display_has_the_widget_the_code_and_after_a_run_the_image(
     assert before[WIDGET_VIEW]["model_id"] == form.box.model_id
     assert before["text/plain"] == form.code
     form.generate_button.click()
-    wait(lambda: form.result is not None, "the result")
+    wait(lambda: ended(form), "the run to end")
     after = form._bundle()
     assert WIDGET_VIEW in after and "A fox" in after["text/plain"]
     assert {"image/png", "image/jpeg"} & set(after)
@@ -256,9 +261,9 @@ def test_a_saved_notebook_keeps_the_image_and_the_code(tmp_path: Path) -> None:
             nbformat.v4.new_code_cell("%load_ext mesh_magics"),
             nbformat.v4.new_code_cell(
                 f"form = %meshimage --form --size 64x64 --base-url {api.url} A saved fox\n"
-                "display(form)\nform.generate_button.click()\nform.run.wait(30)"
+                "display(form)\nform.generate_button.click()\nimport time\n"
+                "while form.generate_button.disabled:\n    time.sleep(0.05)"
             ),
-            nbformat.v4.new_code_cell("import time; time.sleep(0.5)"),
         ]
         env = kernel_env(tmp_path / "ipython")
         client = NotebookClient(nb, timeout=60, kernel_name="python3", store_widget_state=True)

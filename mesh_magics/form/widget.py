@@ -13,7 +13,6 @@ also holds the latest image and the code as text: what a saved notebook keeps.
 from __future__ import annotations
 
 import html
-import random
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -23,13 +22,12 @@ import ipywidgets as widgets
 from ..errors import OptionError
 from ..schema import BY_FLAG, check
 from .code import MAGIC, normal_prompt, prompt_problem, to_cell
+from .controls import field_row, shown
 from .gallery import Gallery
 from .state import (
     MAIN_FIELDS,
     MORE_FIELDS,
     FormState,
-    field_choices,
-    field_help,
     field_problem,
     field_value,
 )
@@ -42,22 +40,7 @@ if TYPE_CHECKING:
     from ..run.generation import Generation
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536", "512x512", "256x256", "1792x1024")
 SHOW_EVERY = 0.5  # seconds between progress updates (comm messages are rate-limited)
-_UNSET = ""
-
-
-def _text(value: Any) -> str:
-    """A field's value as its control shows it."""
-    import json
-
-    if value is None:
-        return _UNSET
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
 
 
 class MeshForm:
@@ -131,40 +114,9 @@ class MeshForm:
     # -- controls ---------------------------------------------------------------------------
 
     def _row(self, name: str, value: Any) -> widgets.HBox:
-        control = self._control(name, value)
-        control.tooltip = field_help(name)
-        control.style.description_width = "140px"
-        self.controls[name] = control
-        self.problems[name] = widgets.HTML()
-        parts: list[widgets.Widget] = [control]
-        if name == "seed":
-            dice = widgets.Button(description="🎲", tooltip="a random seed",
-                                  layout=widgets.Layout(width="40px"))  # fmt: skip
-            dice.on_click(lambda _b: setattr(control, "value", str(random.randrange(2**31))))
-            parts.append(dice)
-        return widgets.HBox([*parts, self.problems[name]])
-
-    def _control(self, name: str, value: Any) -> widgets.ValueWidget:
-        label = name.replace("_", " ")
-        if name == "model":
-            return widgets.Combobox(value=_text(value), options=[], description=label,
-                                    placeholder=str(self._config.get("model") or ""),
-                                    ensure_option=False)  # fmt: skip
-        if name == "size":
-            return widgets.Combobox(value=_text(value), options=list(SIZES), description=label,
-                                    placeholder=str(self._config.get("size") or ""),
-                                    ensure_option=False)  # fmt: skip
-        if name == "n":
-            start = self._n_default if value is None else int(value)
-            return widgets.BoundedIntText(value=start, min=1, max=10, description=label)
-        choices = field_choices(name)
-        if choices:
-            options = [("(default)", _UNSET), *((str(c), str(c)) for c in choices)]
-            text = _text(value)
-            if text and text not in dict(options).values():
-                options.append((text, text))
-            return widgets.Dropdown(options=options, value=text, description=label)
-        return widgets.Text(value=_text(value), description=label)
+        control, problem, row = field_row(name, value, self._config)
+        self.controls[name], self.problems[name] = control, problem
+        return row
 
     def _fetch_models(self) -> None:
         """Fill the model list from `/v1/models` without holding the form up."""
@@ -261,12 +213,12 @@ class MeshForm:
             if name == "n":
                 control.value = self._n_default if value is None else int(value)
             elif isinstance(control, widgets.Dropdown):
-                text = _text(value)
+                text = shown(value)
                 if text not in [v for _label, v in control.options]:
                     control.options = [*control.options, (text, text)]
                 control.value = text
             else:
-                control.value = _text(value)
+                control.value = shown(value)
         self.out.value = state.out or ""
 
     # -- running ----------------------------------------------------------------------------
@@ -326,23 +278,24 @@ class MeshForm:
         self._say(f"⏳ {self._status} · {int(elapsed)} s")
 
     def _ended(self, run: Generation, state: FormState) -> None:
-        """On the engine's thread: show the outcome; bind and keep a result."""
-        self.generate_button.disabled, self.cancel_button.disabled = False, True
+        """On the engine's thread: keep and bind a result, add it to the gallery and the
+        display; then the outcome line, and Generate is enabled again."""
         self.bar.value = 100
         if run.status != "done":
             error = run.exception()
             self.bar.bar_style = "danger"
             self._say(f"✗ {getattr(error, 'label', type(error).__name__)}: {error}")
-            return
-        result = run.result()
-        self.results.insert(0, result)
-        self._latest_code = run.cell or self._code_or_problem(state)
-        self.bar.bar_style = "success"
-        self._say(result.summary())
-        if state.out and self._shell is not None:
-            self._shell.user_ns[state.out] = result
-        self.gallery.add(result, state, self.load)
-        self._update_display()
+        else:
+            result = run.result()
+            self.results.insert(0, result)
+            self._latest_code = run.cell or self._code_or_problem(state)
+            if state.out and self._shell is not None:
+                self._shell.user_ns[state.out] = result
+            self.gallery.add(result, state, self.load)
+            self._update_display()
+            self.bar.bar_style = "success"
+            self._say(result.summary())
+        self.generate_button.disabled, self.cancel_button.disabled = False, True
 
     # -- what the form is -------------------------------------------------------------------
 
