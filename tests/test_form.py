@@ -173,6 +173,14 @@ def test_a_form_cell_fills_its_prompt_like_the_magic(
     assert "A owl in {{braces}}" in form.code and "-p extra_field=3" in form.code
 
 
+def test_a_form_cell_refuses_what_the_form_does_not_hold(ip: InteractiveShell) -> None:
+    from mesh_magics import OptionError
+
+    for line in ("--form --bg A fox", "--form --size 64x64,128x128 A fox", "--form --jobs"):
+        with pytest.raises(OptionError, match=r"--form"):
+            ip.run_line_magic("meshimage", line)
+
+
 def test_mm_form_and_to_cell(ip: InteractiveShell, server: LocalServer) -> None:
     import mesh_magics as mm
 

@@ -193,6 +193,12 @@ def _check_command(options: CellOptions) -> None:
     if command == "--form":
         if options.sweep:
             raise OptionError("--form makes one run at a time: give one value per option")
+        held = {o.flags[0] for o in REQUEST_FIELDS.values()} | {"-o", "--base-url", "-p"}
+        stray = [flag for flag in dict.fromkeys(options.given) if flag not in held | {command}]
+        if stray:
+            raise OptionError(
+                f"--form holds the request's options, -o and --base-url; remove {', '.join(stray)}"
+            )
         return
     takes = _COMMANDS_TAKE[str(command)]
     stray = [flag for flag in dict.fromkeys(options.given) if flag not in takes | {command}]
