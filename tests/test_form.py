@@ -188,8 +188,9 @@ def test_mm_form_and_to_cell(ip: InteractiveShell, server: LocalServer) -> None:
     assert form.controls["n"].value == 2 and form.controls["size"].value == "64x64"
     assert form.to_cell() == form.code
     assert "-n 2" in form.code or "--n 2" in form.code
-    with pytest.raises(mm.OptionError):
-        mm.form("A cat", size="huge")
+    for bad in ({"size": "huge"}, {"out": "not a name"}, {"base_url": "ftp://x"}):
+        with pytest.raises(mm.OptionError):
+            mm.form("A cat", **bad)
 
 
 # -- a real kernel, driven by widget comm messages -------------------------------------------

@@ -268,9 +268,9 @@ class MeshForm:
     def _say(self, text: str) -> None:
         self.status.value = html.escape(text)
 
-    def _progress(self, elapsed: float, force: bool = False) -> None:
+    def _progress(self, elapsed: float) -> None:
         now = time.monotonic()
-        if not force and now - self._shown_at < SHOW_EVERY:
+        if now - self._shown_at < SHOW_EVERY:
             return
         self._shown_at = now
         phase = int(elapsed * 2) % 10
@@ -358,6 +358,12 @@ def form(
     """An interactive form prefilled with `prompt` and `fields` (checked like
     `generate()`'s); `out` is `-o NAME`. Display it (the last line of a cell)."""
     from ..api import _running_shell, request_fields
+    from ..schema import SETTINGS
 
+    base_url = check(SETTINGS["base_url"], base_url, source="base_url")
+    if out is not None:
+        out = check(BY_FLAG["-o"], out, source="out")
+    if not isinstance(prompt, str):
+        raise OptionError(f"prompt: expected text, not {prompt!r}")
     return MeshForm(prompt, request_fields(fields, params), out=out, base_url=base_url,
                     shell=_running_shell())  # fmt: skip
