@@ -526,3 +526,11 @@ def test_reading_aliases_and_last_wins() -> None:
 def test_cells_the_form_does_not_hold(cell: str, message: str) -> None:
     with pytest.raises(OptionError, match=message):
         from_cell(cell, {"ps": ["a fox"]})
+
+
+def test_crlf_cells_and_numbers_written_as_they_read_back() -> None:
+    state = from_cell("%%meshimage -n 2\r\n--size 1x1\r\n\r\na fox\r\nb\r\n")
+    assert state == FormState("a fox\nb", {"n": 2, "size": "1x1"})
+    cell = to_cell(FormState("a fox", {"guidance_scale": 4, "seed": 7.0}))
+    assert cell == "%%meshimage\n--seed 7\n--guidance-scale 4.0\na fox"
+    assert to_cell(from_cell(cell)) == cell

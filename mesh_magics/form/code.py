@@ -13,9 +13,15 @@ What a cell cannot hold, so `to_cell` refuses it with an `OptionError` saying wh
   line as a comment wherever it is, even after `--`, and has no escape for it;
 - a prompt line that is `---` (with trailing spaces or tabs): it separates the prompts of a
   sweep;
-- a line break inside a value (an option line is one line), a text field that starts with
-  `[` or the like, and any value its option would read back differently; a parameter
-  whose value is not JSON (NaN, a set, a tuple, non-string keys).
+- a line break inside a value: an option line is one line (a parameter's string is then
+  written as JSON, whose escapes hold it);
+- an `--image` path starting with `[` (read as a JSON list of data URLs), and any other
+  value its option would read back as something else;
+- a parameter named `prompt` or `stream`, or not a name, or whose value is not JSON (NaN,
+  a set, a tuple, a key that is not a string).
+
+A model id with a comma is written `-p model=a,b` (`--model a,b` would be a sweep), a real
+number as a float (`--guidance-scale 4.0`), and a parameter's None as JSON null.
 
 And what the cell changes, as its kinds do (`jpg` -> `jpeg`): `normal_prompt` turns every
 line break `str.splitlines` knows (`\\r\\n`, `\\r`, `\\x0b`, `\\x0c`, `\\x1c`-`\\x1e`, `\\x85`,
