@@ -248,7 +248,10 @@ def from_cell(text: str, namespace: Mapping[str, Any] | None = None) -> FormStat
             f"{options.command} is a command, not a generation; the form holds one generation"
         )
     if options.is_sweep:
-        what = [f"{_flag_of(dest)} lists {len(v)} values" for dest, v in options.sweep.items()]
+        what = [
+            f"{_flag_of(dest)} lists {len(v)} value{'s' if len(v) > 1 else ''}"
+            for dest, v in options.sweep.items()
+        ]
         if len(options.prompt_list) > 1:
             what.append(f"{len(options.prompt_list)} prompts")
         raise OptionError(
