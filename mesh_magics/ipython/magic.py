@@ -222,13 +222,7 @@ class MeshImageMagics(Magics):
 
     def _command(self, options: CellOptions) -> Any:
         if options.form:
-            from ..form.widget import MeshForm
-            from .cell import interpolate
-
-            prompt = interpolate(options.prompt, self.shell.user_ns if self.shell else {})
-            return MeshForm(prompt, options.fields, out=options.out,
-                            base_url=options.base_url, shell=self.shell,
-                            config=self.settings())  # fmt: skip
+            return self._form(options)
         if options.list_models:
             value: Any = self._list_models(options.base_url)
         elif options.jobs:
@@ -252,6 +246,18 @@ class MeshImageMagics(Magics):
             return None
         self._bind(options.out, value)
         return value
+
+    def _form(self, options: CellOptions) -> Any:
+        """`--form`: the interactive form, prefilled with the cell's options and prompt."""
+        try:
+            from ..form.widget import MeshForm
+        except ImportError as exc:
+            raise OptionError(f"--form needs ipywidgets ({exc}): pip install ipywidgets") from None
+        from .cell import interpolate
+
+        prompt = interpolate(options.prompt, self.shell.user_ns if self.shell else {})
+        return MeshForm(prompt, options.fields, out=options.out, base_url=options.base_url,
+                        shell=self.shell, config=self.settings())  # fmt: skip
 
     def _list_models(self, base_url: str | None) -> ModelList:
         from ..http.client import fetch_models
