@@ -181,6 +181,30 @@ def test_a_form_cell_refuses_what_the_form_does_not_hold(ip: InteractiveShell) -
             ip.run_line_magic("meshimage", line)
 
 
+def test_close_leaves_the_image_and_the_code_and_no_widget(
+    server: LocalServer, make_form: Callable[..., MeshForm]
+) -> None:
+    from IPython.display import DisplayHandle
+
+    form = make_form("--size 64x64 A closing fox")
+    form.generate_button.click()
+    wait(lambda: ended(form), "the run to end")
+    code = form.code
+    updates: list[dict[str, Any]] = []
+
+    class Handle(DisplayHandle):
+        def update(self, obj: Any, **kwargs: Any) -> None:
+            updates.append(obj)
+
+    form._handles.append(Handle())
+    form.close()
+    assert form.box.comm is None and form.prompt.comm is None
+    (bundle,) = updates
+    assert WIDGET_VIEW not in bundle and bundle["text/plain"] == code
+    assert {"image/png", "image/jpeg"} & set(bundle)
+    assert not form.close() and "A closing fox" in repr(form)  # twice is fine
+
+
 def test_mm_form_and_to_cell(ip: InteractiveShell, server: LocalServer) -> None:
     import mesh_magics as mm
 

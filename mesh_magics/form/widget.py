@@ -304,22 +304,40 @@ class MeshForm:
         return self.results[0] if self.results else None
 
     def _bundle(self) -> dict[str, Any]:
+        """The form's display: its widget view, with the static form beside it."""
         view = {"version_major": 2, "version_minor": 0, "model_id": self.box.model_id}
-        data: dict[str, Any] = {WIDGET_VIEW: view, "text/plain": self._code_or_problem()}
-        if self.result is not None:
-            preview = self.result.preview(0)
-            data[preview.mime] = preview.base64()
-            data["text/plain"] = self._latest_code
-        return data
+        return {WIDGET_VIEW: view, **self._static()}
+
+    def _static(self) -> dict[str, Any]:
+        """What shows where the widget cannot: the code, and the latest image."""
+        if self.result is None:
+            return {"text/plain": self._code_or_problem()}
+        preview = self.result.preview(0)
+        return {"text/plain": self._latest_code, preview.mime: preview.base64()}
 
     def _update_display(self) -> None:
         bundle = self._bundle()
         for handle in self._handles:
             handle.update(bundle, raw=True)
 
+    def close(self) -> None:
+        """Close the form (a run still going is cancelled): its widgets are closed and its
+        outputs show the latest image and the code, with no widget view left to save."""
+        self.cancel()
+        bundle = self._static()
+        from ..views.widget import _close_tree
+
+        _close_tree(self.box)
+        for handle in self._handles:
+            handle.update(bundle, raw=True)
+        self._handles.clear()
+
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
+        if self.box.comm is None:  # closed: the static form
+            display(self._static(), raw=True)
+            return
         handle = display(self._bundle(), raw=True, display_id=True)
         if handle is not None:
             self._handles.append(handle)
