@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+import mesh_magics as mm
 from mesh_magics.form.widget import WIDGET_VIEW, MeshForm
 from mesh_magics.ipython.cell import parse_cell
 from mesh_magics.local import LocalServer
@@ -82,6 +83,8 @@ def test_generate_sends_the_form_binds_the_result_and_fills_the_gallery(
     assert form.status.value.startswith("✓")
     assert not form.generate_button.disabled and form.cancel_button.disabled
     same_request(form, request.body)
+    stored = mm.history(form.result.request_id)
+    assert [r.request_id for r in stored] == [form.result.request_id]
 
     form.prompt.value = "A blue fox"
     form.generate_button.click()
@@ -174,10 +177,8 @@ def test_a_form_cell_fills_its_prompt_like_the_magic(
 
 
 def test_a_form_cell_refuses_what_the_form_does_not_hold(ip: InteractiveShell) -> None:
-    from mesh_magics import OptionError
-
     for line in ("--form --bg A fox", "--form --size 64x64,128x128 A fox", "--form --jobs"):
-        with pytest.raises(OptionError, match=r"--form"):
+        with pytest.raises(mm.OptionError, match=r"--form"):
             ip.run_line_magic("meshimage", line)
 
 
@@ -206,8 +207,6 @@ def test_close_leaves_the_image_and_the_code_and_no_widget(
 
 
 def test_mm_form_and_to_cell(ip: InteractiveShell, server: LocalServer) -> None:
-    import mesh_magics as mm
-
     form = mm.form("A cat", size="64x64", n=2, base_url=server.url)
     assert form.controls["n"].value == 2 and form.controls["size"].value == "64x64"
     assert form.to_cell() == form.code
