@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         MeshError,
         OptionError,
     )
-    from .form.widget import form
+    from .forms.widget import form
     from .ipython.magic import MeshImageMagics
     from .research import history, sweep
     from .results.metadata import read_metadata
@@ -38,7 +38,7 @@ _LAZY = {
     "agenerate": "api",
     "sweep": "research",
     "history": "research",
-    "form": "form.widget",
+    "form": "forms.widget",
     "ImageSweep": "results.sweep",
     "SweepError": "results.sweep",
     "Generation": "run.generation",

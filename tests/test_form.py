@@ -13,7 +13,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import mesh_magics as mm
-from mesh_magics.form.widget import WIDGET_VIEW, MeshForm
+from mesh_magics.forms.widget import WIDGET_VIEW, MeshForm
 from mesh_magics.ipython.cell import parse_cell
 from mesh_magics.local import LocalServer
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mesh_magics.errors import OptionError
-from mesh_magics.form import (
+from mesh_magics.forms import (
     MAIN_FIELDS,
     MORE_FIELDS,
     FormState,
@@ -36,7 +36,7 @@ from mesh_magics.form import (
     prompt_problem,
     to_cell,
 )
-from mesh_magics.form.code import LINE_BREAKS
+from mesh_magics.forms.code import LINE_BREAKS
 from mesh_magics.ipython.cell import SWEEPABLE, CellOptions, parse_cell
 from mesh_magics.schema import (
     BY_FLAG,

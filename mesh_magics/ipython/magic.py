@@ -250,7 +250,7 @@ class MeshImageMagics(Magics):
     def _form(self, options: CellOptions) -> Any:
         """`--form`: the interactive form, prefilled with the cell's options and prompt."""
         try:
-            from ..form.widget import MeshForm
+            from ..forms.widget import MeshForm
         except ImportError as exc:
             raise OptionError(f"--form needs ipywidgets ({exc}): pip install ipywidgets") from None
         from .cell import interpolate
