@@ -314,3 +314,19 @@ def test_a_saved_notebook_keeps_the_image_and_the_code(tmp_path: Path) -> None:
     assert WIDGET_VIEW in data
     assert "A saved fox" in data["text/plain"] and data["text/plain"].startswith("%%meshimage")
     assert {"image/png", "image/jpeg"} & set(data)
+
+
+def test_the_forms_code_run_with_replay_gives_its_image_with_no_request(
+    ip: InteractiveShell, server: LocalServer, make_form: Callable[..., MeshForm], tmp_path: Path
+) -> None:
+    ip.run_line_magic("config", f"MeshImageMagics.store_dir = {str(tmp_path)!r}")
+    form = make_form("", "--size 64x64\n--seed 11\nA fox to replay")
+    form.generate_button.click()
+    wait(lambda: ended(form), "the run to end")
+    assert form.result is not None and form.run is not None and form.run.status == "done"
+    before = server.request_count
+    magic_line, body = form.code.split("\n", 1)
+    ip.run_cell(f"{magic_line} -o t_again --replay\n{body}")
+    again = ip.user_ns["t_again"]
+    assert server.request_count == before  # answered from the store
+    assert again.replayed and again.data == form.result.data  # byte-identical
