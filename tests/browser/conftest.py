@@ -1,9 +1,10 @@
-"""JupyterLab in Chromium: one server and one browser for the session, a page per test.
+"""JupyterLab (and Notebook 7) in Chromium: one server each and one browser, a page per test.
 
 `lab` is JupyterLab started as a subprocess on a free loopback port, with its config,
 data, runtime, IPython and cache dirs in a temp dir, no token, and the embedded MeshAPI
 backend (`MESHAPI_BASE_URL=local`, a few seconds per generation) in its environment,
-which the kernels inherit. `page` is a fresh Chromium page; when the test ends, a
+which the kernels inherit. `notebook7` is Notebook 7 (`jupyter notebook`) started the same
+way, for the modules that ask for it. `page` is a fresh Chromium page; when the test ends, a
 screenshot of what it shows goes to `test-artifacts/browser/`, named after the test.
 """
 
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -57,6 +59,7 @@ class Lab:
     url: str
     root: Path  # the server's root_dir: notebooks for the tests go here
     log: Path
+    app: str = "lab"  # "lab" (JupyterLab) or "notebook" (Notebook 7)
 
 
 def _free_port() -> int:
@@ -74,13 +77,13 @@ def _wait_for_server(url: str, process: subprocess.Popen[bytes], log: Path) -> N
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited ({process.returncode}):\n{log.read_text()}")
+            raise RuntimeError(f"Jupyter exited ({process.returncode}):\n{log.read_text()}")
         try:
             _get_json(f"{url}/api/status")
             return
         except OSError:
             time.sleep(0.2)  # nothing to wait on but the port
-    raise RuntimeError(f"JupyterLab did not answer on {url} within 60 s:\n{log.read_text()}")
+    raise RuntimeError(f"Jupyter did not answer on {url} within 60 s:\n{log.read_text()}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -95,9 +98,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
-@pytest.fixture(scope="package")  # stopped as soon as the browser tests end
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("jupyterlab")
+def _serve(base: Path, app: str) -> Iterator[Lab]:
+    """Start `jupyter lab` or `jupyter notebook` (`app`) isolated under `base`; yield it."""
     dirs = {
         name: base / name.lower()
         for name in (
@@ -128,13 +130,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     }
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log = base / "jupyterlab.log"
+    module = {"lab": "jupyterlab", "notebook": "notebook"}[app]
+    log = base / f"{module}.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "jupyterlab",
+                module,
                 "--no-browser",
                 "--allow-root",
                 "--ServerApp.ip=127.0.0.1",
@@ -153,9 +156,21 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         _wait_for_server(url, process, log)
         specs = _get_json(f"{url}/api/kernelspecs")
         assert isinstance(specs, dict) and "python3" in specs["kernelspecs"], specs
-        yield Lab(url=url, root=root, log=log)
+        yield Lab(url=url, root=root, log=log, app=app)
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="package")  # stopped as soon as the browser tests end
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    yield from _serve(tmp_path_factory.mktemp("jupyterlab"), "lab")
+
+
+@pytest.fixture(scope="module")  # only the modules that use it start it
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Notebook 7 (`jupyter notebook`), isolated like `lab`; a notebook opens at
+    `/notebooks/NAME.ipynb`."""
+    yield from _serve(tmp_path_factory.mktemp("notebook7"), "notebook")
 
 
 @pytest.fixture(scope="package")  # torn down before the other tests: Playwright holds a loop
@@ -232,13 +247,36 @@ def cell_index(path: Path, starts_with: str) -> int:
 
 def open_notebook(page: Page, lab: Lab, path: Path) -> None:
     """Open `path` alone (`?reset` drops any saved workspace) and wait for an idle kernel."""
-    page.goto(f"{lab.url}/lab/tree/{path.relative_to(lab.root).as_posix()}?reset")
+    relative = path.relative_to(lab.root).as_posix()
+    if lab.app == "notebook":
+        page.goto(f"{lab.url}/notebooks/{relative}")
+    else:
+        page.goto(f"{lab.url}/lab/tree/{relative}?reset")
     wait_for_idle_kernel(page, timeout=60_000)
 
 
 def wait_for_idle_kernel(page: Page, timeout: float | None = None) -> None:
-    page.locator(".jp-StatusBar-TextItem", has_text=KERNEL_IDLE).wait_for(timeout=timeout)
+    if "/notebooks/" in page.url:  # Notebook 7 has no status bar: ask the server
+        _wait_for_server_kernel(page, timeout)
+    else:
+        page.locator(".jp-StatusBar-TextItem", has_text=KERNEL_IDLE).wait_for(timeout=timeout)
     page.locator(IDLE).wait_for(timeout=timeout)
+
+
+def _wait_for_server_kernel(page: Page, timeout: float | None) -> None:
+    """Wait until the server has a kernel for the page's notebook, and it is idle."""
+    base, _, relative = page.url.partition("/notebooks/")
+    relative = urllib.parse.unquote(relative.split("?")[0])
+    deadline = time.monotonic() + (30_000 if timeout is None else timeout) / 1000
+    while True:
+        sessions = page.request.get(f"{base}/api/sessions").json()
+        if any(
+            s["path"] == relative and s["kernel"]["execution_state"] == "idle" for s in sessions
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no idle kernel for {relative}: {sessions}")
+        page.wait_for_timeout(200)
 
 
 def cell(page: Page, index: int) -> Locator:
@@ -273,3 +311,26 @@ def _start(page: Page, target: Locator, before: str) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def shut_down_kernel(page: Page, lab: Lab, path: Path) -> None:
+    """End the session (and kernel) of notebook `path` on the server, as the page's user
+    (its `_xsrf` cookie), and wait until it is gone: a page opened afterwards starts a new
+    kernel, with no widget models."""
+    relative = path.relative_to(lab.root).as_posix()
+
+    def sessions() -> list[dict[str, str]]:
+        found = _get_json(f"{lab.url}/api/sessions")
+        assert isinstance(found, list), found
+        return [s for s in found if s["path"] == relative]
+
+    xsrf = {c["name"]: c["value"] for c in page.context.cookies(lab.url)}.get("_xsrf", "")
+    for session in sessions():
+        response = page.request.delete(
+            f"{lab.url}/api/sessions/{session['id']}", headers={"X-XSRFToken": xsrf}
+        )
+        assert response.status == 204, (response.status, response.text())
+    deadline = time.monotonic() + 10
+    while sessions():
+        assert time.monotonic() < deadline, f"the session of {relative} is still there"
+        time.sleep(0.2)
