@@ -46,8 +46,11 @@ def document(rows: Sequence[Row], plan: Plan, argv: Sequence[str]) -> str:
     return (
         f"# Benchmark results\n\n`{command}` on {machine()}.\n\nMedians of {plan.reps} runs "
         f"(official SDK: {plan.sdk_reps}; cells: {plan.e2e_reps}; background cells: "
-        f"{plan.bg_reps}; memory: {plan.memory_reps} "
-        f"subprocesses; load: {plan.load_reps} processes each){warm_up}. "
+        f"{plan.bg_reps}; memory and sweep memory: {plan.memory_reps} "
+        f"subprocesses; load: {plan.load_reps} processes each; sweeps at zero latency: "
+        f"{plan.sweep_reps}; at {plan.latency_seconds:g} s: {plan.latency_reps}; store on/off: "
+        f"{plan.store_reps})"
+        f"{warm_up}. "
         f"Goals met: {met} of {len(goals)}. What each row compares: `bench/README.md`.\n\n"
         f"{markdown_table(rows)}\n"
     )

@@ -21,6 +21,20 @@ class Plan:
     e2e_reps: int = 7  # its cells are short and the display noisy: a few more
     bg_reps: int = 15  # benchmark 6: cells of a few ms, timed in one kernel
     scaling_mib: tuple[float, ...] = (1.0, 4.0, 16.0, 40.0)  # benchmark 5
+    sweep_runs: int = 64  # benchmark 7: a sweep of this many seeds at zero latency
+    sweep_size: str = "256x256"  # benchmarks 7 and 8
+    sweep_concurrency: int = 8  # benchmarks 7 and 8
+    sweep_reps: int = 9  # benchmark 7: sweeps of ~0.3 s, four contenders: a few more
+    latency_runs: int = 32  # benchmark 8
+    latency_seconds: float = 1.0  # benchmark 8: the server's latency
+    latency_reps: int = 3  # benchmark 8: each sweep takes >= 4 s
+    sweep_memory_runs: tuple[int, int] = (10, 100)  # benchmark 9: the small and big sweep
+    sweep_memory_size: str = "1024x1024"
+    replay_n: int = 10  # benchmark 10: a stored cell of this many images
+    replay_size: str = "1024x1024"
+    store_n: int = 4  # benchmark 11: a cell with the store on vs off
+    store_size: str = "1024x1024"
+    store_reps: int = 9  # benchmark 11: a ratio near 1 in noise: a few more
 
     @classmethod
     def smoke(cls) -> Plan:
@@ -39,6 +53,19 @@ class Plan:
             e2e_reps=1,
             bg_reps=1,
             scaling_mib=(0.25, 0.5, 1.0),
+            sweep_runs=4,
+            sweep_concurrency=2,
+            sweep_reps=1,
+            latency_runs=4,
+            latency_seconds=0.2,
+            latency_reps=1,
+            sweep_memory_runs=(1, 2),
+            sweep_memory_size="256x256",
+            replay_n=1,
+            replay_size="256x256",
+            store_n=1,
+            store_size="256x256",
+            store_reps=1,
         )
 
     @property

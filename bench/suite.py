@@ -7,6 +7,12 @@
 4. e2e: a `%%meshimage` cell against a bare httpx request, embedded backend;  `e2e.py`
 5. scaling: decode time per MiB for 1, 4, 16 and 40 MiB frames;          `decode.py`
 6. bg: a `%%meshimage --bg` cell's return against the same `--dry-run` cell;  `background.py`
+7. sweep: a 64-run sweep at zero latency against a bare httpx gather;        `sweeps.py`
+8. latency: a 32-run sweep at 1 s latency, 8 at a time, against the ideal 4 s;  `sweeps.py`
+9. sweep_memory: extra peak RSS of a 100-run sweep against a 10-run one;  `sweep_memory.py`
+10. replay: `Store.get` of a stored 10-image cell against reading + decoding its files;
+    `store.py`
+11. store: a 4-image cell with the store on against off;                    `store.py`
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from . import background, decode, e2e, load, memory
+from . import background, decode, e2e, load, memory, store, sweep_memory, sweeps
 from .payload import sse_stream
 from .plan import Plan
 from .report import Row
@@ -31,6 +37,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     "e2e": e2e.run,
     "scaling": decode.run_scaling,
     "bg": background.run,
+    "sweep": sweeps.run_overhead,
+    "latency": sweeps.run_latency,
+    "sweep_memory": sweep_memory.run,
+    "replay": store.run_replay,
+    "store": store.run_cost,
 }
 
 

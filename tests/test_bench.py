@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main
+from bench.local_server import ServerProcess
 from bench.payload import sse_stream
 from bench.plan import Plan
 from bench.readers import sdk_available
@@ -26,10 +27,13 @@ from mesh_magics.images import check_image
 def test_smoke_run_reports_a_ratio_for_every_benchmark() -> None:
     rows = run_suite(Plan.smoke())
     numbers = {row.number for row in rows}
-    assert {"1", "2", "3", "4", "5", "6"} <= numbers
+    assert {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"} <= numbers
     assert sdk_available() and "1c" in numbers  # scripts/setup installs the official SDK
     assert all(math.isfinite(row.ratio) and row.ratio > 0 for row in rows)
-    assert any(row.goal is not None for row in rows if row.number == "1")
+    for number in ("1", "7", "8", "9", "10", "11"):
+        assert any(row.goal is not None for row in rows if row.number == number), number
+    (latency,) = [row for row in rows if row.number == "8"]
+    assert "2 in flight at most" in latency.ours  # the sweep kept to its concurrency
     text = text_table(rows)
     assert text.count("\n") == len(rows) + 1 and "ratio" in text
 
@@ -62,3 +66,15 @@ def test_table_marks_goals() -> None:
     assert [row.verdict for row in rows] == ["yes", "NO", "yes"]
     table = markdown_table(rows)
     assert table.count("✅") == 2 and table.count("❌") == 1
+
+
+def test_local_server_process_counts_generations() -> None:
+    import httpx
+
+    with ServerProcess(latency=0) as server:
+        server.reset_counts()
+        body = {"prompt": "a fox", "size": "256x256"}
+        answer = httpx.post(f"{server.url}/v1/images/generations", json=body, timeout=30)
+        assert answer.status_code == 200 and len(answer.json()["data"]) == 1
+        counts = server.counts()
+        assert counts["generation_count"] == 1 and counts["max_in_flight"] == 1
