@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from ..views.sweep import SweepView
 
 
+CELL_GRACE = 0.02  # seconds a background run waits, so that its cell returns first
+
+
 def can_update_later(shell: Any) -> bool:
     """Whether the frontend that ran this cell will show updates after it ends."""
     return interactive_frontend(shell) and hasattr(shell, "set_thread_parent")
@@ -64,7 +67,7 @@ def start_in_cell(run: Generation, shell: Any, progress: str) -> Generation:
     slot = display({"text/plain": ""}, raw=True, display_id=True)
     run.scope = lambda: _cell_output(shell, parent, lambda: view.start(place))
     run.watch(_CellWatcher(view, slot))
-    run.start()
+    run.start(after=CELL_GRACE)
     jobs().add(run)
     return run
 
@@ -145,7 +148,7 @@ def start_sweep_in_cell(
         run.scope = lambda: _cell_output(shell, parent, started)
         run.watch(_SweepRunWatcher(index, view, ended))
     for run in generations:
-        run.start()
+        run.start(after=CELL_GRACE)
         jobs().add(run)
     return sweep
 

@@ -115,18 +115,26 @@ class Generation:
         self._watchers.append(watcher)
         return self
 
-    def start(self, on: Engine | None = None) -> Generation:
-        """Run it on the engine's loop; returns at once."""
+    def start(self, on: Engine | None = None, *, after: float = 0.0) -> Generation:
+        """Run it on the engine's loop; returns at once. `after` seconds of grace first: a
+        background cell returns meanwhile, without the run's start competing with it for
+        the interpreter."""
         if self.status != "pending":
             raise RuntimeError("a Generation runs once")
         self.status = "running"
         self.started_at = time.monotonic()
         self._engine = on or engine()
-        self._engine.submit(self._main())
+        self._engine.submit(self._main(after))
         return self
 
-    async def _main(self) -> None:
+    async def _main(self, after: float = 0.0) -> None:
         self._task = asyncio.current_task()
+        if after:
+            try:
+                await asyncio.sleep(after)
+            except asyncio.CancelledError:
+                self._settle("cancelled", GenerationCancelled(self._cancel_message()))
+                return
         try:
             with self.scope() if self.scope is not None else contextlib.nullcontext():
                 await self._watched()
