@@ -144,6 +144,27 @@ def _settings_of_call(
     )
 
 
+def _call(
+    prompt: Any,
+    fields: Mapping[str, Any],
+    params: Mapping[str, Any] | None,
+    base_url: str | None,
+    timeout: float | None,
+    progress: str,
+    replay: bool | None,
+) -> tuple[Generation, str]:
+    """The run a function call asks for, every argument checked; and its progress mode."""
+    base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
+    run = prepare(
+        _prompt(prompt),
+        request_fields(fields, params),
+        base_url=base_url,
+        timeout=timeout,
+        replay=replay,
+    )
+    return run, progress
+
+
 # -- the functions -----------------------------------------------------------------------------
 
 
@@ -168,14 +189,7 @@ def generate(
     the field in `params={"background": "transparent"}`."""
     if isinstance(background, str):  # the API's field (transparent, opaque, auto)
         fields["background"], background = background, False
-    base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
-    run = prepare(
-        _prompt(prompt),
-        request_fields(fields, params),
-        base_url=base_url,
-        timeout=timeout,
-        replay=replay,
-    )
+    run, progress = _call(prompt, fields, params, base_url, timeout, progress, replay)
     shell = _running_shell()
     if background:
         if shell is not None:
@@ -199,14 +213,7 @@ async def agenerate(
     """`generate()` for asyncio code (a notebook's top-level `await` included). The work
     runs on the package's own loop thread; this coroutine only waits for it, so the
     caller's loop stays free. Cancelling it cancels the run."""
-    base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
-    run = prepare(
-        _prompt(prompt),
-        request_fields(fields, params),
-        base_url=base_url,
-        timeout=timeout,
-        replay=replay,
-    )
+    run, progress = _call(prompt, fields, params, base_url, timeout, progress, replay)
     view = _view(run, progress, _running_shell())
     run.watch(_LoopWatcher(asyncio.get_running_loop(), view))
     view.start()

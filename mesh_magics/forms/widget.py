@@ -325,9 +325,9 @@ class MeshForm:
         outputs show the latest image and the code, with no widget view left to save."""
         self.cancel()
         bundle = self._static()
-        from ..views.widget import _close_tree
+        from ..views.widget import close_tree
 
-        _close_tree(self.box)
+        close_tree(self.box)
         for handle in self._handles:
             handle.update(bundle, raw=True)
         self._handles.clear()

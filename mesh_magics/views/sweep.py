@@ -342,9 +342,9 @@ class WidgetSweepView(SweepView):
         self._replace(f"✗ {self.heading} · {message}")
 
     def _replace(self, text: str) -> None:
-        from .widget import _close_tree
+        from .widget import close_tree
 
-        _close_tree(self._box)
+        close_tree(self._box)
         self._handle.update({"text/plain": text}, raw=True)
 
 

@@ -107,14 +107,14 @@ class WidgetProgressView(ProgressView):
         self._replace(f"✗ {self.heading} · {message}")
 
     def _replace(self, text: str) -> None:
-        _close_tree(self._box)
+        close_tree(self._box)
         self._handle.update({"text/plain": text}, raw=True)
 
 
-def _close_tree(widget: widgets.Widget) -> None:
+def close_tree(widget: widgets.Widget) -> None:
     """Close a widget, its children and their layout/style models (else they linger)."""
     for child in getattr(widget, "children", ()):
-        _close_tree(child)
+        close_tree(child)
     for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
         if isinstance(part, widgets.Widget):
             part.close()
