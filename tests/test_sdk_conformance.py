@@ -18,9 +18,11 @@ import httpx
 import pytest
 from meshapi import (
     AsyncMeshAPI,
+    ImageEditParams,
     ImageGenerationChunk,
     ImageGenerationParams,
     ImageGenerationResponse,
+    ImageRef,
     MeshAPI,
     MeshAPIError,
     ModelInfo,
@@ -424,3 +426,79 @@ def test_every_raw_frame_even_an_error_is_an_image_chunk(server: LocalServer, fa
     assert frames[-1] == "[DONE]"
     chunks = [ImageGenerationChunk.model_validate_json(frame) for frame in frames[:-1]]
     assert chunks[-1].status == ("failed" if fault == "error_frame" else "completed")
+
+
+# -- edits ------------------------------------------------------------------------------
+
+
+def edit_params(**fields: Any) -> ImageEditParams:
+    return ImageEditParams(
+        **{"model": "openai/gpt-image-1", "prompt": PROMPT, "image": red_data_url(), **fields}
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "size"),
+    [
+        ({}, (32, 32)),
+        ({"image": ImageRef(url=red_data_url()), "response_format": "b64_json"}, (32, 32)),
+        ({"operation": "upscale", "upscale_factor": "2x"}, (64, 64)),
+        ({"operation": "remove_background"}, (32, 32)),
+        ({"operation": "outpaint", "expand_factor": 2.0}, (64, 64)),
+        ({"operation": "mix", "reference_images": [red_data_url()]}, (32, 32)),
+        ({"operation": "reframe", "aspect_ratio": "2:1"}, (32, 16)),
+        ({"size": "64x48"}, (64, 48)),
+    ],
+)
+def test_the_sdk_reads_each_edit(
+    sdk: MeshAPI, fields: dict[str, Any], size: tuple[int, int]
+) -> None:
+    answer = sdk.images.edit(edit_params(**fields))
+    assert isinstance(answer, ImageGenerationResponse) and len(answer.data) == 1
+    assert open_image(answer.data[0].image_bytes()).size == size
+    assert answer.size == f"{size[0]}x{size[1]}" and answer.usage is not None
+
+
+def test_the_async_sdk_reads_an_edit(server: LocalServer) -> None:
+    async def session() -> ImageGenerationResponse:
+        async with async_sdk(server) as client:
+            return await client.images.edit(edit_params(n=2))
+
+    answer = run(session())
+    assert [open_image(item.image_bytes()).size for item in answer.data] == [(32, 32)] * 2
+
+
+@pytest.mark.parametrize(("status", "code"), STATUS_CODES)
+def test_status_faults_on_edits_are_the_sdks_errors(
+    sdk: MeshAPI, server: LocalServer, status: int, code: str
+) -> None:
+    server.fault = f"status:{status}"
+    with pytest.raises(MeshAPIError) as editing:
+        sdk.images.edit(edit_params())
+    check_error(editing.value, server, status, code)
+
+    async def attempt() -> MeshAPIError:
+        async with async_sdk(server) as client:
+            with pytest.raises(MeshAPIError) as caught:
+                await client.images.edit(edit_params())
+            return caught.value
+
+    check_error(run(attempt()), server, status, code)
+
+
+def test_an_edit_validation_error_carries_every_detail(sdk: MeshAPI) -> None:
+    with pytest.raises(MeshAPIError) as caught:
+        sdk.images.edit(edit_params(image="https://example.com/fox.png", mask=red_data_url(), n=11))
+    error = caught.value
+    assert (error.status, error.error_code) == (422, "validation_error")
+    locs = {tuple(detail["loc"]) for detail in error.details}
+    assert locs == {("body", "image"), ("body", "mask"), ("body", "n")}
+
+
+def test_an_edit_with_a_model_that_cannot_edit_is_the_sdks_422(sdk: MeshAPI) -> None:
+    with pytest.raises(MeshAPIError) as caught:
+        sdk.images.edit(edit_params(model="openai/dall-e-3"))
+    assert (caught.value.status, caught.value.details[0]["loc"]) == (422, ["body", "model"])
+    with pytest.raises(MeshAPIError) as unknown:
+        sdk.images.edit(edit_params(model="acme/painter-9"))
+    assert (unknown.value.status, unknown.value.error_code) == (404, "model_not_found")

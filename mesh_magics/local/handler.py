@@ -16,12 +16,13 @@ import secrets
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import generation
+from . import edits, generation
 from .addresses import base_url_from_host_header
 from .attempts import attempt_key
 from .backend import Backend
@@ -50,7 +51,13 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 # Route -> the one method it answers; any other method gets a 405 naming it.
-_METHODS = {"/images/generations": "POST", "/models": "GET", "/models/": "GET", "/files/": "GET"}
+_METHODS = {
+    "/images/generations": "POST",
+    "/images/edits": "POST",
+    "/models": "GET",
+    "/models/": "GET",
+    "/files/": "GET",
+}
 RATE_LIMIT_FAULT = Fault("status", 429)
 
 
@@ -181,6 +188,8 @@ class Handler(BaseHTTPRequestHandler):
                 rate_limited = RequestControls(0.0, 0.0, RATE_LIMIT_FAULT, retry_after=retry_after)
                 self._page_fault(rate_limited, None)
                 return None
+            if route == "/images/edits":
+                return self._edit(raw, parsed, invalid_json)
             return self._generate(raw, parsed, invalid_json)
         finally:
             self._settle()
@@ -253,18 +262,24 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- generations ----------------------------------------------------------------
 
-    def _generate(self, raw: bytes, parsed: Any, invalid_json: bool) -> None:
+    def _controls(
+        self, raw: bytes, parsed: Any, invalid_json: bool
+    ) -> tuple[dict[str, Any], RequestControls] | None:
+        """The body and its controls, or None once an error or a page fault has answered."""
         if not self._check_version():
             return None
         if invalid_json:
-            return self._send_error(400, "invalid_request", "The request body is not valid JSON")
+            self._send_error(400, "invalid_request", "The request body is not valid JSON")
+            return None
         if not isinstance(parsed, dict):
-            return self._send_error(400, "invalid_request", "The request body must be an object")
+            self._send_error(400, "invalid_request", "The request body must be an object")
+            return None
         body = dict(parsed)
         try:
             controls = parse_controls(body.pop("mesh_local", None), self.backend.defaults())
         except ValueError as exc:
-            return self._send_error(400, "invalid_request", str(exc))
+            self._send_error(400, "invalid_request", str(exc))
+            return None
         if controls.times is not None:
             key = attempt_key(raw, self._client_request_id())
             if self.backend.next_attempt(key) > controls.times:
@@ -272,6 +287,13 @@ class Handler(BaseHTTPRequestHandler):
                 self.backend.attempt_succeeded(key)
         if self._page_fault(controls, body.get("model")):
             return None
+        return body, controls
+
+    def _generate(self, raw: bytes, parsed: Any, invalid_json: bool) -> None:
+        checked = self._controls(raw, parsed, invalid_json)
+        if checked is None:
+            return None
+        body, controls = checked
         params, details = validate_generation(body)
         if params is None:
             return self._send_error(422, "validation_error", summarize(details), details=details)
@@ -286,6 +308,41 @@ class Handler(BaseHTTPRequestHandler):
         if params.stream:
             return self._stream(params, controls)
         return self._answer(params, controls)
+
+    def _edit(self, raw: bytes, parsed: Any, invalid_json: bool) -> None:
+        """``/images/edits``: checked like a generation, answered in the same JSON shape."""
+        checked = self._controls(raw, parsed, invalid_json)
+        if checked is None:
+            return None
+        body, controls = checked
+        params, details = edits.validate_edit(body)
+        if params is None:
+            return self._send_error(422, "validation_error", summarize(details), details=details)
+        model = find_model(params.model)
+        if model is None or params.model not in image_model_ids():
+            message = f"Model '{params.model}' not found or does not generate images"
+            return self._send_error(404, "model_not_found", message)
+        if not model.get("supports_image_edit"):
+            message = f"Model '{params.model}' does not support image edits"
+            details = [
+                {
+                    "loc": ["body", "model"],
+                    "msg": message,
+                    "type": "value_error",
+                    "input": params.model,
+                }
+            ]
+            return self._send_error(422, "validation_error", summarize(details), details=details)
+        controls = replace(controls, latency=controls.latency_for(params.model))
+        shape = params.as_image_params()
+        return self._answer(
+            shape,
+            controls,
+            lambda fault: [
+                generation.image_entry(shape, data, fmt, self._publish)
+                for data, fmt in edits.make_images(params, fault)
+            ],
+        )
 
     def _send_file(self, name: str) -> None:
         stored = self.backend.published(name)
@@ -331,8 +388,16 @@ class Handler(BaseHTTPRequestHandler):
             for data, fmt in generation.make_images(params, fault)
         ]
 
-    def _answer(self, params: ImageParams, controls: RequestControls) -> None:
-        """A plain JSON answer, after the latency; stream faults get their plain twins."""
+    def _answer(
+        self,
+        params: ImageParams,
+        controls: RequestControls,
+        make: Callable[[Fault | None], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        """A plain JSON answer, after the latency; stream faults get their plain twins.
+
+        MAKE makes the ``data`` entries (by default: the generation's pictures).
+        """
         kind = controls.fault.kind if controls.fault else None
         self._in_flight = True
         self._wait(None if kind == "stall" else controls.latency)
@@ -340,7 +405,12 @@ class Handler(BaseHTTPRequestHandler):
             self._in_flight = False
             message = "The provider failed to generate the image"
             return self._send_error(500, "provider_job_failed", message)
-        entries = [] if kind == "cut" else self._images(params, controls.fault)
+        if kind == "cut":
+            entries: list[dict[str, Any]] = []
+        elif make is not None:
+            entries = make(controls.fault)
+        else:
+            entries = self._images(params, controls.fault)
         raw = json.dumps(generation.response_body(params, entries, int(time.time()))).encode()
         if kind == "malformed":
             raw = raw[: len(raw) // 2]

@@ -75,6 +75,11 @@ def _open(data: bytes, loc: list[str | int]) -> tuple[InputImage | None, Detail 
     return InputImage(data, fmt, width, height), None
 
 
+def decode_image(value: Any, loc: list[str | int]) -> tuple[InputImage | None, Detail | None]:
+    """One input image (a data URL or bare base64) decoded, or the detail saying why not."""
+    return _decode(value, loc)
+
+
 def check_images(value: Any) -> tuple[tuple[InputImage, ...], list[Detail]]:
     """The decoded input images of VALUE, and a detail for each bad one."""
     if value is None:
