@@ -277,6 +277,27 @@ def test_server_faults_apply_to_edits(client: httpx.Client, server: LocalServer)
     assert base64.b64decode(entry["url"].partition(",")[2]) == b"this is not an image"
 
 
+def test_per_request_controls_and_stream_fault_twins_apply_to_edits(
+    client: httpx.Client,
+) -> None:
+    assert edit(client, mesh_local={"fault": "explode"}).status_code == 400
+    limited = edit(client, mesh_local={"fault": "status:429", "retry_after": "3"})
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "3"
+    failed = edit(client, mesh_local={"fault": "error_frame"})
+    assert failed.status_code == 500
+    assert failed.json()["error"]["code"] == "provider_job_failed"
+    assert edit(client, mesh_local={"fault": "cut"}).json()["data"] == []
+    assert len(edit(client, n=3, mesh_local={"fault": "fewer"}).json()["data"]) == 2
+    once = {"fault": "status:503", "times": 1}
+    assert [edit(client, mesh_local=once).status_code for _ in range(2)] == [503, 200]
+
+
+def test_remove_background_on_a_noisy_picture_is_quick(client: httpx.Client) -> None:
+    noisy = Image.effect_noise((1024, 1024), 100).convert("RGB")
+    response = edit(client, image=data_url(noisy), operation="remove_background")
+    assert result(response).size == (1024, 1024)
+
+
 def test_an_edit_counts_in_flight_and_is_recorded_bounded(server: LocalServer) -> None:
     server.latency = 0.5
     big = data_url(Image.effect_noise((256, 256), 64).convert("RGB"))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -301,7 +302,7 @@ def _remove_background(img: Image.Image) -> Image.Image:
     border += [rgb.getpixel((x, height - 1)) for x in range(width)]
     border += [rgb.getpixel((0, y)) for y in range(height)]
     border += [rgb.getpixel((width - 1, y)) for y in range(height)]
-    colour = max(set(border), key=border.count)
+    colour = Counter(border).most_common(1)[0][0]
     assert isinstance(colour, tuple)
     diff = ImageChops.difference(rgb, Image.new("RGB", img.size, colour))
     r, g, b = diff.split()
