@@ -29,7 +29,7 @@ from .request import build_request
 from .run.generation import Generation
 from .run.wait import run_blocking
 from .schema import REQUEST_FIELDS, SETTINGS, check
-from .settings import client_settings, configured
+from .settings import ClientSettings, client_settings, configured
 
 if TYPE_CHECKING:
     from .events import StreamEvent
@@ -63,9 +63,11 @@ def prepare(
     stream: bool = True,
     replay: bool | None = None,
     cell: str | None = None,
+    settings: ClientSettings | None = None,
 ) -> Generation:
     """A run of `prompt` with `fields` (already checked), ready to start. Every check that
-    needs no network happens here, before anything is sent.
+    needs no network happens here, before anything is sent. `settings`: where it goes,
+    when the caller has resolved that already (a sweep does, once for all its runs).
 
     `replay`: True (`--replay`) answers from the store when it holds the same request,
     False (`--fresh`) never does, None follows `MeshImageMagics.replay` or
@@ -80,7 +82,8 @@ def prepare(
         stream=stream,
         max_input_image_bytes=config["max_input_image_bytes"],
     )
-    settings = client_settings(config, base_url)
+    if settings is None:
+        settings = client_settings(config, base_url)
     if replay is None:
         replay = bool(config.get("replay")) or os.environ.get("MESHAPI_REPLAY") == "1"
     return Generation(

@@ -99,23 +99,23 @@ def prepare_sweep(
     swept_names = [name for name in SWEPT_ORDER if name in swept]
 
     def generations_for(runs: list[SweepRun], replay: bool | None) -> list[Generation]:
-        from .http.hosts import host_of
-        from .run.sweep import HostSlots
+        from .run.sweep import in_flight_limit
 
-        slots = HostSlots(limit)
+        settings = client_settings(config, base_url)  # once: every run goes to the same API
+        slot = in_flight_limit(limit)
         made = []
         for sweep_run in runs:
             run = prepare(
                 sweep_run.prompt,
                 {**fields, **sweep_run.params},
                 config=config,
-                base_url=base_url,
                 timeout=timeout,
                 stream=stream,
                 replay=replay,
                 cell=cell,
+                settings=settings,
             )
-            run.slot = slots.for_host(host_of(run.settings.base_url))
+            run.slot = slot
             made.append(run)
         return made
 

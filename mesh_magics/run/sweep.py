@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import queue
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationCancelled
@@ -42,22 +42,11 @@ def plan(prompts: Sequence[str], swept: dict[str, list[Any]]) -> list[tuple[str,
     ]
 
 
-class HostSlots:
-    """At most `limit` runs of one sweep in flight per API host."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
-
-    def for_host(self, host: str) -> Callable[[], contextlib.AbstractAsyncContextManager[object]]:
-        semaphore = self._semaphores.setdefault(host, asyncio.Semaphore(self.limit))
-
-        @contextlib.asynccontextmanager
-        async def slot() -> AsyncIterator[object]:
-            async with semaphore:
-                yield None
-
-        return slot
+def in_flight_limit(limit: int) -> Callable[[], contextlib.AbstractAsyncContextManager[object]]:
+    """What a sweep's runs hold while their request is in flight: at most `limit` at once
+    (`--concurrency`; a sweep's runs all go to one API host)."""
+    semaphore = asyncio.Semaphore(limit)
+    return lambda: semaphore
 
 
 class _IndexedWatcher:
