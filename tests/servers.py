@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from mesh_magics.local import LocalServer
+
 Route = Callable[[BaseHTTPRequestHandler], None]
 
 
@@ -353,3 +355,14 @@ def echo_faults(credentials: str) -> dict[str, Route]:
         ),
         "success": stream(result, lambda auth: b"data: [DONE]\n\n"),
     }
+
+
+# -- one embedded backend for a whole test module -------------------------------------------
+
+
+def lent(server: LocalServer, ping_interval: float) -> Iterator[LocalServer]:
+    """Lend a module's `LocalServer` to one test, then undo what a test may change."""
+    yield server
+    server.latency, server.ping_interval, server.fault = 0.0, ping_interval, None
+    server.model_latency = {}
+    server.clear_rate_limits()

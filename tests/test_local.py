@@ -35,6 +35,8 @@ from mesh_magics.local import server as server_module
 from mesh_magics.local.attempts import AttemptCounter, attempt_key
 from mesh_magics.local.files import FileStore
 
+from .servers import lent
+
 PROMPT = "a red fox in the snow"
 GENERATED_ID = re.compile(r"^req_[0-9A-Z]{26}$")
 
@@ -50,10 +52,7 @@ def running() -> Iterator[LocalServer]:
 
 @pytest.fixture
 def server(running: LocalServer) -> Iterator[LocalServer]:
-    yield running
-    running.latency, running.ping_interval, running.fault = 0.0, 0.1, None
-    running.model_latency = {}
-    running.clear_rate_limits()
+    yield from lent(running, ping_interval=0.1)
 
 
 @pytest.fixture
@@ -619,9 +618,7 @@ def test_stop_wakes_a_stalled_stream(fresh: LocalServer) -> None:
 
     reader = threading.Thread(target=read)
     reader.start()
-    while not fresh.requests:
-        time.sleep(0.01)
-    time.sleep(0.1)
+    assert fresh.wait_for_in_flight(1, 5)  # the handler is stalling in its answer
     began = time.monotonic()
     fresh.stop()
     reader.join(5)

@@ -15,6 +15,8 @@ from PIL import Image, ImageChops
 from mesh_magics.local import LocalServer
 from mesh_magics.local.edits import MAX_REFERENCES, tint_color
 
+from .servers import lent
+
 MODEL = "openai/gpt-image-1"
 
 
@@ -26,9 +28,7 @@ def running() -> Iterator[LocalServer]:
 
 @pytest.fixture
 def server(running: LocalServer) -> Iterator[LocalServer]:
-    yield running
-    running.latency, running.fault, running.model_latency = 0.0, None, {}
-    running.clear_rate_limits()
+    yield from lent(running, ping_interval=0.1)
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ from PIL import Image
 
 from mesh_magics.local import MODELS, LocalServer
 
+from .servers import lent
+
 PROMPT = "a red fox in the snow"
 TOKEN = "rsk_local_conformance"
 IMAGE_MODELS = [m["id"] for m in MODELS if "image" in m["output_modalities"]]
@@ -47,9 +49,7 @@ def running() -> Iterator[LocalServer]:
 
 @pytest.fixture
 def server(running: LocalServer) -> Iterator[LocalServer]:
-    yield running
-    running.latency, running.fault, running.model_latency = 0.0, None, {}
-    running.clear_rate_limits()
+    yield from lent(running, ping_interval=0.05)
 
 
 @pytest.fixture(scope="module")
