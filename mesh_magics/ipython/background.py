@@ -41,6 +41,13 @@ if TYPE_CHECKING:
 CELL_GRACE = 0.02  # seconds a background run waits, so that its cell returns first
 
 
+def _say_foreground() -> None:
+    print(
+        "meshimage: running in the foreground (this frontend cannot show later updates)",
+        file=sys.stderr,
+    )
+
+
 def can_update_later(shell: Any) -> bool:
     """Whether the frontend that ran this cell will show updates after it ends."""
     return interactive_frontend(shell) and hasattr(shell, "set_thread_parent")
@@ -50,10 +57,7 @@ def start_in_cell(run: Generation, shell: Any, progress: str) -> Generation:
     """Start `run` in the background, showing it in the running cell; the handle, at once.
     Where no later update could be shown, run it to its end first."""
     if not can_update_later(shell):
-        print(
-            "meshimage: running in the foreground (this frontend cannot show later updates)",
-            file=sys.stderr,
-        )
+        _say_foreground()
         view = make_view(run.heading, progress, shell)
         run_blocking(run, view)
         return run
@@ -125,10 +129,7 @@ def start_sweep_in_cell(
     from ..run.sweep import run_sweep_blocking, settle_run, short_error
 
     if not can_update_later(shell):
-        print(
-            "meshimage: running in the foreground (this frontend cannot show later updates)",
-            file=sys.stderr,
-        )
+        _say_foreground()
         return run_sweep_blocking(
             sweep, generations, sweep_view(sweep, progress, shell, generations)
         )
