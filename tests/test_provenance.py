@@ -100,7 +100,10 @@ def result_of(
     return result
 
 
-def expected(prompt: str | None, revised: str | None = "a fox in deep snow") -> dict[str, Any]:
+def expected(
+    prompt: str | None, revised: str | None = "a fox in deep snow", *, blob: bytes
+) -> dict[str, Any]:
+    """What `read_metadata` gives for `result_of(blob, prompt, revised)` saved."""
     body = dict(REQUEST) if prompt is None else {"prompt": prompt, **REQUEST}
     return {
         **body,
@@ -110,6 +113,8 @@ def expected(prompt: str | None, revised: str | None = "a fox in deep snow") -> 
         "request_id": "req_1",
         "created": "2025-01-02T03:04:05Z",
         "mesh_magics_version": __version__,
+        "sha256": hashlib.sha256(blob).hexdigest(),  # of the image as made, before metadata
+        "inputs": None,  # a generation
     }
 
 
@@ -181,16 +186,18 @@ def check_with_other_readers(path: Path, original: bytes, prompt: str | None) ->
 def test_saved_metadata_reads_back_identically(tmp_path: Path, source: str, prompt: str) -> None:
     original = SOURCES[source]()
     (path,) = result_of(original, prompt=prompt).save(tmp_path)
-    assert read_metadata(path) == expected(prompt)
-    assert mm.read_metadata(str(path)) == expected(prompt)
+    assert read_metadata(path) == expected(prompt, blob=original)
+    assert mm.read_metadata(str(path)) == expected(prompt, blob=original)
     check_with_other_readers(path, original, prompt)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".gif"])
 @pytest.mark.parametrize("source", ["png-rgba", "jpeg", "webp-lossy"])
 def test_converted_files_carry_it_too(tmp_path: Path, source: str, suffix: str) -> None:
-    (path,) = result_of(SOURCES[source](), prompt="一只狐狸 & <fox>").save(tmp_path / f"f{suffix}")
-    assert read_metadata(path) == expected("一只狐狸 & <fox>")
+    original = SOURCES[source]()
+    (path,) = result_of(original, prompt="一只狐狸 & <fox>").save(tmp_path / f"f{suffix}")
+    # the hash of the image as made, not of the converted file: the one an edit names
+    assert read_metadata(path) == expected("一只狐狸 & <fox>", blob=original)
     assert Image.open(path).format == {".jpg": "JPEG"}.get(suffix, suffix[1:].upper())
     sidecar = path.with_name(path.name + ".json")
     assert sidecar.exists() == (suffix == ".gif")  # XMP covers the others: no sidecar
@@ -198,10 +205,12 @@ def test_converted_files_carry_it_too(tmp_path: Path, source: str, suffix: str) 
 
 def test_a_revised_prompt_and_request_id_of_none_read_back_as_none(tmp_path: Path) -> None:
     for source in ("png", "jpeg", "webp-lossy"):
-        result = result_of(SOURCES[source](), revised=None)
+        original = SOURCES[source]()
+        result = result_of(original, revised=None)
         result.request_id = None
         (path,) = result.save(tmp_path)
-        assert read_metadata(path) == {**expected("A fox, in snow!", None), "request_id": None}
+        made = expected("A fox, in snow!", None, blob=original)
+        assert read_metadata(path) == {**made, "request_id": None}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -216,10 +225,50 @@ def test_any_prompt_in_any_format_round_trips(
     original = BLOBS[source]
     with tempfile.TemporaryDirectory() as temp:
         (path,) = result_of(original, prompt=prompt, revised=revised).save(temp)
-        assert read_metadata(path) == expected(prompt, revised)
+        assert read_metadata(path) == expected(prompt, revised, blob=original)
         assert pixels(path.read_bytes()) == pixels(original)
         (line,) = (Path(temp) / MANIFEST).read_text("utf-8").splitlines()
-        assert json.loads(line)["metadata"] == expected(prompt, revised)
+        assert json.loads(line)["metadata"] == expected(prompt, revised, blob=original)
+
+
+INPUT = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["image", "reference", "mask"]),
+        "sha256": st.text("0123456789abcdef", min_size=64, max_size=64),
+        "name": st.none() | st.text(max_size=30),
+        "format": st.just("png"),
+        "width": st.integers(1, 4096),
+        "height": st.integers(1, 4096),
+        "bytes": st.integers(1, 50_000_000),
+    }
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    inputs=st.lists(INPUT, min_size=1, max_size=4),
+    suffix=st.sampled_from([".png", ".jpg", ".webp", ".gif"]),
+    embed_prompt=st.booleans(),
+)
+def test_an_edits_inputs_round_trip_in_any_format(
+    inputs: list[dict[str, Any]], suffix: str, embed_prompt: bool
+) -> None:
+    original = BLOBS["png"]
+    request = {**REQUEST, "image": f"sha256:{inputs[0]['sha256']}", "operation": "edit"}
+    result = ImageResult(
+        [check_image(original, what="edited image")],
+        request={"prompt": "Make it night", **request},
+        model="openai/gpt-image-1",
+        inputs=inputs,
+    )
+    with tempfile.TemporaryDirectory() as temp:
+        (path,) = result.save(Path(temp) / f"night{suffix}", embed_prompt=embed_prompt)
+        found = read_metadata(path)
+        assert found["inputs"] == inputs  # kept without the prompt too: they hold none
+        assert found["sha256"] == hashlib.sha256(original).hexdigest()
+        assert found["image"] == request["image"]
+        (line,) = (Path(temp) / MANIFEST).read_text("utf-8").splitlines()
+        assert json.loads(line)["metadata"] == found
 
 
 def test_a_prompt_too_big_for_one_jpeg_segment_goes_to_extended_xmp(tmp_path: Path) -> None:
@@ -228,7 +277,7 @@ def test_a_prompt_too_big_for_one_jpeg_segment_goes_to_extended_xmp(tmp_path: Pa
     (path,) = result_of(original, prompt=prompt).save(tmp_path)
     data = path.read_bytes()
     assert data.count(b"http://ns.adobe.com/xmp/extension/\0") >= 3
-    assert read_metadata(path) == expected(prompt)
+    assert read_metadata(path) == expected(prompt, blob=original)
     assert pixels(data) == pixels(original)
     with Image.open(path) as img:  # the standard packet alone still parses
         root = ElementTree.fromstring(img.info["xmp"])
@@ -319,9 +368,9 @@ def test_embed_prompt_false_leaves_the_prompt_out_everywhere(
         result = result_of(BLOBS[source], prompt=prompt, revised=revised)
         (path,) = result.save(tmp_path, **keyword)
         assert path.name.startswith("image")  # the name would tell the prompt too
-        assert read_metadata(path) == expected(None, None)
+        assert read_metadata(path) == expected(None, None, blob=BLOBS[source])
     result.save(tmp_path / "fox.gif", **keyword)
-    assert read_metadata(tmp_path / "fox.gif") == expected(None, None)
+    assert read_metadata(tmp_path / "fox.gif") == expected(None, None, blob=BLOBS[source])
     saved = everything_saved(tmp_path)
     for secret in (prompt, revised, "secret", "一只狐狸"):
         for form in (secret.encode(), json.dumps(secret).encode(), secret.encode("utf-16-le")):
@@ -354,13 +403,14 @@ def test_older_metadata_in_the_file_is_replaced_not_doubled(tmp_path: Path) -> N
     buffer = io.BytesIO()
     Image.open(io.BytesIO(BLOBS["png"])).save(buffer, "PNG", pnginfo=info)
     (first,) = result_of(buffer.getvalue()).save(tmp_path)
-    assert read_metadata(first) == expected("A fox, in snow!")
+    assert read_metadata(first) == expected("A fox, in snow!", blob=buffer.getvalue())
     assert Image.open(first).info["parameters"] == "kept"
     for name in ("png", "jpeg", "webp-lossy", "webp-lossy-rgba"):
         (once,) = result_of(BLOBS[name], prompt="OLD-PROMPT").save(tmp_path)
         (twice,) = result_of(once.read_bytes(), prompt="new").save(tmp_path)
         data = twice.read_bytes()
-        assert read_metadata(twice) == expected("new") and b"OLD-PROMPT" not in data
+        made = expected("new", blob=once.read_bytes())
+        assert read_metadata(twice) == made and b"OLD-PROMPT" not in data
         assert pixels(data) == pixels(BLOBS[name])
 
 

@@ -15,10 +15,11 @@ to do, never a raw `OSError` traceback.
 
 Each file carries its provenance (metadata.py), and gets one line in `manifest.jsonl` in
 its folder once it is in place: `{"file": name, "sha256": of the bytes written,
-"metadata": what read_metadata returns}`. Lines are appended with O_APPEND, each in one
-write, then fsynced, so two processes saving into one folder interleave whole lines; a
-file saved again with `overwrite=True` gets a new line (the last line of a name is its
-current one).
+"metadata": what read_metadata returns}` (whose own `sha256` is the image's as it was made,
+before metadata, and whose `inputs` are an edit's input images). Lines are appended with
+O_APPEND, each in one write, then fsynced, so two processes saving into one folder
+interleave whole lines; a file saved again with `overwrite=True` gets a new line (the last
+line of a name is its current one).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def save_result(
             request_id=result.request_id,
             created=created,
             embed_prompt=embed_prompt,
+            sha256=_sha256_of(image),
+            inputs=getattr(result, "inputs", None) or None,
         )
         for image in images
     ]
@@ -92,6 +95,12 @@ def save_result(
     return save_images(
         images, path, prompt=prompt, stem=stem, metadata=metadata, overwrite=overwrite
     )
+
+
+def _sha256_of(image: GeneratedImage) -> str:
+    """The hex SHA-256 of the image's bytes as made; a stored one knows it without reading."""
+    known = getattr(image, "sha256", None)
+    return known if isinstance(known, str) else hashlib.sha256(image.data).hexdigest()
 
 
 def save_images(

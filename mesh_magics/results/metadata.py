@@ -2,7 +2,12 @@
 
 What is stored, for each image (`provenance`): the prompt, the revised prompt, the model
 that answered, the request body as JSON, the request id, when it was made (`created`,
-ISO 8601 UTC) and the mesh-magics version. Where it lives:
+ISO 8601 UTC), the mesh-magics version, the SHA-256 of the image as it was made (`sha256`,
+hex: its bytes before any metadata or conversion, as the store names it) and, for an edit,
+its input images (`inputs`, a JSON list: role, SHA-256, variable name, format, size and
+byte count of each image sent). An edit's input that was saved too is found by hash:
+`read_metadata(edit)["inputs"][0]["sha256"] == read_metadata(original)["sha256"]`. Where
+it lives:
 
 - PNG: one uncompressed `iTXt` chunk (UTF-8) per field, keyword = field name, after IHDR.
 - JPEG: XMP in an APP1 segment (`http://ns.adobe.com/xap/1.0/\\0`), after JFIF/Exif. A
@@ -23,7 +28,8 @@ keywords, plus `xmp:CreatorTool` and `xmp:CreateDate`. A value that XML 1.0 cann
 
 The request body is stored as sent, except that input images (`data:` URLs of megabytes)
 become `sha256:<hex>` of their bytes, and with `embed_prompt=False` its `prompt` is
-dropped along with the `prompt` and `revised_prompt` fields.
+dropped along with the `prompt` and `revised_prompt` fields; `sha256` and `inputs` stay,
+since they hold no prompt.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from ..images import GeneratedImage, sniff_format
 
 NAMESPACE = "urn:mesh-magics:xmp:1.0/"
 PREFIX = "meshmagics"
-# Every field is a string or None; `request` is the body as JSON text.
+# Every field is a string or None; `request` (the body) and `inputs` are JSON text.
 FIELDS = (
     "prompt",
     "revised_prompt",
@@ -53,6 +59,8 @@ FIELDS = (
     "request_id",
     "created",
     "mesh_magics_version",
+    "sha256",
+    "inputs",
 )
 PROVENANCE = tuple(field for field in FIELDS if field != "request")  # keys read_metadata adds
 _JSON_SUFFIX = "_json"
@@ -86,8 +94,11 @@ def provenance(
     request_id: str | None,
     created: datetime,
     embed_prompt: bool = True,
+    sha256: str | None = None,
+    inputs: list[dict[str, Any]] | None = None,
 ) -> dict[str, str | None]:
-    """The fields stored in one image's file (see `FIELDS`), as text or None."""
+    """The fields stored in one image's file (see `FIELDS`), as text or None. `sha256` is
+    the image's own, `inputs` an edit's input images (none for a generation)."""
     body = {key: _digest_images(value) for key, value in request.items()}
     prompt = body.get("prompt")
     if not embed_prompt:
@@ -100,19 +111,28 @@ def provenance(
         "request_id": _text(request_id),
         "created": created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "mesh_magics_version": __version__,
+        "sha256": sha256,
+        "inputs": dumps(inputs) if inputs else None,
     }
 
 
 def flatten(fields: Mapping[str, str | None]) -> dict[str, Any]:
     """What `read_metadata` returns: the request body's fields, with the prompt, revised
-    prompt, model (the one that answered), request id, time and version over them."""
+    prompt, model (the one that answered), request id, time, version, the image's SHA-256
+    and an edit's inputs (a list; None for a generation) over them."""
+    body = _loaded(fields.get("request"), dict) or {}
+    known: dict[str, Any] = {key: fields.get(key) for key in PROVENANCE}
+    known["inputs"] = _loaded(fields.get("inputs"), list)
+    return {**known, **_without(body, PROVENANCE)}
+
+
+def _loaded(text: str | None, kind: type) -> Any:
+    """`text` as JSON when it is a `kind`, else None (missing or damaged: the rest stands)."""
     try:
-        body = json.loads(fields.get("request") or "{}")
-    except ValueError:  # damaged: the rest still stands
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    return {**{key: fields.get(key) for key in PROVENANCE}, **_without(body, PROVENANCE)}
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, kind) else None
 
 
 def dumps(value: Any, *, indent: int | None = None) -> str:
@@ -436,16 +456,19 @@ def _vp8x_for(kind: bytes, bitstream: bytes) -> bytes | None:
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """What `ImageResult.save` stored in the file at `path`: the request body's fields
     (`prompt`, `model`, `size`, `quality`, `n`, `seed`, ...) with `prompt`,
-    `revised_prompt`, `model` (the one that answered), `request_id`, `created` and
-    `mesh_magics_version` over them (None where unknown or left out). `{}` for an image
-    without mesh-magics metadata; a `ValueError` for a file that is not an image."""
+    `revised_prompt`, `model` (the one that answered), `request_id`, `created`,
+    `mesh_magics_version`, `sha256` (hex, of the image as it was made) and `inputs` (an
+    edit's input images, a list) over them (None where unknown or left out). `{}` for an
+    image without mesh-magics metadata; a `ValueError` for a file that is not an image."""
     path = Path(path).expanduser()
     data = path.read_bytes()
     fmt = sniff_format(data)
     if fmt == "gif":
         beside = path.with_name(path.name + ".json")
         loaded = json.loads(beside.read_text("utf-8")) if beside.is_file() else {}
-        return loaded if isinstance(loaded, dict) and "mesh_magics_version" in loaded else {}
+        if not isinstance(loaded, dict) or "mesh_magics_version" not in loaded:
+            return {}
+        return {**dict.fromkeys(PROVENANCE), **loaded}  # an older sidecar lacks the newer keys
     if fmt == "png":
         found = _png_found(data)
     elif fmt == "jpeg":

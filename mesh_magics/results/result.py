@@ -34,6 +34,10 @@ class ImageResult(Sequence["Image.Image"]):
     preview_max_px: int
     created: float | None  # epoch seconds: when it was made (a stored one keeps its own)
     replayed: bool  # answered from the local store, with no request
+    # An edit's input images, in the order sent: {"role": "image" | "reference" | "mask",
+    # "sha256", "name" (e.g. "fox[0]", or None), "format", "width", "height", "bytes"}.
+    # Empty for a generation.
+    inputs: list[dict[str, Any]]
 
     def __init__(
         self,
@@ -47,6 +51,7 @@ class ImageResult(Sequence["Image.Image"]):
         preview_max_px: int = 1024,
         created: float | None = None,
         replayed: bool = False,
+        inputs: list[dict[str, Any]] | None = None,
     ) -> None:
         self._images = images
         self.request = dict(request)
@@ -57,6 +62,7 @@ class ImageResult(Sequence["Image.Image"]):
         self.preview_max_px = preview_max_px
         self.created = time.time() if created is None else created
         self.replayed = replayed
+        self.inputs = [dict(entry) for entry in inputs or ()]
         self._decoded: dict[int, Image.Image] = {}
         self._previews: dict[tuple[int, int], Preview] = {}
 
@@ -87,6 +93,9 @@ class ImageResult(Sequence["Image.Image"]):
         img = Image.open(io.BytesIO(image.data))
         img.load()
         img.info.update(prompt=self.prompt, revised_prompt=image.revised_prompt, model=self.model)
+        from ..inputs import remember_original  # an edit of it sends these very bytes
+
+        remember_original(img, image)
         return img
 
     # -- what came with them ---------------------------------------------------------
@@ -114,6 +123,39 @@ class ImageResult(Sequence["Image.Image"]):
     @property
     def prompt(self) -> str:
         return str(self.request.get("prompt", ""))
+
+    @property
+    def is_edit(self) -> bool:
+        """Whether these images were made from others (an edit), not from a prompt alone."""
+        return bool(self.inputs)
+
+    @property
+    def parents(self) -> list[ImageResult]:
+        """The stored results that made this edit's input images, in input order, one per
+        distinct input; an input the store does not hold (a file from disk) is skipped,
+        and a generation has none. Each is lazy and has its own `parents`, so an edit can
+        be walked back to the generation it started from."""
+        if not self.is_edit:
+            return []
+        from ..settings import configured  # the store imports this module, not the reverse
+        from ..store import open_store
+
+        store = open_store(configured())
+        if store is None:
+            return []
+        found: list[ImageResult] = []
+        asked: set[str] = set()
+        for entry in self.inputs:
+            sha256 = entry.get("sha256")
+            if not isinstance(sha256, str) or sha256 in asked:
+                continue
+            asked.add(sha256)
+            parent = store.find_image(sha256, preview_max_px=self.preview_max_px)
+            # A run that took this image in and gave it back unchanged did not make it;
+            # taking it for the maker would make a chain that never ends.
+            if parent is not None and sha256 not in {i.get("sha256") for i in parent.inputs}:
+                found.append(parent)
+        return found
 
     def summary(self) -> str:
         """One line: what was made, by which model, how long it took."""

@@ -5,6 +5,7 @@
     store.put(result, api_host=settings.base_url, cell=source)
     store.get(request_key(body, settings.base_url))   # ImageResult (replayed) or None
     store.history("fox", limit=20)
+    store.find_image(sha256)                  # the newest run that made that image, lazy
 
 store.py (the Store), index.py (SQLite), files.py (image files), images.py (StoredImage,
 lazy bytes), keys.py (request_key), location.py (which folder; open_store).

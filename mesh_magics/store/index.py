@@ -8,7 +8,12 @@ on disk when it returns (in WAL mode, NORMAL may lose the last commits on a powe
 
 Each generation is a row of `runs`; its images are rows of `images`, in order, naming
 their files by SHA-256. `images_by_hash` tells, in one index lookup, whether any run still
-uses a file, which is what eviction asks before deleting it.
+uses a file, which is what eviction asks before deleting it, and which run made an edit's
+input image.
+
+A store made by an earlier version is brought up to this one when it is opened: missing
+columns are added (`ALTER TABLE ... ADD COLUMN`, nullable), its rows are kept, and
+`user_version` says which version it is (1: before edits, 2: `runs.inputs`).
 """
 
 from __future__ import annotations
@@ -22,14 +27,14 @@ from pathlib import Path
 
 from .files import FILE_MODE
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.inputs
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
 
-_SCHEMA = f"""
-BEGIN IMMEDIATE;
+_TABLES = (
+    """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,            -- request_key(body, api_host)
+    key TEXT NOT NULL,            -- request_key(body, api_host, endpoint)
     api_host TEXT NOT NULL,       -- scheme://host:port, never credentials
     request TEXT NOT NULL,        -- the body as sent (JSON); the API key is a header, not in it
     prompt TEXT NOT NULL,         -- the body's prompt, for searching
@@ -39,10 +44,12 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL NOT NULL,        -- epoch seconds
     elapsed REAL NOT NULL,        -- seconds
     cell TEXT,                    -- the cell's source, when it came from one
-    total_bytes INTEGER NOT NULL  -- its image bytes and the text above: what the cap counts
-);
-CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, created);
-CREATE INDEX IF NOT EXISTS runs_by_age ON runs (created);
+    total_bytes INTEGER NOT NULL, -- its image bytes and the text above: what the cap counts
+    inputs TEXT                   -- an edit's input images (JSON list); NULL: a generation
+)""",
+    "CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, created)",
+    "CREATE INDEX IF NOT EXISTS runs_by_age ON runs (created)",
+    """
 CREATE TABLE IF NOT EXISTS images (
     run_id INTEGER NOT NULL,
     position INTEGER NOT NULL,
@@ -53,13 +60,14 @@ CREATE TABLE IF NOT EXISTS images (
     bytes INTEGER NOT NULL,
     revised_prompt TEXT,
     PRIMARY KEY (run_id, position)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS images_by_hash ON images (sha256);
-PRAGMA user_version = {SCHEMA_VERSION};
-COMMIT;
-"""
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS images_by_hash ON images (sha256)",
+)
+# Columns later versions added to a table that `CREATE TABLE IF NOT EXISTS` leaves as an
+# earlier version made it. Each is nullable, so older versions still insert their rows.
+_ADDED_COLUMNS = (("runs", "inputs", "TEXT"),)
 
-RUN_COLUMNS = "r.id, r.request, r.model, r.request_id, r.usage, r.created, r.elapsed"
+RUN_COLUMNS = "r.id, r.request, r.model, r.request_id, r.usage, r.created, r.elapsed, r.inputs"
 IMAGE_COLUMNS = "i.sha256, i.format, i.width, i.height, i.revised_prompt"
 
 # The newest run of a key with its images, in one query: what a replay costs.
@@ -83,10 +91,22 @@ FROM chosen r JOIN images i ON i.run_id = r.id
 ORDER BY r.created DESC, r.id DESC, i.position
 """
 
+# The newest run with an image of that SHA-256 (one lookup in images_by_hash), with its
+# images: the run that made an edit's input.
+NEWEST_WITH_IMAGE = f"""
+SELECT {RUN_COLUMNS}, {IMAGE_COLUMNS}
+FROM runs r JOIN images i ON i.run_id = r.id
+WHERE r.id = (
+    SELECT made.id FROM images found JOIN runs made ON made.id = found.run_id
+    WHERE found.sha256 = ? ORDER BY made.created DESC, made.id DESC LIMIT 1
+)
+ORDER BY i.position
+"""
+
 INSERT_RUN = """
 INSERT INTO runs (key, api_host, request, prompt, model, request_id, usage, created, elapsed,
-                  cell, total_bytes)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  cell, total_bytes, inputs)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_IMAGE = """
 INSERT INTO images (run_id, position, sha256, format, width, height, bytes, revised_prompt)
@@ -105,11 +125,7 @@ def connect(path: Path) -> sqlite3.Connection:
         _use_wal(connection)
         connection.execute("PRAGMA synchronous = FULL")
         connection.create_function("mm_contains", 4, _contains, deterministic=True)
-        try:
-            connection.executescript(_SCHEMA)
-        except BaseException:
-            _rollback(connection)
-            raise
+        _make_schema(connection)
     except BaseException:
         connection.close()
         raise
@@ -134,6 +150,22 @@ def _use_wal(connection: sqlite3.Connection) -> None:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.1)
+
+
+def _make_schema(connection: sqlite3.Connection) -> None:
+    """Make the tables, or bring a store an earlier version made up to this one, in one
+    write transaction: two processes opening an old store at once take turns, and the
+    second finds the columns the first added."""
+    with writing(connection) as db:
+        for statement in _TABLES:
+            db.execute(statement)
+        for table, column, kind in _ADDED_COLUMNS:
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version < SCHEMA_VERSION:  # a newer version's store keeps its own number
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -178,6 +210,7 @@ __all__ = [
     "INSERT_RUN",
     "LATEST",
     "NEWEST_OF_KEY",
+    "NEWEST_WITH_IMAGE",
     "SCHEMA_VERSION",
     "connect",
     "writing",

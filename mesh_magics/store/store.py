@@ -5,12 +5,18 @@
     store.put(result, api_host="https://api.meshapi.ai", cell=source)
     store.get(request_key(body, "https://api.meshapi.ai"))   # ImageResult | None
     store.history("fox")                                       # newest first
+    store.find_image(sha256)                  # the newest run that made that image
 
 The folder holds `index.db` (index.py) and `images/ab/abcdef….png`, each image file named
 by the SHA-256 of its bytes (files.py): the same image stored twice is one file, and a
 file that changed is known by its hash. Nothing stored holds the API key: it is a header,
-never in the body, and every text kept (body, cell, usage, revised prompts) is redacted
-against the registered secrets anyway, in case a user typed the key into a cell.
+never in the body, and every text kept (body, cell, usage, revised prompts, the names of
+an edit's inputs) is redacted against the registered secrets anyway, in case a user typed
+the key into a cell.
+
+An edit is stored with its inputs (`ImageResult.inputs`: role, SHA-256, name, size of each
+image sent) and keyed by its endpoint too, so `find_image` can tell which stored run made
+an input, and `ImageResult.parents` walk an edit back to its first generation.
 
 The store serves the notebook and never stands in its way: a generation that cannot be
 stored (disk full, a read-only folder) is a `StoreWarning`, not a failed cell, and a
@@ -98,6 +104,7 @@ class Store:
         body = json.dumps(_redacted(result.request), ensure_ascii=False, default=str)
         usage = None if result.usage is None else json.dumps(redact_value(result.usage))
         cell = None if cell is None else redact(cell)
+        inputs = _inputs_text(result.inputs) if result.is_edit else None
         rows = []
         files: dict[str, _File] = {}
         for position, (data, fmt, (width, height), revised) in enumerate(
@@ -112,13 +119,14 @@ class Store:
         for file in files.values():
             if not has_image(file.path, len(file.data)):
                 write_image(file.path, file.data)
-        texts = (body, usage, cell, result.model, result.request_id, result.prompt)
+        texts = (body, usage, cell, result.model, result.request_id, result.prompt, inputs)
         total = sum(len(file.data) for file in files.values()) + sum(
             len(text.encode("utf-8")) for text in texts if text
         )
         created = time.time() if result.created is None else result.created
+        endpoint = "edits" if result.is_edit else "generations"
         run = (
-            request_key(result.request, host),
+            request_key(result.request, host, endpoint),
             host,
             body,
             redact(result.prompt),
@@ -129,6 +137,7 @@ class Store:
             result.elapsed,
             cell,
             total,
+            inputs,
         )
         with self._lock, index.writing(self._db) as db:
             for file in files.values():  # evicted by another process since it was written?
@@ -174,16 +183,7 @@ class Store:
 
         One query, then each file read and hashed once; its bytes stay in memory, since a
         replay is shown at once."""
-        try:
-            with self._lock:
-                rows = self._db.execute(index.NEWEST_OF_KEY, (key,)).fetchall()
-        except sqlite3.Error as exc:
-            warnings.warn(
-                f"mesh-magics store: cannot read {self.directory} ({_reason(exc)})",
-                StoreWarning,
-                stacklevel=2,
-            )
-            return None
+        rows = self._rows(index.NEWEST_OF_KEY, key)
         if not rows:
             return None
         images = []
@@ -196,6 +196,36 @@ class Store:
                 return None
             images.append(StoredImage(data, fmt, width, height, revised, path=path, sha256=sha256))
         return _result(rows[0], images, replayed=True, preview_max_px=preview_max_px)
+
+    def find_image(self, sha256: str, *, preview_max_px: int = 1024) -> ImageResult | None:
+        """The newest stored run with an image whose bytes hash to `sha256`, or None. Lazy
+        like `history()`: it reads no image file until a byte is asked for."""
+        rows = self._rows(index.NEWEST_WITH_IMAGE, sha256)
+        if not rows:
+            return None
+        return _result(rows[0], self._lazy(rows), replayed=False, preview_max_px=preview_max_px)
+
+    def _rows(self, query: str, value: str) -> list[Any]:
+        """The rows of a one-run query; none (with a warning) when the index can't be read."""
+        try:
+            with self._lock:
+                return self._db.execute(query, (value,)).fetchall()
+        except sqlite3.Error as exc:
+            warnings.warn(
+                f"mesh-magics store: cannot read {self.directory} ({_reason(exc)})",
+                StoreWarning,
+                stacklevel=3,
+            )
+            return []
+
+    def _lazy(self, rows: Sequence[Sequence[Any]]) -> list[StoredImage]:
+        """The images of `rows` (one run's), each reading its file only when asked."""
+        images = []
+        for row in rows:
+            sha256, fmt, width, height, revised = row[_IMAGE_AT:]
+            path = image_path(self._images, sha256, fmt)
+            images.append(StoredImage(None, fmt, width, height, revised, path=path, sha256=sha256))
+        return images
 
     def _lost(self, problem: StoredImageError, *, run_id: int) -> None:
         if problem.damaged:
@@ -226,15 +256,12 @@ class Store:
                 rows = self._db.execute(index.LATEST, (text or None, limit)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the store in {self.directory} ({exc})") from None
-        runs: dict[int, tuple[Sequence[Any], list[StoredImage]]] = {}
+        runs: dict[int, list[Sequence[Any]]] = {}
         for row in rows:
-            sha256, fmt, width, height, revised = row[7:]
-            path = image_path(self._images, sha256, fmt)
-            image = StoredImage(None, fmt, width, height, revised, path=path, sha256=sha256)
-            runs.setdefault(row[0], (row, []))[1].append(image)
+            runs.setdefault(row[0], []).append(row)
         return [
-            _result(row, images, replayed=False, preview_max_px=preview_max_px)
-            for row, images in runs.values()
+            _result(run[0], self._lazy(run), replayed=False, preview_max_px=preview_max_px)
+            for run in runs.values()
         ]
 
     def total_bytes(self) -> int:
@@ -251,10 +278,13 @@ class Store:
         return f"<Store {self.directory}>"
 
 
+_IMAGE_AT = 8  # where a row's image columns start, after index.RUN_COLUMNS
+
+
 def _result(
     row: Sequence[Any], images: Sequence[GeneratedImage], *, replayed: bool, preview_max_px: int
 ) -> ImageResult:
-    _, request, model, request_id, usage, created, elapsed = row[:7]
+    _, request, model, request_id, usage, created, elapsed, inputs = row[:_IMAGE_AT]
     return ImageResult(
         list(images),
         request=json.loads(request),
@@ -265,7 +295,17 @@ def _result(
         preview_max_px=preview_max_px,
         created=created,
         replayed=replayed,
+        inputs=None if inputs is None else json.loads(inputs),
     )
+
+
+def _inputs_text(inputs: Sequence[Mapping[str, Any]]) -> str:
+    """An edit's inputs as JSON, with each name (a variable's, typed by the user) redacted."""
+    cleaned = [
+        {**entry, "name": redact(entry["name"])} if isinstance(entry.get("name"), str) else entry
+        for entry in inputs
+    ]
+    return json.dumps(cleaned, ensure_ascii=False)
 
 
 def _redacted(body: Mapping[str, Any]) -> Any:
