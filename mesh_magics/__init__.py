@@ -3,6 +3,7 @@
     %load_ext mesh_magics                     # the %meshimage / %%meshimage magics
     import mesh_magics as mm
     r = mm.generate("A fox", size="1024x1024")
+    night = mm.edit(r, "The same fox at night")
 
 Names are imported on first use, not here: `%load_ext mesh_magics` and `import
 mesh_magics` stay fast, and a script that never touches the magics never imports IPython.
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .api import agenerate, generate
+    from .api import agenerate, edit, generate
     from .errors import (
         APIError,
         ConfigError,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "generate": "api",
     "agenerate": "api",
+    "edit": "api",
     "sweep": "research",
     "history": "research",
     "form": "forms.widget",
@@ -92,6 +94,7 @@ __all__ = [
     "SweepError",
     "__version__",
     "agenerate",
+    "edit",
     "form",
     "generate",
     "history",

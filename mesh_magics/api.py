@@ -25,14 +25,15 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import OptionError
-from .request import build_request
+from .request import build_edit_request, build_request
 from .run.generation import Generation
 from .run.wait import run_blocking
-from .schema import REQUEST_FIELDS, SETTINGS, check
+from .schema import PROMPTLESS, REQUEST_FIELDS, SETTINGS, check
 from .settings import ClientSettings, client_settings, configured
 
 if TYPE_CHECKING:
     from .events import StreamEvent
+    from .inputs import InputImage
     from .results.result import ImageResult
     from .views.base import ProgressView
 
@@ -64,10 +65,12 @@ def prepare(
     replay: bool | None = None,
     cell: str | None = None,
     settings: ClientSettings | None = None,
+    inputs: tuple[InputImage, ...] = (),
 ) -> Generation:
     """A run of `prompt` with `fields` (already checked), ready to start. Every check that
     needs no network happens here, before anything is sent. `settings`: where it goes,
     when the caller has resolved that already (a sweep does, once for all its runs).
+    `inputs`: an edit's images (`inputs.edit_inputs`), sent to `/v1/images/edits`.
 
     `replay`: True (`--replay`) answers from the store when it holds the same request,
     False (`--fresh`) never does, None follows `MeshImageMagics.replay` or
@@ -75,13 +78,16 @@ def prepare(
     from .store import open_store
 
     config = configured() if config is None else config
-    request = build_request(
-        prompt,
-        fields,
-        defaults(config, exclude=fields),
-        stream=stream,
-        max_input_image_bytes=config["max_input_image_bytes"],
-    )
+    if inputs:
+        request = build_edit_request(prompt, fields, defaults(config, exclude=fields), inputs)
+    else:
+        request = build_request(
+            prompt,
+            fields,
+            defaults(config, exclude=fields),
+            stream=stream,
+            max_input_image_bytes=config["max_input_image_bytes"],
+        )
     if settings is None:
         settings = client_settings(config, base_url)
     if replay is None:
@@ -131,7 +137,10 @@ def request_fields(fields: Mapping[str, Any], params: Mapping[str, Any] | None) 
     return checked
 
 
-def _prompt(prompt: Any) -> str:
+def _prompt(prompt: Any, operation: str | None = None) -> str:
+    """The prompt; an edit whose operation needs none (`operation`) may leave it empty."""
+    if operation in PROMPTLESS and prompt in ("", None):
+        return ""
     if not isinstance(prompt, str) or not prompt.strip():
         raise OptionError(f"no prompt: give the text to draw, not {prompt!r}")
     return prompt
@@ -155,17 +164,67 @@ def _call(
     timeout: float | None,
     progress: str,
     replay: bool | None,
+    edit: tuple[Any, Any] | None = None,
 ) -> tuple[Generation, str]:
-    """The run a function call asks for, every argument checked; and its progress mode."""
+    """The run a function call asks for, every argument checked; and its progress mode.
+    `edit`: the images and mask of an edit, as given."""
     base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
+    fields = request_fields(fields, params)
+    inputs: tuple[InputImage, ...] = ()
+    config = configured()
+    if edit is not None:
+        inputs = _edit_inputs(*edit, limit=config["max_input_image_bytes"])
+        prompt = _prompt(prompt, fields.get("operation", "edit"))
+    else:
+        prompt = _prompt(prompt)
     run = prepare(
-        _prompt(prompt),
-        request_fields(fields, params),
+        prompt,
+        fields,
+        config=config,
         base_url=base_url,
         timeout=timeout,
         replay=replay,
+        inputs=inputs,
     )
     return run, progress
+
+
+def _edit_inputs(images: Any, mask: Any, *, limit: int) -> tuple[InputImage, ...]:
+    """`mm.edit()`'s images and mask read and checked; each named after the variable that
+    holds it in a notebook, where there is one."""
+    from .inputs import Source, edit_inputs
+
+    given = list(images) if isinstance(images, list | tuple) else [images]
+    namer = _namer()
+    sources = [
+        Source(value, f"images[{i}]" if len(given) > 1 else "images", namer(value))
+        for i, value in enumerate(given)
+    ]
+    masked = None if mask is None else Source(mask, "mask", namer(mask))
+    return edit_inputs(sources, masked, limit=limit)
+
+
+def _namer() -> Callable[[Any], str | None]:
+    """The name of a value in the running notebook's namespace (`fox`, `fox[0]` for an
+    image of a result named fox), else its file name, else None."""
+    shell = _running_shell()
+    namespace = getattr(shell, "user_ns", None) or {}
+    named = [(k, v) for k, v in namespace.items() if not k.startswith("_")]
+
+    def name_of(value: Any) -> str | None:
+        for key, held in named:
+            if held is value:
+                return key
+            images = getattr(held, "_decoded", None)  # the PIL images an ImageResult gave
+            if isinstance(images, dict):
+                for index, image in images.items():
+                    if image is value:
+                        return f"{key}[{index}]"
+        if isinstance(value, str) and not value.startswith("data:"):
+            return value
+        return os.fspath(value) if isinstance(value, os.PathLike) else None
+
+    return name_of
 
 
 # -- the functions -----------------------------------------------------------------------------
@@ -193,6 +252,45 @@ def generate(
     if isinstance(background, str):  # the API's field (transparent, opaque, auto)
         fields["background"], background = background, False
     run, progress = _call(prompt, fields, params, base_url, timeout, progress, replay)
+    return _go(run, progress, background=bool(background))
+
+
+def edit(
+    images: Any,
+    prompt: str = "",
+    mask: Any = None,
+    *,
+    background: bool | str = False,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    progress: str = "auto",
+    replay: bool | None = None,
+    params: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> ImageResult | Generation:
+    """Edit images through `/v1/images/edits`; block until the result is here and return
+    it (`background=True`: a `Generation` handle at once, as `generate()`).
+
+    `images`: one SOURCE or a list of them (at most 16 images in all): an `ImageResult`
+    (all its images), one of its images (`result[0]`), a PIL image, bytes, a path or a
+    `data:` URL. The first image is edited, the others are references. `mask`: a PNG
+    with an alpha channel at the first image's size; its transparent pixels mark what to
+    change. Fields are the edit's: `operation` ("edit", "inpaint", "outpaint", "mix",
+    "reframe", "upscale", "remove_background"), `upscale_factor`, `expand_factor`,
+    `mask_feather`, `model`, `n`, `size`, ... Every input is checked before anything is
+    sent; the result records each input's hash and name (`result.inputs`) and finds the
+    stored results they came from (`result.parents`)."""
+    if isinstance(background, str):
+        fields["background"], background = background, False
+    run, progress = _call(
+        prompt, fields, params, base_url, timeout, progress, replay, edit=(images, mask)
+    )
+    return _go(run, progress, background=bool(background))
+
+
+def _go(run: Generation, progress: str, *, background: bool) -> ImageResult | Generation:
+    """Start `run` in the background (in the running cell, if there is one), or run it
+    with a progress view and return its result."""
     shell = _running_shell()
     if background:
         if shell is not None:

@@ -16,6 +16,7 @@ from .schema import SETTINGS, check
 from .settings import ClientSettings, client_settings, configured
 
 if TYPE_CHECKING:
+    from .inputs import InputImage
     from .results.history import History
     from .results.sweep import ImageSweep
     from .results.usage import UsageReport
@@ -86,6 +87,7 @@ def prepare_sweep(
     cell: str | None = None,
     concurrency: int | None = None,
     progress: str | None = None,
+    inputs: tuple[InputImage, ...] = (),
 ) -> tuple[ImageSweep, list[Generation]]:
     """A sweep, ready to start: one `SweepRun` and one `Generation` per combination of
     `prompts` and the `swept` values (fields and swept values already checked), at most
@@ -114,6 +116,7 @@ def prepare_sweep(
                 replay=replay,
                 cell=cell,
                 settings=settings,
+                inputs=inputs,
             )
             run.slot = slot
             made.append(run)

@@ -167,6 +167,23 @@ class BaseUrl(Kind):
         return text
 
 
+class Factor(Kind):
+    """A scale such as `2`, `2x` or `1.5x`, sent as text (`"2x"`), as the edits endpoint
+    declares it."""
+
+    def __init__(self, low: float, high: float) -> None:
+        self.number = Number(low, high)
+        self.allowed = f"a factor from {low:g}x to {high:g}x, e.g. 2x"
+
+    def convert(self, value: Any) -> str:
+        text = value.strip().lower().removesuffix("x") if isinstance(value, str) else value
+        try:
+            number = self.number.convert(text)
+        except ValueError:
+            raise ValueError(f"allowed: {self.allowed}") from None
+        return f"{number:g}x"
+
+
 class ImageSource(Kind):
     """A local image file or a `data:` URL (or a JSON list of them). The file is read and
     checked when the request is built (`request.py`), against the size limit in force."""
@@ -220,6 +237,16 @@ class Option:
     optional: bool = False  # None is a valid configured value ("not set")
     metavar: str = "VALUE"  # how help writes the value
     default: Any = None  # a setting's value until configured (None: not set)
+    endpoint: str = "generations"  # a request field of: generations, edits, or both
+
+    @property
+    def for_edits(self) -> bool:
+        """Sent to `/v1/images/edits` (the body the SDK's `ImageEditParams` declares)."""
+        return self.endpoint in ("edits", "both")
+
+    @property
+    def for_generations(self) -> bool:
+        return self.endpoint in ("generations", "both")
 
     @property
     def flag(self) -> str:
@@ -227,15 +254,19 @@ class Option:
 
 
 QUALITIES = ("auto", "low", "medium", "high", "hd", "standard")
+OPERATIONS = ("edit", "inpaint", "outpaint", "mix", "reframe", "upscale", "remove_background")
+MAX_INPUTS = 16  # images in one edit: the first, and up to 15 references
+PROMPTLESS = frozenset({"inpaint", "reframe", "upscale", "remove_background"})  # need no prompt
 SECONDS = Number(0, above=True, unit="seconds")
 
 OPTIONS: tuple[Option, ...] = (
     # -- request fields
     Option("model", ("--model", "-m"), Text(), "model id; default openai/gpt-image-1",
-           config=True, default="openai/gpt-image-1", metavar="M"),
+           config=True, default="openai/gpt-image-1", metavar="M", endpoint="both"),
     Option("n", ("-n", "--n"), Number(1, 10, whole=True), "number of images", config=True,
-           optional=True, metavar="N"),
-    Option("size", ("--size", "-s"), Size(), "image size", config=True, optional=True, metavar="S"),
+           optional=True, metavar="N", endpoint="both"),
+    Option("size", ("--size", "-s"), Size(), "image size", config=True, optional=True,
+           metavar="S", endpoint="both"),
     Option("quality", ("--quality", "-q"), Choice(*QUALITIES), "quality", config=True,
            optional=True, metavar="Q"),
     Option("output_format", ("--output-format", "--format", "-f"),
@@ -244,16 +275,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("output_compression", ("--output-compression",), Number(0, 100, whole=True),
            "jpeg/webp compression", metavar="C"),
     Option("response_format", ("--response-format",), Choice("url", "b64_json"),
-           "how images come back", metavar="R"),
+           "how images come back", metavar="R", endpoint="both"),
     Option("background", ("--background",), Choice("transparent", "opaque", "auto"),
-           "background", metavar="B"),
+           "background", metavar="B", endpoint="both"),
     Option("moderation", ("--moderation",), Choice("low", "auto"), "moderation level", metavar="M"),
     Option("partial_images", ("--partial-images",), Number(0, 3, whole=True),
            "streamed previews", metavar="K"),
     Option("seed", ("--seed",), Number(-1, 2147483647, whole=True), "seed (some providers)",
            metavar="S"),
-    Option("aspect_ratio", ("--aspect-ratio",), Text(), "provider field, e.g. 16:9", metavar="R"),
-    Option("resolution", ("--resolution",), Text(), "provider field, e.g. 2K", metavar="R"),
+    Option("aspect_ratio", ("--aspect-ratio",), Text(), "provider field, e.g. 16:9",
+           metavar="R", endpoint="both"),
+    Option("resolution", ("--resolution",), Text(), "provider field, e.g. 2K", metavar="R",
+           endpoint="both"),
     Option("guidance_scale", ("--guidance-scale",), Number(1, 10), "provider field", metavar="G"),
     Option("watermark", ("--watermark",), Boolean(), "provider field", metavar="B"),
     Option("image", ("--image",), ImageSource(),
@@ -264,7 +297,24 @@ OPTIONS: tuple[Option, ...] = (
            JsonObject(), "provider field", metavar="JSON"),
     Option("optimize_prompt_options", ("--optimize-prompt-options",), JsonObject(),
            "provider field", metavar="JSON"),
+    # -- edits: /v1/images/edits
+    Option("operation", ("--operation",), Choice(*OPERATIONS), "what an edit does (default "
+           "edit)", metavar="OP", endpoint="edits"),
+    Option("upscale_factor", ("--upscale-factor",), Factor(1, 8), "how much upscale enlarges, "
+           "e.g. 2x", metavar="X", endpoint="edits"),
+    Option("expand_factor", ("--expand-factor",), Number(1, 4), "how much outpaint enlarges "
+           "the canvas", metavar="X", endpoint="edits"),
+    Option("mask_feather", ("--mask-feather",), Number(0, 256, whole=True), "soften the "
+           "mask's edge by this many pixels", metavar="PX", endpoint="edits"),
+    Option("quality_tier", ("--quality-tier",), Text(), "provider field of edits",
+           metavar="T", endpoint="edits"),
     # -- settings of the cell
+    Option("edit", ("--edit",), Text(), f"edit this image: a result (all its images), one "
+           f"image, PIL image, bytes, a path or a data: URL; repeatable, at most {MAX_INPUTS}",
+           request_field=False, metavar="SOURCE"),
+    Option("mask", ("--mask",), Text(), "with --edit: a PNG with an alpha channel at the first "
+           "image's size; transparent pixels mark what to change", request_field=False,
+           metavar="SOURCE"),
     Option("stream", ("--stream",), None, "SSE streaming (the default)", request_field=False),
     Option("stream", ("--no-stream",), None, "plain request instead of SSE streaming",
            request_field=False, flag_value=False),

@@ -301,7 +301,15 @@ def test_field_problem_is_the_cells_message(name_text: tuple[str, str]) -> None:
 
 def test_the_fields_cover_the_request_fields_in_schema_order() -> None:
     assert MAIN_FIELDS == ("model", "size", "quality", "n", "output_format", "background", "seed")
-    assert set(MAIN_FIELDS) | set(MORE_FIELDS) | {"image"} == set(REQUEST_FIELDS)
+    edits_only = {name for name, option in REQUEST_FIELDS.items() if not option.for_generations}
+    assert edits_only == {
+        "operation",
+        "upscale_factor",
+        "expand_factor",
+        "mask_feather",
+        "quality_tier",
+    }
+    assert set(MAIN_FIELDS) | set(MORE_FIELDS) | {"image"} | edits_only == set(REQUEST_FIELDS)
     order = list(REQUEST_FIELDS)
     assert list(MORE_FIELDS) == sorted(MORE_FIELDS, key=order.index)
     assert "image" not in MORE_FIELDS

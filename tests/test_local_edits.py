@@ -248,7 +248,7 @@ def test_too_many_references_are_refused(client: httpx.Client) -> None:
     assert detail["loc"] == ["body", "reference_images"] and detail["type"] == "too_long"
 
 
-@pytest.mark.parametrize("model", ["openai/dall-e-3", "vertex/imagen-3", "local/sketch"])
+@pytest.mark.parametrize("model", ["openai/dall-e-3", "vertex/imagen-3"])
 def test_a_model_without_image_edit_is_a_422(client: httpx.Client, model: str) -> None:
     (detail,) = details(edit(client, model=model))
     assert detail["loc"] == ["body", "model"]

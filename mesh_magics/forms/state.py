@@ -31,7 +31,8 @@ class FormState:
 
 
 # The fields the form shows as controls, and the rest of the request fields (for a
-# collapsed "more" section). `image` is left out: a file input is not a control here.
+# collapsed "more" section). `image` is left out: a file input is not a control here; so
+# are the fields of edits (the form generates).
 MAIN_FIELDS: tuple[str, ...] = (
     "model",
     "size",
@@ -42,7 +43,9 @@ MAIN_FIELDS: tuple[str, ...] = (
     "seed",
 )
 MORE_FIELDS: tuple[str, ...] = tuple(
-    dest for dest in REQUEST_FIELDS if dest not in MAIN_FIELDS and dest != "image"
+    dest
+    for dest, option in REQUEST_FIELDS.items()
+    if dest not in MAIN_FIELDS and dest != "image" and option.for_generations
 )
 
 

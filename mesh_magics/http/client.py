@@ -1,4 +1,5 @@
-"""An async client for MeshAPI's `/v1/images/generations` and `/v1/models`.
+"""An async client for MeshAPI's `/v1/images/generations`, `/v1/images/edits` and
+`/v1/models`.
 
 It knows nothing of notebooks: it turns an `ImageRequest` into a stream of `events`
 (status, retries, previews, and finally `Completed` with checked images) or raises one of
@@ -49,6 +50,7 @@ from ..images import GeneratedImage, check_image, decode_base64, decode_data_url
 from ..redact import clip, display_url, guard_loggers, redact, redact_value, strip_userinfo
 from ..request import ImageRequest
 from ..settings import ClientSettings, is_loopback, normalize_base_url
+from .bodies import WireBody, wire_body
 from .connections import OpenConnections, tracked_transport
 from .envelopes import (
     MAX_ERROR_BODY,
@@ -65,7 +67,6 @@ from .sse import aiter_sse
 log = logging.getLogger("mesh_magics")
 guard_loggers()  # before the first request: httpx and httpcore log URLs and headers
 
-GENERATIONS_PATH = "/v1/images/generations"
 MODELS_PATH = "/v1/models"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 NO_STREAM_READ_TIMEOUT = 600.0  # a plain request waits for the whole generation
@@ -140,10 +141,10 @@ class MeshClient:
         headers = {"X-Request-Id": new_request_id(), "Content-Type": "application/json"}
         if request.stream:
             headers["Accept"] = "text/event-stream"
-        # Encoded once, not once per attempt: with an --image it can be tens of MB.
-        body = json.dumps(
-            request.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode()
+        # Encoded once, not once per attempt: with an --image it can be tens of MB. An
+        # edit's images are encoded as they are sent (bodies.py).
+        body = wire_body(request)
+        headers["Content-Length"] = str(body.size)
         attempt = 1
         gate = gate_for(self.base_url)
         while True:
@@ -177,7 +178,7 @@ class MeshClient:
         return min(delay * random.uniform(0.75, 1.25), cap)
 
     async def _attempt(
-        self, request: ImageRequest, body: bytes, headers: dict[str, str]
+        self, request: ImageRequest, body: WireBody, headers: dict[str, str]
     ) -> AsyncGenerator[StreamEvent, None]:
         api = self._require_open()
         # Without a stream nothing keeps the connection alive while the image is made.
@@ -185,11 +186,12 @@ class MeshClient:
         if not request.stream:
             read_timeout = max(read_timeout, NO_STREAM_READ_TIMEOUT)
         progress = Progress()
+        path = request.path
         try:
             async with api.stream(
                 "POST",
-                GENERATIONS_PATH,
-                content=body,
+                path,
+                content=body.content(),
                 headers=headers,
                 timeout=self._timeouts(read_timeout),
                 extensions={"trace": progress},
@@ -197,9 +199,9 @@ class MeshClient:
                 progress.answered = True  # from here on nothing may be retried
                 request_id = request_id_of(response) or headers["X-Request-Id"]
                 status = response.status_code
-                log.debug("POST %s -> %d (%s)", GENERATIONS_PATH, status, request_id)
+                log.debug("POST %s -> %d (%s)", path, status, request_id)
                 if 300 <= status < 400:
-                    raise _redirected(response, "POST", GENERATIONS_PATH)
+                    raise _redirected(response, "POST", path)
                 if status >= 400:
                     error = await error_from_response(response)
                     if status in RETRYABLE_STATUSES:
@@ -217,12 +219,12 @@ class MeshClient:
                 exc,
                 progress,
                 where=display_url(self.base_url),
-                body_size=len(body),
+                body_size=body.size,
                 read_timeout=read_timeout,
                 write_timeout=WRITE_TIMEOUT,
                 streaming=request.stream,
             )
-            log.debug("POST %s failed: %s", GENERATIONS_PATH, failure)
+            log.debug("POST %s failed: %s", path, failure)
             raise failure from None
 
     async def _read_json(

@@ -122,7 +122,8 @@ def request_failure(
     if stage is Stage.UPLOAD_CUT:
         return TransportError(
             f"the server closed the connection while the request ({size}) was still being "
-            f"sent ({cause}): it may be too large for the server (a big --image?); " + NOT_RETRIED
+            f"sent ({cause}): it may be too large for the server (a big --image or --edit input?); "
+            + NOT_RETRIED
         )
     if isinstance(exc, httpx.ReadTimeout):
         return TransportError(

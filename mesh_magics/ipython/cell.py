@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import OptionError
-from ..schema import BY_FLAG, REQUEST_FIELDS, Boolean, Option, check, loads_finite
+from ..schema import BY_FLAG, PROMPTLESS, REQUEST_FIELDS, Boolean, Option, check, loads_finite
 
 # -- the parsed cell ------------------------------------------------------------------------
 
@@ -56,6 +56,8 @@ class CellOptions:
     replay: bool = False
     fresh: bool = False
     save: str | None = None
+    edit: list[str] = field(default_factory=list)  # SOURCEs of an edit, as written
+    mask: str | None = None
     prompt_list: list[str] = field(default_factory=list)  # every prompt (one, or a sweep's)
     sweep: dict[str, list[Any]] = field(default_factory=dict)  # comma-listed fields
 
@@ -119,6 +121,14 @@ def _prompt_texts(
                 "--prompts takes the prompts from a variable: leave the cell text out"
             )
         return _prompts_variable(options.prompts, namespace)
+    if not options.prompt and options.edit:
+        operation = options.fields.get("operation", "edit")
+        if operation in PROMPTLESS:
+            return [""]
+        raise OptionError(
+            f"no prompt: an edit with --operation {operation} needs one (say what to change); "
+            f"{', '.join(sorted(PROMPTLESS))} do not"
+        )
     if not options.prompt:
         where = "after the options" if line_magic else "below the option lines"
         raise OptionError(f"no prompt: write what to draw {where}")
@@ -145,6 +155,8 @@ def _prompts_variable(name: str, namespace: Mapping[str, Any]) -> list[str]:
 
 
 def _filled(text: str, namespace: Mapping[str, Any], index: int, count: int) -> str:
+    if not text:
+        return text  # an edit that needs no prompt
     filled = interpolate(text, namespace)
     if not filled.strip():
         which = f"prompt {index + 1} of {count}" if count > 1 else "the prompt"
@@ -193,7 +205,8 @@ def _check_command(options: CellOptions) -> None:
     if command == "--form":
         if options.sweep:
             raise OptionError("--form makes one run at a time: give one value per option")
-        held = {o.flags[0] for o in REQUEST_FIELDS.values()} | {"-o", "--base-url", "-p"}
+        held = {o.flags[0] for o in REQUEST_FIELDS.values() if o.for_generations}
+        held |= {"-o", "--base-url", "-p"}
         stray = [flag for flag in dict.fromkeys(options.given) if flag not in held | {command}]
         if stray:
             raise OptionError(
@@ -310,6 +323,9 @@ def _store(options: CellOptions, option: Option, flag: str, value: str, raw: str
     if option.dest == "param":
         _store_param(options, flag, value, raw)
         return
+    if option.dest == "edit":
+        options.edit.append(check(option, value, source=flag))
+        return
     if option.dest in SWEEPABLE and "," in value:  # a sweep over these values
         values = [check(option, part, source=flag) for part in value.split(",")]
         options.sweep[option.dest] = list(dict.fromkeys(values))
@@ -383,6 +399,9 @@ def _unknown_option_message(name: str) -> str:
         return f"unknown option {name}; did you mean --{bare}? (long options take two dashes)"
     longs = sorted({f.lstrip("-") for f in BY_FLAG if f.startswith("--")})
     by_prefix = [n for n in longs if bare and n.startswith(bare)]
+    shortest = min(by_prefix, key=len, default="")
+    if by_prefix and all(n.startswith(shortest) for n in by_prefix):
+        by_prefix = [shortest]  # --qual: --quality, not --quality-tier
     close = by_prefix if len(by_prefix) == 1 else difflib.get_close_matches(bare, longs, 1, 0.75)
     if close:
         return f"unknown option {name}; did you mean --{close[0]}?"

@@ -26,6 +26,7 @@ from ..schema import SETTINGS, check, magic_help
 from .cell import CellOptions, parse_cell
 
 if TYPE_CHECKING:
+    from ..inputs import InputImage
     from ..results.models import ModelList
     from ..results.result import ImageResult
     from ..run.generation import Generation
@@ -102,8 +103,9 @@ class MeshImageMagics(Magics):
             return self._command(options)
         source = f"%%meshimage {line}\n{cell}" if cell is not None else f"%meshimage {line}"
         replay = True if options.replay else False if options.fresh else None
+        inputs = self._inputs(options)
         if options.is_sweep:
-            return self._sweep(options, source, replay)
+            return self._sweep(options, source, replay, inputs)
         from ..api import prepare
 
         with _notes_on_stderr():
@@ -116,6 +118,7 @@ class MeshImageMagics(Magics):
                 stream=options.stream,
                 replay=replay,
                 cell=source,
+                inputs=inputs,
             )
         if options.dry_run:
             self._show_dry_run(run)
@@ -135,11 +138,31 @@ class MeshImageMagics(Magics):
         """Every setting's value, as the function API takes them."""
         return {name: getattr(self, name) for name in SETTINGS}
 
+    def _inputs(self, options: CellOptions) -> tuple[InputImage, ...]:
+        """An edit's images (`--edit`, `--mask`), read and checked; () for a generation."""
+        if not options.edit:
+            if options.mask is not None:
+                raise OptionError("--mask goes with --edit SOURCE: the image it masks")
+            return ()
+        from ..inputs import edit_inputs
+        from .sources import edit_sources
+
+        images, mask = edit_sources(
+            options.edit, options.mask, self.shell.user_ns if self.shell else {}
+        )
+        return edit_inputs(images, mask, limit=self.max_input_image_bytes)
+
     def _bind(self, name: str | None, value: object) -> None:
         if name and self.shell is not None:
             self.shell.user_ns[name] = value
 
-    def _sweep(self, options: CellOptions, source: str, replay: bool | None) -> Any:
+    def _sweep(
+        self,
+        options: CellOptions,
+        source: str,
+        replay: bool | None,
+        inputs: tuple[InputImage, ...],
+    ) -> Any:
         from ..research import check_image_count, prepare_sweep, sweep_view
         from ..results.sweep import SweepError
         from ..run.sweep import run_sweep_blocking
@@ -157,6 +180,7 @@ class MeshImageMagics(Magics):
                 replay=replay,
                 cell=source,
                 concurrency=options.concurrency,
+                inputs=inputs,
             )
         images = check_image_count(sweep, generations, config, allow=options.yes)
         if options.dry_run:
@@ -275,8 +299,8 @@ class MeshImageMagics(Magics):
         from ..redact import display_url
         from ..request import shown_body
 
-        target = f"POST {display_url(run.settings.base_url)}/v1/images/generations"
-        body = json.dumps(shown_body(run.request.body), indent=2, ensure_ascii=False)
+        target = f"POST {display_url(run.settings.base_url)}{run.request.path}"
+        body = json.dumps(shown_body(run.request), indent=2, ensure_ascii=False)
         display({"text/plain": f"dry run, nothing sent: {target}\n{body}"}, raw=True)
 
 

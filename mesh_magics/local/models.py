@@ -97,7 +97,8 @@ MODELS: list[dict[str, Any]] = [
         output=["image"],
         pricing=_image_pricing("0"),
         image_input=True,
-        description="Procedural pictures drawn on this machine; free.",
+        edit=True,
+        description="Procedural pictures drawn on this machine; edits too; free.",
     ),
     _model(
         "openai/gpt-4o-mini",

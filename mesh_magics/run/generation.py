@@ -173,6 +173,10 @@ class Generation:
             if stored is not None and len(stored) >= self.request.n:  # else: ask again
                 self.replayed = True
                 return stored
+        if self.request.inputs:  # refused before an upload of megabytes, where the list says
+            from .models import check_edit_model
+
+            await check_edit_model(self.settings, self.api_host, self.request.model)
         async with self.slot() if self.slot is not None else contextlib.nullcontext():
             # Waiting for a sweep's slot is not generating: the clock and --timeout start now.
             self.started_at = time.monotonic()
@@ -199,7 +203,7 @@ class Generation:
         """What identifies this request in the store: its body and the API's host."""
         from ..store import request_key
 
-        return request_key(self.request.body, self.api_host)
+        return request_key(self.request.body, self.api_host, endpoint=self.request.endpoint)
 
     async def _generate(self) -> ImageResult:
         from ..results.result import ImageResult
@@ -222,6 +226,7 @@ class Generation:
             elapsed=self.elapsed,
             preview_max_px=self.preview_max_px,
             created=_epoch(completed.extra.get("created")),
+            inputs=[image.record() for image in self.request.inputs],
         )
         if self.store is not None:  # billed images are kept, before anything shows them
             await asyncio.to_thread(self.store.put, result, api_host=self.api_host, cell=self.cell)
@@ -309,6 +314,11 @@ class Generation:
     @property
     def heading(self) -> str:
         request = self.request
+        if request.inputs:
+            operation = request.body.get("operation", "edit")
+            return f"{operation} of {request.inputs[0].label} · {request.model} · " + (
+                count_images(request.n)
+            )
         return f"{request.model} · {request.size} · {count_images(request.n)}"
 
     def _cancel_message(self) -> str:
