@@ -207,6 +207,8 @@ def _edit_inputs(images: Any, mask: Any, *, limit: int) -> tuple[InputImage, ...
 def _namer() -> Callable[[Any], str | None]:
     """The name of a value in the running notebook's namespace (`fox`, `fox[0]` for an
     image of a result named fox), else its file name, else None."""
+    from .results.result import ImageResult
+
     shell = _running_shell()
     namespace = getattr(shell, "user_ns", None) or {}
     named = [(k, v) for k, v in namespace.items() if not k.startswith("_")]
@@ -215,11 +217,8 @@ def _namer() -> Callable[[Any], str | None]:
         for key, held in named:
             if held is value:
                 return key
-            images = getattr(held, "_decoded", None)  # the PIL images an ImageResult gave
-            if isinstance(images, dict):
-                for index, image in images.items():
-                    if image is value:
-                        return f"{key}[{index}]"
+            if isinstance(held, ImageResult) and (index := held.position_of(value)) is not None:
+                return f"{key}[{index}]"
         if isinstance(value, str) and not value.startswith("data:"):
             return value
         return os.fspath(value) if isinstance(value, os.PathLike) else None

@@ -98,6 +98,10 @@ class ImageResult(Sequence["Image.Image"]):
         remember_original(img, image)
         return img
 
+    def position_of(self, image: object) -> int | None:
+        """The index of `image` if it is one of the PIL images this result handed out."""
+        return next((i for i, held in self._decoded.items() if held is image), None)
+
     # -- what came with them ---------------------------------------------------------
 
     @property
