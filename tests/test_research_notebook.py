@@ -1,10 +1,14 @@
 """notebooks/research.ipynb run by papermill with other parameters, read back from its
 output: one seed instead of two makes a 3 x 3 grid, replayed at no cost, saved with its
-provenance, listed in the history, and not one error output (papermill fails a run that
-has any)."""
+provenance, listed in the history, then an edit chain (a fox, a masked edit, a background
+removed) whose provenance leads back to the fox, and not one error output (papermill fails
+a run that has any)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import os
 import re
@@ -14,6 +18,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from PIL import Image, ImageChops
+
+import mesh_magics as mm
 
 from .conftest import FAKE_KEY
 
@@ -136,6 +143,62 @@ def test_the_history_lists_the_stored_generations(
     assert len(re.findall(r"<img ", table)) == 9  # the replays stored nothing new
     [rows] = shown(history, "text/plain")
     assert len(rows.splitlines()) == 9 and all(" · 1 · mm_" in row for row in rows.splitlines())
+
+
+def one_image(cell: nbformat.NotebookNode) -> bytes:
+    """The one PNG a magic cell showed, after its summary line."""
+    assert cell.outputs[0].data["text/plain"].startswith("✓ 1 image · "), cell.outputs[0]
+    [png] = shown(cell, "image/png")
+    return base64.b64decode(png)
+
+
+def test_the_edit_chain_ran_and_leads_back_to_the_fox(
+    ran: tuple[nbformat.NotebookNode, Path],
+) -> None:
+    nb, work = ran
+    fox = one_image(code_cell(nb, "%%meshimage -o fox "))
+    night = one_image(code_cell(nb, "%%meshimage --edit fox[0] --mask sky_mask -o night\n"))
+    cutout = one_image(code_cell(nb, "%meshimage --edit night --operation remove_background"))
+    mask = printed(code_cell(nb, "from PIL import Image"))
+    assert mask.endswith("the mask: 256x256, top half transparent\n")
+
+    # The mask's transparent top half changed, its opaque bottom half did not.
+    before, after = (Image.open(io.BytesIO(data)).convert("RGB") for data in (fox, night))
+    assert before.size == after.size == (256, 256)
+    changed = ImageChops.difference(before, after)
+    assert changed.crop((0, 0, 256, 128)).getbbox() is not None
+    assert changed.crop((0, 128, 256, 256)).getbbox() is None
+    # The background is gone: some pixels transparent, some not.
+    alpha = Image.open(io.BytesIO(cutout)).getchannel("A")
+    assert alpha.getextrema() == (0, 255)
+
+    lines = printed(code_cell(nb, 'folder = Path("research-images", "chain")')).splitlines()
+    assert len(lines) == 6, lines
+    cutout_says = re.fullmatch(r"cutout\.png: input 'night', sha256 ([0-9a-f]{64})", lines[0])
+    night_is = re.fullmatch(r"night\.png: sha256 ([0-9a-f]{64})", lines[1])
+    assert cutout_says and night_is, lines[:2]
+    assert cutout_says[1] == night_is[1] == hashlib.sha256(night).hexdigest()
+    walked = [line.split(maxsplit=2) for line in lines[2:5]]
+    assert [w[:2] for w in walked] == [[name, MODELS[0]] for name in ("cutout", "night", "fox")]
+    assert walked[0][2].startswith("image night ")
+    assert walked[1][2].startswith("image fox[0], mask sky_mask ")
+    assert "'The same fox asleep in the snow, under a starry night sky'" in walked[1][2]
+    assert walked[2][2].startswith("generated ")
+    assert "'A red fox asleep in fresh snow under a pale winter sky'" in walked[2][2]
+    assert lines[5] == "chain ok: cutout <- night <- fox"
+
+    # The files the cell saved say the same, read back here.
+    folder = work / "research-images" / "chain"
+    night_meta = mm.read_metadata(folder / "night.png")
+    cutout_meta = mm.read_metadata(folder / "cutout.png")
+    assert night_meta["sha256"] == hashlib.sha256(night).hexdigest()
+    assert cutout_meta["sha256"] == hashlib.sha256(cutout).hexdigest()
+    assert [(i["role"], i["name"], i["sha256"]) for i in cutout_meta["inputs"]] == [
+        ("image", "night", night_meta["sha256"])
+    ]
+    roles = [(i["role"], i["name"]) for i in night_meta["inputs"]]
+    assert roles == [("image", "fox[0]"), ("mask", "sky_mask")]
+    assert night_meta["inputs"][0]["sha256"] == hashlib.sha256(fox).hexdigest()
 
 
 def test_the_repository_notebook_has_a_parameters_cell_and_no_outputs() -> None:
