@@ -13,6 +13,8 @@
 10. replay: `Store.get` of a stored 10-image cell against reading + decoding its files;
     `store.py`
 11. store: a 4-image cell with the store on against off;                    `store.py`
+12. edit_memory: extra peak RSS of an edit of a 40 MB input against its size;
+    `edit_memory.py`
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from . import background, decode, e2e, load, memory, store, sweep_memory, sweeps
+from . import background, decode, e2e, edit_memory, load, memory, store, sweep_memory, sweeps
 from .payload import sse_stream
 from .plan import Plan
 from .report import Row
@@ -42,6 +44,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "sweep_memory": sweep_memory.run,
     "replay": store.run_replay,
     "store": store.run_cost,
+    "edit_memory": edit_memory.run,
 }
 
 

@@ -22,6 +22,7 @@ import pybase64
 from ..request import ImageRequest, reference
 
 PIECE = 3 * 256 * 1024  # input bytes encoded at a time: 1 MiB of base64
+IMAGE_FIELDS = frozenset({"image", "reference_images", "mask"})  # where a body names inputs
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,14 @@ def wire_body(request: ImageRequest) -> WireBody:
             return [marked(item) for item in value]
         return value
 
-    text = _json({key: marked(value) for key, value in request.body.items()})
+    # Only the image fields name inputs: a prompt that happens to be a `sha256:` reference
+    # (pasted from a record) is sent as typed.
+    text = _json(
+        {
+            key: marked(value) if key in IMAGE_FIELDS else value
+            for key, value in request.body.items()
+        }
+    )
     parts: list[bytes | tuple[bytes, bytes]] = []
     size = 0
     # A marker stands alone between quotes; inside another string its quotes are escaped.
