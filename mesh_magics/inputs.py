@@ -50,6 +50,7 @@ class InputImage:
     sha256: str
     name: str | None = None  # the variable or file it came from, as the user wrote it
     role: str = "image"  # image | reference | mask
+    request_id: str | None = None  # of the result it is an image of, when it is one
 
     @property
     def label(self) -> str:
@@ -66,6 +67,7 @@ class InputImage:
             "width": self.width,
             "height": self.height,
             "bytes": len(self.data),
+            "request_id": self.request_id,
         }
 
 
@@ -74,24 +76,27 @@ class InputImage:
 # `result[0]` is a PIL image; an edit of it should send the original bytes (the store knows
 # them by their hash), not a re-encoding. Only while its pixels are unchanged, checked then.
 # By id, as long as the image lives (a PIL image is not hashable).
-_ORIGINALS: dict[int, tuple[weakref.ref[Image.Image], GeneratedImage]] = {}
+_ORIGINALS: dict[int, tuple[weakref.ref[Image.Image], GeneratedImage, str | None]] = {}
 
 
-def remember_original(image: Image.Image, original: GeneratedImage) -> None:
+def remember_original(image: Image.Image, original: GeneratedImage, request_id: str | None) -> None:
+    """`image` was decoded from `original`, an image of the result `request_id`."""
     key = id(image)
-    _ORIGINALS[key] = (weakref.ref(image, lambda _: _ORIGINALS.pop(key, None)), original)
+    held = weakref.ref(image, lambda _: _ORIGINALS.pop(key, None))
+    _ORIGINALS[key] = (held, original, request_id)
 
 
-def _original_of(image: Image.Image) -> GeneratedImage | None:
-    held, original = _ORIGINALS.get(id(image), (None, None))
-    if held is None or held() is not image or original is None:
+def _original_of(image: Image.Image) -> tuple[GeneratedImage, str | None] | None:
+    """What `image` was decoded from (and its result's request id), if it is unchanged."""
+    entry = _ORIGINALS.get(id(image))
+    if entry is None or entry[0]() is not image:
         return None
     from PIL import Image
 
-    with Image.open(io.BytesIO(original.data)) as fresh:
+    with Image.open(io.BytesIO(entry[1].data)) as fresh:
         fresh.load()
         unchanged = fresh.mode == image.mode and fresh.size == image.size
-        return original if unchanged and fresh.tobytes() == image.tobytes() else None
+        return entry[1:] if unchanged and fresh.tobytes() == image.tobytes() else None
 
 
 # -- reading sources ---------------------------------------------------------------------------
@@ -114,9 +119,15 @@ def read_source(value: Any, *, what: str, limit: int, name: str | None = None) -
             raise OptionError(f"{what}: the result has no images")
         many = len(value) > 1
         return [
-            _checked(data, what, limit, f"{name}[{i}]" if name and many else name)
+            replace(
+                _checked(data, what, limit, f"{name}[{i}]" if name and many else name),
+                request_id=value.request_id,
+            )
             for i, data in enumerate(value.data)
         ]
+    if _is_pil(value) and (original := _original_of(value)) is not None:
+        data, request_id = original[0].data, original[1]
+        return [replace(_checked(data, what, limit, name), request_id=request_id)]
     return [_checked(_bytes_of(value, what, limit), what, limit, name)]
 
 
@@ -128,8 +139,7 @@ def _bytes_of(value: Any, what: str, limit: int) -> bytes:
     if isinstance(value, str | os.PathLike):
         return _file_bytes(value, what, limit)
     if _is_pil(value):
-        original = _original_of(value)
-        return original.data if original is not None else _png_of(value, what)
+        return _png_of(value, what)
     read = getattr(value, "read", None)
     if callable(read):
         data = read(limit + 1)

@@ -67,7 +67,8 @@ def image_entry(params: ImageParams, data: bytes, fmt: str, publish: Publisher) 
         entry = {"url": publish(data, fmt)}
     else:
         entry = {"url": f"data:image/{fmt};base64,{b64}"}
-    entry["revised_prompt"] = f"{params.prompt}, rendered by mesh local"
+    if params.prompt:  # an edit without a prompt (remove_background) revises none
+        entry["revised_prompt"] = f"{params.prompt}, rendered by mesh local"
     return entry
 
 

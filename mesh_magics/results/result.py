@@ -95,7 +95,7 @@ class ImageResult(Sequence["Image.Image"]):
         img.info.update(prompt=self.prompt, revised_prompt=image.revised_prompt, model=self.model)
         from ..inputs import remember_original  # an edit of it sends these very bytes
 
-        remember_original(img, image)
+        remember_original(img, image, self.request_id)
         return img
 
     def position_of(self, image: object) -> int | None:
@@ -154,7 +154,12 @@ class ImageResult(Sequence["Image.Image"]):
             if not isinstance(sha256, str) or sha256 in asked:
                 continue
             asked.add(sha256)
-            parent = store.find_image(sha256, preview_max_px=self.preview_max_px)
+            made_by = entry.get("request_id")  # several runs can make the same bytes
+            parent = store.find_image(
+                sha256,
+                request_id=made_by if isinstance(made_by, str) else None,
+                preview_max_px=self.preview_max_px,
+            )
             # A run that took this image in and gave it back unchanged did not make it;
             # taking it for the maker would make a chain that never ends.
             if parent is not None and sha256 not in {i.get("sha256") for i in parent.inputs}:
@@ -170,6 +175,10 @@ class ImageResult(Sequence["Image.Image"]):
         sizes = sorted({f"{w}x{h}" for w, h in self.sizes})
         formats = sorted(set(self.formats))
         made = f"{one_line(self.model, 80)} · {', '.join(sizes)} {'/'.join(formats)}"
+        if self.is_edit:  # say what it was made from: `remove_background of night · ...`
+            first = self.inputs[0].get("name") or "an image"
+            operation = self.request.get("operation", "edit")
+            made = f"{one_line(str(operation), 40)} of {one_line(str(first), 60)} · {made}"
         if self.replayed:  # no time spent: say where it came from instead
             when = None if self.created is None else _local_minute(self.created)
             request_id = f"({one_line(self.request_id, 80)})" if self.request_id else None

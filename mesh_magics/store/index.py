@@ -98,7 +98,8 @@ SELECT {RUN_COLUMNS}, {IMAGE_COLUMNS}
 FROM runs r JOIN images i ON i.run_id = r.id
 WHERE r.id = (
     SELECT made.id FROM images found JOIN runs made ON made.id = found.run_id
-    WHERE found.sha256 = ? ORDER BY made.created DESC, made.id DESC LIMIT 1
+    WHERE found.sha256 = ?1
+    ORDER BY made.request_id IS ?2 DESC, made.created DESC, made.id DESC LIMIT 1
 )
 ORDER BY i.position
 """

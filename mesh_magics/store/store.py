@@ -197,19 +197,23 @@ class Store:
             images.append(StoredImage(data, fmt, width, height, revised, path=path, sha256=sha256))
         return _result(rows[0], images, replayed=True, preview_max_px=preview_max_px)
 
-    def find_image(self, sha256: str, *, preview_max_px: int = 1024) -> ImageResult | None:
-        """The newest stored run with an image whose bytes hash to `sha256`, or None. Lazy
-        like `history()`: it reads no image file until a byte is asked for."""
-        rows = self._rows(index.NEWEST_WITH_IMAGE, sha256)
+    def find_image(
+        self, sha256: str, *, request_id: str | None = None, preview_max_px: int = 1024
+    ) -> ImageResult | None:
+        """The stored run with an image whose bytes hash to `sha256`: the one with
+        `request_id` if there is one (several runs can make the same bytes), else the
+        newest; None if none. Lazy like `history()`: it reads no image file until a byte
+        is asked for."""
+        rows = self._rows(index.NEWEST_WITH_IMAGE, sha256, request_id)
         if not rows:
             return None
         return _result(rows[0], self._lazy(rows), replayed=False, preview_max_px=preview_max_px)
 
-    def _rows(self, query: str, value: str) -> list[Any]:
+    def _rows(self, query: str, *values: str | None) -> list[Any]:
         """The rows of a one-run query; none (with a warning) when the index can't be read."""
         try:
             with self._lock:
-                return self._db.execute(query, (value,)).fetchall()
+                return self._db.execute(query, values).fetchall()
         except sqlite3.Error as exc:
             warnings.warn(
                 f"mesh-magics store: cannot read {self.directory} ({_reason(exc)})",
