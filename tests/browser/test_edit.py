@@ -18,7 +18,8 @@ from .conftest import Lab, open_notebook, outputs, run_cell, screenshot, write_n
 pytestmark = pytest.mark.browser
 
 LOAD = "%load_ext mesh_magics"
-DONE = re.compile(r"^✓ 1 image · openai/gpt-image-1 · 256x256 png · ")
+MADE = re.compile(r"^✓ 1 image · openai/gpt-image-1 · 256x256 png · ")
+EDITED = re.compile(r"^✓ 1 image · edit of fox\[0\] · openai/gpt-image-1 · 256x256 png · ")
 PROMPT_NUMBER = re.compile(r"^\[\d+\]:$")  # the cell has finished executing ("[*]:" runs)
 
 
@@ -55,7 +56,7 @@ def test_an_edit_shows_its_progress_then_an_image_unlike_its_source(
 
     fox_cell = run_cell(page, 1)
     expect(fox_cell.locator(".widget-vbox")).to_contain_text("openai/gpt-image-1 · 256x256")
-    expect(fox_cell.locator(".jp-OutputArea-output").first).to_have_text(DONE)
+    expect(fox_cell.locator(".jp-OutputArea-output").first).to_have_text(MADE)
     fox = shown_image(fox_cell)
     expect(fox_cell.locator(".jp-InputPrompt")).to_have_text(PROMPT_NUMBER)
     screenshot(page, f"{request.node.name}_fox")
@@ -68,7 +69,7 @@ def test_an_edit_shows_its_progress_then_an_image_unlike_its_source(
     expect(night_cell.locator(".jp-InputPrompt")).to_have_text("[*]:")
     screenshot(page, f"{request.node.name}_editing")
 
-    expect(night_cell.locator(".jp-OutputArea-output").first).to_have_text(DONE, timeout=30_000)
+    expect(night_cell.locator(".jp-OutputArea-output").first).to_have_text(EDITED, timeout=30_000)
     expect(progress).to_have_count(0)
     night = shown_image(night_cell)
     expect(night_cell.locator(".jp-InputPrompt")).to_have_text(PROMPT_NUMBER)

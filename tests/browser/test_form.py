@@ -157,15 +157,21 @@ def test_generate_copy_replay_save_and_reopen(page: Page, frontend: Lab) -> None
     assert "rsk_" not in text
 
     # Reopen with a new kernel: no widget state for the saved view.
-    kernel = page.request.get(f"{frontend.url}/api/sessions").json()
+    relative = path.relative_to(frontend.root).as_posix()
+
+    def kernels() -> set[str]:  # of this notebook: other tests' notebooks may be open
+        found = page.request.get(f"{frontend.url}/api/sessions").json()
+        return {s["kernel"]["id"] for s in found if s["path"] == relative}
+
+    before = kernels()
     shut_down_kernel(page, frontend, path)
     page.goto("about:blank")  # the old page would keep the old kernel's widget models
     open_notebook(page, frontend, path)
-    after = page.request.get(f"{frontend.url}/api/sessions").json()
-    assert {s["kernel"]["id"] for s in after}.isdisjoint(s["kernel"]["id"] for s in kernel)
+    assert before and kernels().isdisjoint(before)
     reopened = outputs(page, 1)
     expect(reopened.first).to_be_attached()
-    page.wait_for_timeout(2_000)  # let the widget renderer give up on the missing model
+    # The widget renderer says "Loading widget..." until it gives up on the missing model.
+    expect(reopened.first).not_to_contain_text("Loading widget", timeout=30_000)
     cell(page, 1).scroll_into_view_if_needed()
     shot(page, frontend, "5_reopened")
     shown = cell(page, 1).locator(".jp-OutputArea").inner_text()
