@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,31 @@ def build_edit_request(
         body["reference_images"] = [reference(image) for image in images[1:]]
     for mask in (image for image in inputs if image.role == "mask"):
         body["mask"] = reference(mask)
+    for note in ignored_by_operation(body):  # stacklevel: mm.edit()'s caller
+        warnings.warn(note, stacklevel=5)
     return ImageRequest(body, inputs)
+
+
+# Which operation uses which field; another operation ignores it (the API says nothing).
+_USED_BY = {
+    "upscale_factor": ("--upscale-factor", {"upscale"}),
+    "expand_factor": ("--expand-factor", {"outpaint"}),
+    "mask": ("--mask", {"edit", "inpaint", "mix"}),
+}
+
+
+def ignored_by_operation(body: Mapping[str, Any]) -> list[str]:
+    """Notes on the fields of an edit that its operation does not use: sent, but they
+    change nothing, which a user would rather know than wonder about."""
+    operation = body.get("operation", "edit")
+    notes = [
+        f"{flag} is ignored by --operation {operation}; it is for {' and '.join(sorted(users))}"
+        for field, (flag, users) in _USED_BY.items()
+        if field in body and operation not in users
+    ]
+    if "mask_feather" in body and "mask" not in body:
+        notes.append("--mask-feather is ignored without a --mask")
+    return notes
 
 
 def reference(image: InputImage) -> str:

@@ -82,6 +82,7 @@ class CellRun:
     result: Any
     stdout: str
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    stderr: str = ""  # the magic's `meshimage:` notes
 
     @property
     def error_text(self) -> str:
@@ -99,6 +100,7 @@ def run_cell(shell: InteractiveShell, text: str) -> CellRun:
         result=outcome.result,
         stdout=captured.stdout,
         outputs=[output.data for output in captured.outputs],
+        stderr=captured.stderr,
     )
 
 

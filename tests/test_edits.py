@@ -754,3 +754,37 @@ def test_an_edit_leads_back_to_the_image_it_came_from(
     saved = mm.read_metadata(night_file)
     assert saved["inputs"][0]["sha256"] == mm.read_metadata(fox_file)["sha256"] == sha(fox.data[0])
     assert saved["inputs"][0]["name"] == "t_fox[0]"
+
+
+# -- 12. a field the operation ignores ------------------------------------------------------------
+
+
+def test_a_field_the_operation_ignores_is_said_once_and_still_sent(
+    ip: InteractiveShell, server: LocalServer, fox: ImageResult
+) -> None:
+    sent = Sent(server)
+    run = ok(
+        ip,
+        "%meshimage -o t_ignored --no-display --edit t_fox[0] --operation remove_background "
+        "--upscale-factor 3x --mask-feather 4 --model openai/gpt-image-1,local/sketch",
+    )
+    notes = [line for line in run.stderr.splitlines() if "ignored" in line]
+    assert notes == [
+        "meshimage: --upscale-factor is ignored by --operation remove_background; it is for "
+        "upscale",
+        "meshimage: --mask-feather is ignored without a --mask",
+    ]  # once for the sweep's two runs
+    assert [r.body.get("upscale_factor") for r in sent.edits()] == ["3x", "3x"]
+
+
+def test_the_function_api_warns_where_it_was_called(server: LocalServer, fox: ImageResult) -> None:
+    with pytest.warns(UserWarning, match="--expand-factor is ignored by --operation edit") as w:
+        mm.edit(fox, PROMPT, expand_factor=2, base_url=server.url, progress="none")
+    assert [Path(record.filename).name for record in w] == ["test_edits.py"]
+
+
+def test_a_field_the_operation_uses_brings_no_note(
+    ip: InteractiveShell, server: LocalServer, fox: ImageResult
+) -> None:
+    run = ok(ip, "%meshimage --no-display --edit t_fox[0] --operation upscale --upscale-factor 2x")
+    assert "ignored" not in run.stderr

@@ -314,8 +314,8 @@ def _notes_on_stderr() -> Iterator[None]:
     with warnings.catch_warnings(record=True) as notes:
         warnings.simplefilter("always")
         yield
-    for note in notes:
-        _note(str(note.message))
+    for text in dict.fromkeys(str(note.message) for note in notes):  # a sweep's, once
+        _note(text)
 
 
 def unload(shell: Any) -> None:

@@ -209,8 +209,9 @@ class ImageResult(Sequence["Image.Image"]):
         name is an error), nothing lands outside the folder, and each file is written
         atomically. Each file holds its provenance (prompt, revised prompt, model, request
         body, request id, time, mesh-magics version, the image's own SHA-256 and an edit's
-        inputs: PNG text chunks, JPEG/WebP XMP, a `.json` beside a GIF; `mesh_magics.read_metadata` reads it back) and gets a line in
-        its folder's `manifest.jsonl`. `embed_prompt=False` (default: the
+        inputs: PNG text chunks, JPEG/WebP XMP, a `.json` beside a GIF;
+        `mesh_magics.read_metadata` reads it back) and gets a line in its folder's
+        `manifest.jsonl`. `embed_prompt=False` (default: the
         `MeshImageMagics.embed_prompt` setting) leaves the prompt out of both, and out of
         the names. A failure is a `SaveError` (an `OSError`) naming the path and what to do.
         """
