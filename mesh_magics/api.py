@@ -173,7 +173,7 @@ def _call(
     inputs: tuple[InputImage, ...] = ()
     config = configured()
     if edit is not None:
-        inputs = _edit_inputs(*edit, limit=config["max_input_image_bytes"])
+        inputs = edit_inputs_of_call(*edit, limit=config["max_input_image_bytes"])
         prompt = _prompt(prompt, fields.get("operation", "edit"))
     else:
         prompt = _prompt(prompt)
@@ -189,7 +189,7 @@ def _call(
     return run, progress
 
 
-def _edit_inputs(images: Any, mask: Any, *, limit: int) -> tuple[InputImage, ...]:
+def edit_inputs_of_call(images: Any, mask: Any, *, limit: int) -> tuple[InputImage, ...]:
     """`mm.edit()`'s images and mask read and checked; each named after the variable that
     holds it in a notebook, where there is one."""
     from .inputs import Source, edit_inputs

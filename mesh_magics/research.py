@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .api import _prompt, _running_shell, _settings_of_call, prepare, request_fields
+from .api import (
+    _prompt,
+    _running_shell,
+    _settings_of_call,
+    edit_inputs_of_call,
+    prepare,
+    request_fields,
+)
 from .errors import MeshError, OptionError
 from .schema import SETTINGS, check
 from .settings import ClientSettings, client_settings, configured
@@ -163,12 +170,17 @@ def sweep(
     yes: bool = False,
     replay: bool | None = None,
     params: Mapping[str, Any] | None = None,
+    edit: Any = None,
+    mask: Any = None,
     **fields: Any,
 ) -> ImageSweep:
     """Every combination of `prompts` and the list-valued fields (`model`, `size`,
     `quality`, `seed`, `output_format`, `background`, `moderation`), run concurrently;
     the `ImageSweep`. Failed runs don't raise: see `.failed`, `.retry()`. More than
-    `max_images_per_cell` images is an error before anything is sent, unless `yes=True`."""
+    `max_images_per_cell` images is an error before anything is sent, unless `yes=True`.
+
+    `edit` (and `mask`): every run edits these images, as `mm.edit()` takes them; e.g.
+    `mm.sweep("At night", edit=fox, model=["openai/gpt-image-1", "local/sketch"])`."""
     from .ipython.cell import SWEEPABLE
     from .run.sweep import run_sweep_blocking
 
@@ -185,8 +197,14 @@ def sweep(
     if concurrency is not None:
         concurrency = check(SETTINGS["concurrency"], concurrency, source="concurrency")
     config = configured()
+    inputs: tuple[InputImage, ...] = ()
+    if edit is not None:
+        inputs = edit_inputs_of_call(edit, mask, limit=config["max_input_image_bytes"])
+    elif mask is not None:
+        raise OptionError("mask goes with edit=: the images it masks")
+    operation = fields.get("operation", "edit") if inputs else None
     made, generations = prepare_sweep(
-        [_prompt(text) for text in texts],
+        [_prompt(text, operation) for text in texts],
         request_fields(fields, params),
         checked_swept,
         config=config,
@@ -195,6 +213,7 @@ def sweep(
         concurrency=concurrency,
         progress=progress,
         replay=replay,
+        inputs=inputs,
     )
     check_image_count(made, generations, config, allow=yes)
     shell = _running_shell()

@@ -788,3 +788,14 @@ def test_a_field_the_operation_uses_brings_no_note(
 ) -> None:
     run = ok(ip, "%meshimage --no-display --edit t_fox[0] --operation upscale --upscale-factor 2x")
     assert "ignored" not in run.stderr
+
+
+def test_mm_sweep_edits_one_input_with_each_model(server: LocalServer, fox: ImageResult) -> None:
+    sent = Sent(server)
+    models = ["openai/gpt-image-1", "local/sketch"]
+    sweep = mm.sweep(PROMPT, edit=fox[0], model=models, base_url=server.url, progress="none")
+    assert sorted(r.body["model"] for r in sent.edits()) == sorted(models)
+    assert [r.inputs[0]["sha256"] for r in sweep.results] == [sha(fox.data[0])] * 2
+    with pytest.raises(mm.OptionError, match="mask goes with edit="):
+        mm.sweep(PROMPT, mask=fox[0], model=models, base_url=server.url, progress="none")
+    assert sent() == 2
