@@ -496,3 +496,9 @@ def test_the_api_key_never_reaches_an_edit_in_the_store(
             assert form.encode() not in content, f"the key leaked into {path.name}"
             assert base64.b64encode(form.encode()) not in content
     store.close()
+
+    saved = night.save(tmp_path / "saved")  # the saved file and its manifest line too
+    (kept,) = read_metadata(saved[0])["inputs"]
+    assert kept["name"].startswith("fox_") and kept["sha256"] == sha(fox.data[0])
+    for path in [*saved, tmp_path / "saved" / "manifest.jsonl"]:
+        assert FAKE_KEY.encode() not in path.read_bytes(), f"the key leaked into {path.name}"

@@ -47,6 +47,7 @@ from xml.etree import ElementTree
 
 from .._version import __version__
 from ..images import GeneratedImage, sniff_format
+from ..redact import redact
 
 NAMESPACE = "urn:mesh-magics:xmp:1.0/"
 PREFIX = "meshmagics"
@@ -112,8 +113,15 @@ def provenance(
         "created": created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "mesh_magics_version": __version__,
         "sha256": sha256,
-        "inputs": dumps(inputs) if inputs else None,
+        "inputs": dumps([_named(entry) for entry in inputs]) if inputs else None,
     }
+
+
+def _named(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """An input's record with its name redacted: a path or variable name is the user's
+    text, which could hold a secret."""
+    name = entry.get("name")
+    return {**entry, "name": redact(name) if isinstance(name, str) else name}
 
 
 def flatten(fields: Mapping[str, str | None]) -> dict[str, Any]:
