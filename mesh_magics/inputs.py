@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import io
 import os
+import sys
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -154,7 +155,7 @@ def _bytes_of(value: Any, what: str, limit: int) -> bytes:
 
 
 def _is_pil(value: Any) -> bool:
-    pil = __import__("sys").modules.get("PIL.Image")
+    pil = sys.modules.get("PIL.Image")  # not imported: then it is no PIL image
     return pil is not None and isinstance(value, pil.Image)
 
 
