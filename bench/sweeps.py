@@ -8,9 +8,9 @@
    image base64-decoded. Same server, same drawing; the baseline's client is made before
    its clock starts (loading the CA bundle is a one-off, which ours caches too). Two rows
    without a goal split the difference: the bare gather with a new client (so a new
-   connection) per request, as each of our runs has, and our HTTP client alone
-   (`stream_generation` of the same requests under the semaphore, no `Generation`, no
-   sweep, on the calling thread).
+   connection) per request, as a single run of ours has (a sweep's runs share one pool),
+   and our HTTP client alone (one `SharedClient` streaming the same requests under the
+   semaphore, no `Generation`, no sweep, on the calling thread).
 8. **Latency-bound**: 32 runs at 1 s of server latency, 8 at a time, through `mm.sweep`
    itself (store on, in a temporary folder, as a user has it): the ideal is
    ceil(32 / 8) x 1 s = 4 s; the server's `max_in_flight` is checked to be exactly 8.
@@ -76,16 +76,16 @@ def run_overhead(plan: Plan, server: str) -> list[Row]:
         ),
         Row(
             "7",
-            "the bare gather with a new httpx client (and connection) per request, as each "
-            "run of ours has, vs the bare gather",
+            "the bare gather with a new httpx client (and connection) per request, as a "
+            "single run of ours has, vs the bare gather",
             ms(medians["bare_per_request"]),
             ms(bare),
             medians["bare_per_request"] / bare,
         ),
         Row(
             "7",
-            "our HTTP client alone (a MeshClient per request, no Generation, no sweep) "
-            "vs the bare gather",
+            "our HTTP client alone (one shared pool, as a sweep has; no Generation, no "
+            "sweep) vs the bare gather",
             ms(medians["client"]),
             ms(bare),
             medians["client"] / bare,
@@ -220,17 +220,18 @@ async def bare_gather(
 async def client_gather(
     settings: ClientSettings, requests: Sequence[ImageRequest], concurrency: int
 ) -> float:
-    """The same requests through our HTTP client alone: `stream_generation` each (a
-    `MeshClient` per request, as a run has), under the semaphore, every event read."""
+    """The same requests through our HTTP client alone: one `SharedClient` (one pool, as
+    a sweep's runs have), under the semaphore, every event read."""
     from mesh_magics.events import Completed
-    from mesh_magics.http.client import stream_generation
+    from mesh_magics.http.client import SharedClient
 
     semaphore = asyncio.Semaphore(concurrency)
+    shared = SharedClient(settings, len(requests))
 
     async def one(request: ImageRequest) -> int:
         async with semaphore:
             images = 0
-            async for event in stream_generation(settings, request):
+            async for event in shared.stream(request):
                 if isinstance(event, Completed):
                     images = len(event.images)
             return images
@@ -238,6 +239,7 @@ async def client_gather(
     started = time.perf_counter()
     counts = await asyncio.gather(*(one(request) for request in requests))
     elapsed = time.perf_counter() - started
+    await shared.aclose()
     if counts != [1] * len(requests):
         raise RuntimeError("a request through our client came back without its image")
     return elapsed

@@ -108,10 +108,12 @@ def prepare_sweep(
     swept_names = [name for name in SWEPT_ORDER if name in swept]
 
     def generations_for(runs: list[SweepRun], replay: bool | None) -> list[Generation]:
+        from .http.client import SharedClient
         from .run.sweep import in_flight_limit
 
         settings = client_settings(config, base_url)  # once: every run goes to the same API
         slot = in_flight_limit(limit)
+        client = SharedClient(settings, len(runs))  # one connection pool for the sweep
         made = []
         for sweep_run in runs:
             run = prepare(
@@ -126,6 +128,8 @@ def prepare_sweep(
                 inputs=inputs,
             )
             run.slot = slot
+            run.client = client
+            run.add_done_callback(client.release)
             made.append(run)
         return made
 

@@ -7,6 +7,7 @@ import asyncio
 import email.utils
 import gzip
 import json
+import threading
 import time
 from typing import Any
 
@@ -524,6 +525,27 @@ def test_image_chunk_previews_are_previews_and_the_completed_chunk_is_the_result
     done = completed(events)
     assert [(i.width, i.height) for i in done.images] == [(12, 10)]  # not a preview
     assert done.usage == {"t": 1} and done.model == "m/x"
+
+
+@pytest.mark.parametrize("after", ["more frames", "a stream left open"])
+def test_what_follows_done_is_read_briefly_then_the_images_are_returned(after: str) -> None:
+    """After [DONE] the client reads the end of the body (so the connection can be kept),
+    but neither more frames nor a server that never ends the body hold the result up."""
+    final = png_bytes(6, 5)
+    frames = [sse_frame({"data": [{"b64_json": b64(final)}]}), b"data: [DONE]\n\n"]
+    stopping = threading.Event()
+    if after == "more frames":
+        route = send_sse(*frames, b"data: not json\n\n", sse_frame({"data": []}))
+    else:
+        route = send_sse(*frames, then="stall", stopping=stopping)
+    with ScriptedServer({GENERATIONS: route}) as api:
+        started = time.monotonic()
+        try:
+            done = completed(generate(api))
+        finally:
+            stopping.set()
+    assert [(i.width, i.height) for i in done.images] == [(6, 5)]
+    assert time.monotonic() - started < client_module.AFTER_DONE_SECONDS + 10  # not 120 s
 
 
 def test_a_chunk_with_only_a_partial_image_index_is_a_preview() -> None:

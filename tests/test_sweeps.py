@@ -257,6 +257,21 @@ def test_a_sweep_over_max_images_per_cell_fails_before_sending_unless_yes(
 # -- an interrupt --------------------------------------------------------------------------
 
 
+def test_the_runs_of_a_sweep_share_keep_alive_connections(
+    ip: InteractiveShell, server: LocalServer, store_dir: Path
+) -> None:
+    before = server.connections_accepted
+    sockets_before = open_sockets()
+    run = run_cell(
+        ip, "%%meshimage -o t_pool --concurrency 3 --size 64x64 --seed 1,2,3,4,5,6,7,8,9\nA fox"
+    )
+    assert run.success, run.error
+    assert len(ip.user_ns["t_pool"].results) == 9
+    # Nine runs, three at a time, over at most three connections (one each, before).
+    assert 1 <= server.connections_accepted - before <= 3
+    assert settled(lambda: open_sockets() <= sockets_before, timeout=5), "the pool stays open"
+
+
 def test_an_interrupt_stops_every_run_closes_every_connection_and_binds_nothing(
     ip: InteractiveShell, server: LocalServer, store_dir: Path
 ) -> None:

@@ -69,6 +69,7 @@ class LocalServer:
         self.fault = fault
         self.max_body_bytes = max_body_bytes
         self.disconnects = 0
+        self.connections_accepted = 0  # TCP connections served since the start
         self._log = RequestLog(numbers.count(keep_requests, "keep_requests"))
         self._attempts = AttemptCounter()
         self._traffic = Traffic()
@@ -296,6 +297,7 @@ class LocalServer:
         with self._lock:
             if alive:
                 self._connections[connection] = threading.current_thread()
+                self.connections_accepted += 1
             else:
                 self._connections.pop(connection, None)
 

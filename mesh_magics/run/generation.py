@@ -40,6 +40,7 @@ from .engine import Engine, engine
 from .usage import session_usage
 
 if TYPE_CHECKING:
+    from ..http.client import SharedClient
     from ..request import ImageRequest
     from ..results.result import ImageResult
     from ..settings import ClientSettings
@@ -99,6 +100,7 @@ class Generation:
         self.replay = replay  # an identical stored request answers without the network
         self.cell = cell  # the source of the cell that asked, kept in the store
         self.slot = slot  # held while the request runs: a sweep's --concurrency
+        self.client: SharedClient | None = None  # a sweep's pool; else a client of its own
         self.replayed = False
         self._watchers: list[Watcher] = []
         self._future: concurrent.futures.Future[ImageResult] = concurrent.futures.Future()
@@ -242,6 +244,8 @@ class Generation:
     def _stream(self) -> AsyncGenerator[StreamEvent, None]:
         from ..http.client import stream_generation
 
+        if self.client is not None:
+            return self.client.stream(self.request)
         return stream_generation(self.settings, self.request)
 
     async def _tick(self) -> None:
