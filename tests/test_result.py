@@ -376,3 +376,17 @@ def test_a_folder_named_like_an_image_is_not_taken_for_a_file(tmp_path: Path) ->
     assert "is a folder" in message and "fox.png/" in message
     (path,) = result_of(encoded(8, 8)).save(f"{tmp_path / 'fox.png'}/")
     assert path == tmp_path / "fox.png" / "a-fox-in-snow.png"
+
+
+def test_previews_made_side_by_side_are_the_ones_made_one_by_one() -> None:
+    from mesh_magics.results.previews import make_preview
+
+    blobs = [encoded(900, 600), encoded(700, 700, mode="RGBA"), encoded(200, 100, "JPEG")]
+    result = result_of(*blobs)
+    made = result.previews(320)
+    alone = [make_preview(image, 320) for image in result_of(*blobs)._images]
+    assert [(p.mime, p.width, p.height, p.data) for p in made] == [
+        (p.mime, p.width, p.height, p.data) for p in alone
+    ]
+    assert [(p.width, p.height) for p in made] == [(320, 213), (320, 320), (200, 100)]
+    assert result.preview(1, 320) is made[1]  # kept: showing it again makes nothing

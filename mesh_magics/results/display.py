@@ -79,10 +79,9 @@ def plain_text(result: ImageResult) -> str:
 def grid_html(result: ImageResult) -> str:
     px = tile_px(result.preview_max_px)
     figures = []
-    for index, ((width, height), revised) in enumerate(
-        zip(result.sizes, result.revised_prompts, strict=True)
+    for index, ((width, height), revised, tile) in enumerate(
+        zip(result.sizes, result.revised_prompts, result.previews(px), strict=True)
     ):
-        tile = result.preview(index, px)
         shown_width, shown_height = fit(tile.width, tile.height, TILE_CSS_PX)
         caption = one_line(revised, CAPTION_CHARS) if revised else f"{index + 1}: {width}x{height}"
         full = one_line(revised, FULL_CHARS) if revised else caption

@@ -5,7 +5,10 @@ shows (nbconvert drops `image/webp`; a GIF would cut the colours to 256)."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import functools
 import io
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +56,13 @@ def make_preview(image: GeneratedImage, max_px: int) -> Preview:
         return encode_preview(img)
 
 
+@functools.cache
+def preview_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads that make previews side by side, one per core (at most four)."""
+    workers = max(1, min(4, os.cpu_count() or 1))
+    return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="mesh-preview")
+
+
 def encode_preview(img: Image.Image) -> Preview:
     buffer = io.BytesIO()
     if has_transparency(img):
@@ -73,4 +83,4 @@ def has_transparency(img: Image.Image) -> bool:
     return bool(low != 255)
 
 
-__all__ = ["Preview", "encode_preview", "has_transparency", "make_preview"]
+__all__ = ["Preview", "encode_preview", "has_transparency", "make_preview", "preview_pool"]

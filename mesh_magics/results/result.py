@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, overload
 from ..events import count_images
 from ..images import GeneratedImage
 from ..redact import one_line
-from .previews import Preview, make_preview
+from .previews import Preview, make_preview, preview_pool
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -227,6 +227,16 @@ class ImageResult(Sequence["Image.Image"]):
         if (index, px) not in self._previews:
             self._previews[index, px] = make_preview(self._images[index], px)
         return self._previews[index, px]
+
+    def previews(self, max_px: int) -> list[Preview]:
+        """Every image's preview of at most `max_px`; the missing ones made side by side
+        (Pillow decodes, scales and encodes without the GIL: a grid of four 1024 px images
+        takes about half the time on two cores)."""
+        missing = [i for i in range(len(self)) if (i, max_px) not in self._previews]
+        if len(missing) > 1:
+            made = preview_pool().map(lambda i: make_preview(self._images[i], max_px), missing)
+            self._previews.update({(i, max_px): p for i, p in zip(missing, made, strict=True)})
+        return [self.preview(i, max_px) for i in range(len(self))]
 
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None
