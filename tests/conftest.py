@@ -50,7 +50,9 @@ def server() -> Iterator[LocalServer]:
 
 @pytest.fixture(scope="session")
 def _shell() -> InteractiveShell:
-    shell = get_ipython()
+    import IPython
+
+    shell = get_ipython() or IPython.get_ipython()  # the first call starts it, later ones not
     shell.run_line_magic("load_ext", "mesh_magics")
     return shell
 

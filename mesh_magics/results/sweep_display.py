@@ -26,6 +26,7 @@ FULL_CHARS = 2000  # a tooltip holds the rest of a long header or error
 
 
 def grid_html(sweep: ImageSweep) -> str:
+    _make_tiles(sweep)
     prompts = list(dict.fromkeys(run.prompt for run in sweep.runs))
     columns: dict[str, str] = {}  # a combination's key -> its header
     cells: dict[tuple[str, str], list[SweepRun]] = {}
@@ -82,9 +83,27 @@ def _cell_html(run: SweepRun) -> str:
     return "".join(parts) or f'<div style="opacity:0.7">{html.escape(status)}</div>'
 
 
-def _tiles_html(run: SweepRun, result: ImageResult) -> str:
+def _tile_px(result: ImageResult) -> int:
     px = TILE_CSS_PX * TILE_DENSITY
-    px = min(px, result.preview_max_px) if result.preview_max_px > 0 else px
+    return min(px, result.preview_max_px) if result.preview_max_px > 0 else px
+
+
+def _make_tiles(sweep: ImageSweep) -> None:
+    """Every tile the grid shows, made side by side (one result's images at a time would
+    leave the other core idle: most runs have one image)."""
+    from .previews import preview_pool
+
+    wanted = [
+        (result, index)
+        for result in (run.result for run in sweep.runs if run.result is not None)
+        for index in range(len(result))
+    ]
+    if len(wanted) > 1:  # each task fills its own (result, index) entry: no two share one
+        list(preview_pool().map(lambda job: job[0].preview(job[1], _tile_px(job[0])), wanted))
+
+
+def _tiles_html(run: SweepRun, result: ImageResult) -> str:
+    px = _tile_px(result)
     tiles = []
     for index, revised in enumerate(result.revised_prompts):
         tile = result.preview(index, px)
