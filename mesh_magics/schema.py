@@ -300,8 +300,8 @@ OPTIONS: tuple[Option, ...] = (
     # -- edits: /v1/images/edits
     Option("operation", ("--operation",), Choice(*OPERATIONS), "what an edit does (default "
            "edit)", metavar="OP", endpoint="edits"),
-    Option("upscale_factor", ("--upscale-factor",), Factor(1, 8), "how much upscale enlarges, "
-           "e.g. 2x", metavar="X", endpoint="edits"),
+    Option("upscale_factor", ("--upscale-factor",), Factor(1, 8), "how much upscale enlarges",
+           metavar="X", endpoint="edits"),
     Option("expand_factor", ("--expand-factor",), Number(1, 4), "how much outpaint enlarges "
            "the canvas", metavar="X", endpoint="edits"),
     Option("mask_feather", ("--mask-feather",), Number(0, 256, whole=True), "soften the "
