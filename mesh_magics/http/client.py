@@ -555,26 +555,32 @@ class SharedClient:
     def __init__(self, settings: ClientSettings, runs: int) -> None:
         self.settings = settings
         self._client: MeshClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one its runs are on
         self._left = runs
         self._lock = threading.Lock()  # runs settle on the engine's thread or a caller's
 
     async def stream(self, request: ImageRequest) -> AsyncGenerator[StreamEvent, None]:
         """The events of one generation, through the shared client."""
         if self._client is None:  # no await before it is set: one client per loop
+            self._loop = asyncio.get_running_loop()
             self._client = await MeshClient(self.settings).__aenter__()
         async with aclosing(self._client.generate(request)) as events:
             async for event in events:
                 yield event
 
     def release(self, _run: object = None) -> None:
-        """One run has settled; after the last, close the client on the engine's loop."""
-        from ..run.engine import engine
-
+        """One run has settled; after the last, close the client on the loop it runs on
+        (from any thread; a loop that has closed took its connections along)."""
         with self._lock:
             self._left -= 1
             last = self._left == 0
-        if last and self._client is not None:
-            engine().submit(self.aclose())
+        loop = self._loop
+        if last and self._client is not None and loop is not None:
+            closing = self.aclose()
+            try:
+                asyncio.run_coroutine_threadsafe(closing, loop)
+            except RuntimeError:  # the loop closed meanwhile
+                closing.close()
 
     async def aclose(self) -> None:
         """Close the client, and every connection it opened."""
