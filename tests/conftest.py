@@ -8,7 +8,8 @@ what the user would see (success, error, printed text, rich outputs).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,16 @@ def key_is_absent(*texts: object) -> bool:
         all(FAKE_KEY not in str(text) for text in texts)
         and os.environ.get("MESHAPI_API_KEY") == FAKE_KEY
     )
+
+
+def wait_for(
+    condition: Callable[[], Any], what: str, timeout: float = 30.0, every: float = 0.05
+) -> Any:
+    """Poll `condition` until it gives something true, and return that; fail naming
+    `what` after `timeout` seconds. For conditions nothing signals (a file on disk, a
+    server's log); wait on an event where there is one."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(every)
+    return value

@@ -4,7 +4,6 @@ the comm messages a widget frontend sends (`tests/kernel.py`)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,11 @@ from mesh_magics.forms.widget import WIDGET_VIEW, MeshForm
 from mesh_magics.ipython.cell import parse_cell
 from mesh_magics.local import LocalServer
 
+from .conftest import wait_for
 from .kernel import Frontend, HeldServer, Msg, frontend
 from .test_kernel import kernel_env
 
 MODEL = "openai/dall-e-3"
-
-
-def wait(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.05)
-    return value
 
 
 def ended(form: MeshForm) -> bool:
@@ -73,7 +65,7 @@ def test_generate_sends_the_form_binds_the_result_and_fills_the_gallery(
     assert "A red fox" in form.code_view.value and MODEL in form.code
 
     form.generate_button.click()
-    wait(lambda: ended(form), "the run to end")
+    wait_for(lambda: ended(form), "the run to end")
 
     (request,) = generations(server)
     assert request.body["prompt"] == "A red fox" and request.body["model"] == MODEL
@@ -88,7 +80,7 @@ def test_generate_sends_the_form_binds_the_result_and_fills_the_gallery(
 
     form.prompt.value = "A blue fox"
     form.generate_button.click()
-    wait(lambda: ended(form) and len(form.results) == 2, "the second result")
+    wait_for(lambda: ended(form) and len(form.results) == 2, "the second result")
     assert ip.user_ns["t_fox"] is form.results[0] is not form.results[1]
     assert form.results[0].prompt == "A blue fox" and len(form.gallery) == 2
 
@@ -123,14 +115,14 @@ def test_the_models_come_from_the_api_and_an_api_error_shows_short(
     server: LocalServer, make_form: Callable[..., MeshForm]
 ) -> None:
     form = make_form("--size 64x64 A fox")
-    wait(lambda: MODEL in form.controls["model"].options, "the model list")
+    wait_for(lambda: MODEL in form.controls["model"].options, "the model list")
     assert "openai/gpt-4o-mini" not in form.controls["model"].options  # not an image model
     form.prompt.value = "# not a comment"
     assert "as a comment" in form.problems["prompt"].value
     form.prompt.value = "A fox"
     server.fault = "status:403"
     form.generate_button.click()
-    wait(lambda: ended(form), "the run to fail")
+    wait_for(lambda: ended(form), "the run to fail")
     assert form.status.value.startswith("✗")
     assert "403" in form.status.value and "Traceback" not in form.status.value
     assert form.result is None and not form.generate_button.disabled
@@ -142,12 +134,12 @@ def test_cancel_during_a_slow_run_closes_the_request(
     server.latency = 30
     form = make_form("-o t_slow --size 64x64 A slow fox")
     form.generate_button.click()
-    wait(lambda: generations(server), "the request")
+    wait_for(lambda: generations(server), "the request")
     assert not form.cancel_button.disabled
     form.cancel_button.click()
     assert server.wait_for_disconnect(10), "the request was not closed"
     assert form.run is not None and form.run.wait(10) and form.run.status == "cancelled"
-    wait(lambda: "cancelled" in form.status.value, "the cancelled line")
+    wait_for(lambda: "cancelled" in form.status.value, "the cancelled line")
     assert "t_slow" not in ip.user_ns and form.result is None
 
 
@@ -159,7 +151,7 @@ def test_the_display_has_the_widget_the_code_and_after_a_run_the_image(
     assert before[WIDGET_VIEW]["model_id"] == form.box.model_id
     assert before["text/plain"] == form.code
     form.generate_button.click()
-    wait(lambda: ended(form), "the run to end")
+    wait_for(lambda: ended(form), "the run to end")
     after = form._bundle()
     assert WIDGET_VIEW in after and "A fox" in after["text/plain"]
     assert {"image/png", "image/jpeg"} & set(after)
@@ -189,7 +181,7 @@ def test_close_leaves_the_image_and_the_code_and_no_widget(
 
     form = make_form("--size 64x64 A closing fox")
     form.generate_button.click()
-    wait(lambda: ended(form), "the run to end")
+    wait_for(lambda: ended(form), "the run to end")
     code = form.code
     updates: list[dict[str, Any]] = []
 
@@ -322,7 +314,7 @@ def test_the_forms_code_run_with_replay_gives_its_image_with_no_request(
     ip.run_line_magic("config", f"MeshImageMagics.store_dir = {str(tmp_path)!r}")
     form = make_form("", "--size 64x64\n--seed 11\nA fox to replay")
     form.generate_button.click()
-    wait(lambda: ended(form), "the run to end")
+    wait_for(lambda: ended(form), "the run to end")
     assert form.result is not None and form.run is not None and form.run.status == "done"
     before = server.request_count
     magic_line, body = form.code.split("\n", 1)

@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 
 from mesh_magics.local import LocalServer
 
-from .conftest import FAKE_KEY
+from .conftest import FAKE_KEY, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,10 +90,11 @@ def test_kernel_interrupt_cancels_within_a_second_and_the_kernel_lives_on() -> N
         try:
             client.execute_interactive("%load_ext mesh_magics", timeout=30)
             msg_id = client.execute(f"%%meshimage -o fox --base-url {server.url}\nslow fox")
-            deadline = time.monotonic() + 20
-            while not [r for r in server.requests if r.path.endswith("/generations")]:
-                assert time.monotonic() < deadline, "the request never reached the server"
-                time.sleep(0.05)
+            wait_for(
+                lambda: [r for r in server.requests if r.path.endswith("/generations")],
+                "the request to reach the server",
+                timeout=20,
+            )
             interrupted = time.monotonic()
             manager.interrupt_kernel()
             reply = client.get_shell_msg(timeout=10)

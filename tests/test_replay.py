@@ -10,7 +10,6 @@ import hashlib
 import os
 import re
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from mesh_magics.results.history import History
 from mesh_magics.results.usage import UsageReport
 from mesh_magics.store import Store
 
-from .conftest import FAKE_KEY, CellRun, run_cell
+from .conftest import FAKE_KEY, CellRun, run_cell, wait_for
 from .kernel import frontend
 
 WAIT = 30.0  # generous upper bound of every wait on a condition
@@ -208,14 +207,6 @@ def stored_runs(store: Path) -> list[Any]:
         opened.close()
 
 
-def wait_until(found: Any, what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := found()):
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.01)  # polling a condition
-    return value
-
-
 def test_generations_survive_a_kernel_killed_right_after_they_arrived(
     tmp_path: Path, server: LocalServer
 ) -> None:
@@ -224,9 +215,9 @@ def test_generations_survive_a_kernel_killed_right_after_they_arrived(
     with frontend(tmp_path, kernel_env(tmp_path, store)) as k:
         k.run("%load_ext mesh_magics")
         k.execute(cell.format(""))
-        (stored,) = wait_until(lambda: stored_runs(store), "the run in the store's index")
+        (stored,) = wait_for(lambda: stored_runs(store), "the run in the store's index")
         os.kill(k.process.pid, signal.SIGKILL)  # the cell is still showing the images
-        wait_until(lambda: k.process.poll() is not None, "the kernel to die")
+        wait_for(lambda: k.process.poll() is not None, "the kernel to die")
         assert k.process.returncode == -signal.SIGKILL
         k.close(now=True)
     assert server.generation_count == 1

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 import nbformat
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from ..conftest import wait_for
 from .conftest import (
     ARTIFACTS,
     FAKE_KEY,
@@ -73,14 +73,6 @@ def loaded(images: Locator) -> list[int]:
     )
     widths: list[int] = images.evaluate_all("imgs => imgs.map(img => img.naturalWidth)")
     return widths
-
-
-def poll(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.2)
-    return value
 
 
 def shot(page: Page, frontend: Lab, step: str) -> None:
@@ -149,7 +141,7 @@ def test_generate_copy_replay_save_and_reopen(page: Page, frontend: Lab) -> None
                 return dict(out["data"])
         return None
 
-    data = poll(form_output, "the saved form output with its image")
+    data = wait_for(form_output, "the saved form output with its image", timeout=15.0, every=0.2)
     assert data["text/plain"] == code
     assert WIDGET_VIEW in data  # the live view too, for a kernel that still has it
     text = path.read_text()
