@@ -8,6 +8,9 @@ what the user would see (success, error, printed text, rich outputs).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -130,3 +133,33 @@ def wait_for(
         assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
         time.sleep(every)
     return value
+
+
+def at_once(script: str, argvs: list[list[str]], timeout: float) -> None:
+    """Run `script` in one Python process per argument list, all released together: each
+    prints `ready`, waits for `go` on stdin, does its work and prints `done`. Fails with a
+    process's stderr unless every one exits 0 having said `done`."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(script), *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for argv in argvs
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outcomes = [process.communicate(timeout=timeout) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    for process, (out, err) in zip(processes, outcomes, strict=True):
+        assert process.returncode == 0 and out == "done\n", err

@@ -10,9 +10,6 @@ import hashlib
 import io
 import json
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +28,7 @@ from mesh_magics.settings import configured
 from mesh_magics.store import Store, StoredImage, open_store, request_key
 from mesh_magics.store.files import image_path, write_image
 
-from .conftest import FAKE_KEY, key_is_absent
+from .conftest import FAKE_KEY, at_once, key_is_absent
 
 API = "https://api.meshapi.ai"
 MODEL = "openai/gpt-image-1"
@@ -379,30 +376,7 @@ OPENER = """
 def test_two_kernels_opening_an_old_store_at_once_both_use_it(tmp_path: Path) -> None:
     folder, old = tmp_path / "v1", png(60)
     make_v1_store(folder, old)
-    openers = [
-        subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(OPENER), str(folder), str(i), sha(old)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        for opener in openers:
-            assert opener.stdout is not None and opener.stdout.readline() == "ready\n"
-        for opener in openers:
-            assert opener.stdin is not None
-            opener.stdin.write("go\n")
-            opener.stdin.flush()
-        outcomes = [opener.communicate(timeout=60) for opener in openers]
-    finally:
-        for opener in openers:
-            if opener.poll() is None:
-                opener.kill()
-    for opener, (out, err) in zip(openers, outcomes, strict=True):
-        assert opener.returncode == 0 and out == "done\n", err
+    at_once(OPENER, [[str(folder), str(i), sha(old)] for i in range(2)], timeout=60)
     version, columns, runs = schema_of(folder)
     assert version == 2 and columns.count("inputs") == 1 and runs == 3
     store = Store(folder)

@@ -11,9 +11,6 @@ import json
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import tracemalloc
@@ -43,7 +40,7 @@ from mesh_magics.store import (
 from mesh_magics.store import images as stored_images
 from mesh_magics.store import store as store_module
 
-from .conftest import FAKE_KEY, key_is_absent
+from .conftest import FAKE_KEY, at_once, key_is_absent
 
 API = "https://api.meshapi.ai"
 MODEL = "openai/gpt-image-1"
@@ -498,30 +495,7 @@ WRITER = """
 
 def test_two_kernels_store_into_one_folder_at_once(tmp_path: Path) -> None:
     directory = tmp_path / "store"
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(WRITER), str(directory), str(i)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        for writer in writers:
-            assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
-        for writer in writers:
-            assert writer.stdin is not None
-            writer.stdin.write("go\n")
-            writer.stdin.flush()
-        outcomes = [writer.communicate(timeout=100) for writer in writers]
-    finally:
-        for writer in writers:
-            if writer.poll() is None:
-                writer.kill()
-    for writer, (out, err) in zip(writers, outcomes, strict=True):
-        assert writer.returncode == 0 and out == "done\n", err
+    at_once(WRITER, [[str(directory), str(i)] for i in range(2)], timeout=100)
 
     db = sqlite3.connect(directory / "index.db")
     assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (100,)
