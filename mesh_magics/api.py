@@ -137,6 +137,11 @@ def request_fields(fields: Mapping[str, Any], params: Mapping[str, Any] | None) 
     return checked
 
 
+def operation_of(fields: Mapping[str, Any], inputs: tuple[InputImage, ...]) -> str | None:
+    """What an edit does (`edit` unless `operation` says otherwise); None for a generation."""
+    return str(fields.get("operation", "edit")) if inputs else None
+
+
 def _prompt(prompt: Any, operation: str | None = None) -> str:
     """The prompt; an edit whose operation needs none (`operation`) may leave it empty."""
     if operation in PROMPTLESS and prompt in ("", None):
@@ -170,15 +175,11 @@ def _call(
     `edit`: the images and mask of an edit, as given."""
     base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
     fields = request_fields(fields, params)
-    inputs: tuple[InputImage, ...] = ()
     config = configured()
-    if edit is not None:
-        inputs = edit_inputs_of_call(*edit, limit=config["max_input_image_bytes"])
-        prompt = _prompt(prompt, fields.get("operation", "edit"))
-    else:
-        prompt = _prompt(prompt)
+    limit = config["max_input_image_bytes"]
+    inputs = () if edit is None else edit_inputs_of_call(*edit, limit=limit)
     run = prepare(
-        prompt,
+        _prompt(prompt, operation_of(fields, inputs)),
         fields,
         config=config,
         base_url=base_url,

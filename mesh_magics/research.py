@@ -15,6 +15,7 @@ from .api import (
     _running_shell,
     _settings_of_call,
     edit_inputs_of_call,
+    operation_of,
     prepare,
     request_fields,
 )
@@ -206,9 +207,8 @@ def sweep(
         inputs = edit_inputs_of_call(edit, mask, limit=config["max_input_image_bytes"])
     elif mask is not None:
         raise OptionError("mask goes with edit=: the images it masks")
-    operation = fields.get("operation", "edit") if inputs else None
     made, generations = prepare_sweep(
-        [_prompt(text, operation) for text in texts],
+        [_prompt(text, operation_of(fields, inputs)) for text in texts],
         request_fields(fields, params),
         checked_swept,
         config=config,
