@@ -138,7 +138,7 @@ def _bytes_of(value: Any, what: str, limit: int) -> bytes:
     if isinstance(value, str) and value.startswith("data:"):
         return _data_url_bytes(value, what, limit)
     if isinstance(value, str | os.PathLike):
-        return _file_bytes(value, what, limit)
+        return file_bytes(value, what, limit, missing=f"no image file {str(value)!r}")
     if _is_pil(value):
         return _png_of(value, what)
     read = getattr(value, "read", None)
@@ -171,17 +171,25 @@ def _png_of(image: Image.Image, what: str) -> bytes:
 
 
 def _data_url_bytes(value: str, what: str, limit: int) -> bytes:
-    header, comma, payload = value.partition(",")
-    if not comma or ";base64" not in header:
-        raise OptionError(f"{what}: a data: URL must carry base64 content")
-    check_size(len(payload) * 3 // 4, limit, what, "the data: URL")
+    payload = data_url_payload(value, what, limit)
     try:
         return base64.b64decode(payload, validate=False)
     except (binascii.Error, ValueError):
         raise OptionError(f"{what}: the data: URL is not valid base64") from None
 
 
-def _file_bytes(value: str | os.PathLike[str], what: str, limit: int) -> bytes:
+def data_url_payload(value: str, what: str, limit: int) -> str:
+    """The base64 text of a `data:` URL, once its form and its size are checked."""
+    header, comma, payload = value.partition(",")
+    if not comma or ";base64" not in header:
+        raise OptionError(f"{what}: a data: URL must carry base64 content")
+    check_size(len(payload) * 3 // 4, limit, what, "the data: URL")
+    return payload
+
+
+def file_bytes(value: str | os.PathLike[str], what: str, limit: int, *, missing: str) -> bytes:
+    """The bytes of the file at `value` (`~` expanded), once it is known to exist and to be
+    within `limit`; `missing` says what is wrong when there is no such file."""
     path = Path(value)
     try:  # expanduser raises for an unknown ~user; stat for NUL bytes and over-long names
         path = path.expanduser()
@@ -189,7 +197,7 @@ def _file_bytes(value: str | os.PathLike[str], what: str, limit: int) -> bytes:
     except (OSError, RuntimeError, ValueError):
         size = None
     if size is None:
-        raise OptionError(f"{what}: no image file {str(value)!r}")
+        raise OptionError(f"{what}: {missing}")
     check_size(size, limit, what, path.name)
     try:
         return path.read_bytes()

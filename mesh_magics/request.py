@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import OptionError
-from .inputs import check_size
+from .inputs import data_url_payload, file_bytes
 from .schema import REQUEST_FIELDS
 
 if TYPE_CHECKING:
@@ -176,33 +176,16 @@ def _data_url(value: Any, limit: int, source: str) -> str:
     if not isinstance(value, str):
         raise OptionError(f"{source}: expected a data: URL or a file path, not {value!r}")
     if value.startswith("data:"):
-        header, comma, payload = value.partition(",")
-        if not comma or ";base64" not in header:
-            raise OptionError(f"{source}: a data: URL must carry base64 content")
-        check_size(len(payload) * 3 // 4, limit, source, "the data: URL")
+        payload = data_url_payload(value, source, limit)
         try:
             head = base64.b64decode(payload[:32] + "=" * (-len(payload[:32]) % 4))
         except (binascii.Error, ValueError):
             raise OptionError(f"{source}: the data: URL is not valid base64") from None
         _sniff(head, source, "the data: URL")
         return value
-    path = Path(value)
-    try:  # expanduser raises for an unknown ~user; stat for NUL bytes and over-long names
-        path = path.expanduser()
-        size = path.stat().st_size if path.is_file() else None
-    except (OSError, RuntimeError, ValueError):
-        size = None
-    if size is None:
-        raise OptionError(
-            f"{source}: invalid value {value!r}; expected a data: URL or the path of an "
-            "existing image file"
-        )
-    check_size(size, limit, source, path.name)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise OptionError(f"{source}: cannot read {path.name}: {exc.strerror}") from None
-    fmt = _sniff(data, source, path.name)
+    missing = f"invalid value {value!r}; expected a data: URL or the path of an existing image file"
+    data = file_bytes(value, source, limit, missing=missing)
+    fmt = _sniff(data, source, Path(value).name)
     return f"data:image/{fmt};base64,{base64.b64encode(data).decode('ascii')}"
 
 
