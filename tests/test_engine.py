@@ -516,6 +516,9 @@ class ScriptedView(ProgressView):
     def fail(self, message: str) -> None:
         self._note(f"fail {message.split(' after ')[0]}")
 
+    def _end(self, text: str) -> None:
+        raise AssertionError("finish and fail are noted above, not drawn")
+
 
 def test_run_blocking_shows_the_run_on_the_waiting_thread() -> None:
     view = ScriptedView()

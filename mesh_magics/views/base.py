@@ -28,6 +28,11 @@ def describe(event: StreamEvent) -> str:
     return ""
 
 
+def failure_line(heading: str, message: str) -> str:
+    """What a view of a run that failed ends as."""
+    return f"✗ {heading} · {message}"
+
+
 class ProgressView(ABC):
     """One running generation on screen."""
 
@@ -51,11 +56,17 @@ class ProgressView(ABC):
     @abstractmethod
     def tick(self, elapsed: float) -> None: ...
 
-    @abstractmethod
-    def finish(self, summary: str) -> None: ...
+    def finish(self, summary: str) -> None:
+        """Replace the view by the one-line `summary`."""
+        self._end(summary)
+
+    def fail(self, message: str) -> None:
+        """Replace the view by a failure line."""
+        self._end(failure_line(self.heading, message))
 
     @abstractmethod
-    def fail(self, message: str) -> None: ...
+    def _end(self, text: str) -> None:
+        """Replace the view by the line `text`, for good."""
 
 
 class NullView(ProgressView):
@@ -70,8 +81,5 @@ class NullView(ProgressView):
     def tick(self, elapsed: float) -> None:
         pass
 
-    def finish(self, summary: str) -> None:
-        pass
-
-    def fail(self, message: str) -> None:
+    def _end(self, text: str) -> None:
         pass

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..events import Retrying, StreamEvent
 from ..redact import one_line
 from . import _ipywidgets_importable, in_kernel, interactive_frontend
-from .base import describe
+from .base import describe, failure_line
 
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
@@ -91,13 +91,17 @@ class SweepView(ABC):
         self._elapsed = max(self._elapsed, elapsed)
         self._redraw_soon()
 
-    @abstractmethod
     def finish(self, summary: str) -> None:
         """Replace the view by the one-line `summary`."""
+        self._end(summary)
 
-    @abstractmethod
     def fail(self, message: str) -> None:
         """Replace the view by a failure line."""
+        self._end(failure_line(self.heading, message))
+
+    @abstractmethod
+    def _end(self, text: str) -> None:
+        """Replace the view by the line `text`, for good."""
 
     # -- what every view shows -------------------------------------------------------------
 
@@ -169,10 +173,7 @@ class NullSweepView(SweepView):
     def _draw(self) -> None:
         pass
 
-    def finish(self, summary: str) -> None:
-        pass
-
-    def fail(self, message: str) -> None:
+    def _end(self, text: str) -> None:
         pass
 
 
@@ -203,11 +204,8 @@ class DisplayTextSweepView(SweepView):
             self._shown = text
             self._handle.update({"text/plain": text}, raw=True)
 
-    def finish(self, summary: str) -> None:
-        self._handle.update({"text/plain": summary}, raw=True)
-
-    def fail(self, message: str) -> None:
-        self._handle.update({"text/plain": f"✗ {self.heading} · {message}"}, raw=True)
+    def _end(self, text: str) -> None:
+        self._handle.update({"text/plain": text}, raw=True)
 
 
 _REWRITE = "\r\x1b[K"  # back to the start of the terminal line, and clear it
@@ -246,11 +244,8 @@ class StreamTextSweepView(SweepView):
             self._stream.write(f"{_REWRITE}{text}")
             self._stream.flush()
 
-    def finish(self, summary: str) -> None:
-        self._write(summary)
-
-    def fail(self, message: str) -> None:
-        self._write(f"✗ {self.heading} · {message}")
+    def _end(self, text: str) -> None:
+        self._write(text)
 
     def _write(self, text: str) -> None:
         prefix = _REWRITE if self._live else ""
@@ -335,13 +330,7 @@ class WidgetSweepView(SweepView):
         self._totals.value = self.totals()
         self._lines.value = self._lines_html()
 
-    def finish(self, summary: str) -> None:
-        self._replace(summary)
-
-    def fail(self, message: str) -> None:
-        self._replace(f"✗ {self.heading} · {message}")
-
-    def _replace(self, text: str) -> None:
+    def _end(self, text: str) -> None:
         from .widget import close_tree
 
         close_tree(self._box)

@@ -37,11 +37,8 @@ class DisplayTextView(ProgressView):
             self._shown_second = int(elapsed)
             self._handle.update(self._bundle(self._line(elapsed)), raw=True)
 
-    def finish(self, summary: str) -> None:
-        self._handle.update(self._bundle(summary), raw=True)
-
-    def fail(self, message: str) -> None:
-        self._handle.update(self._bundle(f"✗ {self.heading} · {message}"), raw=True)
+    def _end(self, text: str) -> None:
+        self._handle.update(self._bundle(text), raw=True)
 
 
 _REWRITE = "\r\x1b[K"  # back to the start of the terminal line, and clear it
@@ -68,11 +65,8 @@ class StreamTextView(ProgressView):
             self._stream.flush()
         self._elapsed = elapsed
 
-    def finish(self, summary: str) -> None:
-        self._write(summary)
-
-    def fail(self, message: str) -> None:
-        self._write(f"✗ {self.heading} · {message}")
+    def _end(self, text: str) -> None:
+        self._write(text)
 
     def _write(self, text: str) -> None:
         prefix = _REWRITE if self._live else ""

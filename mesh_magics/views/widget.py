@@ -100,13 +100,7 @@ class WidgetProgressView(ProgressView):
             self._shown_second = int(elapsed)
             self._elapsed.value = f"{int(elapsed)} s"
 
-    def finish(self, summary: str) -> None:
-        self._replace(summary)
-
-    def fail(self, message: str) -> None:
-        self._replace(f"✗ {self.heading} · {message}")
-
-    def _replace(self, text: str) -> None:
+    def _end(self, text: str) -> None:
         close_tree(self._box)
         self._handle.update({"text/plain": text}, raw=True)
 
