@@ -75,6 +75,10 @@ def ip(_shell: InteractiveShell, server: LocalServer) -> Iterator[InteractiveShe
     magics.max_retry_wait = 2.0
     magics.read_timeout = 10.0
     yield _shell
+    # A test may have reloaded the extension: the magics now registered are the ones to
+    # reset, and the settings %unload_ext kept in the shell's config go too.
+    _shell.config.pop("MeshImageMagics", None)
+    magics = _shell.magics_manager.registry["MeshImageMagics"]
     for name, value in saved.items():
         setattr(magics, name, value)
     for name in [n for n in _shell.user_ns if n.startswith("t_")]:
