@@ -416,6 +416,18 @@ def check(option: Option, value: Any, *, source: str | None = None) -> Any:
 # -- help, derived ----------------------------------------------------------------------------
 
 
+def check_image_count(images: int, runs: int, config: Mapping[str, Any], *, allow: bool) -> None:
+    """More than `max_images_per_cell` images (`-n` times the runs: `-n 3` over two
+    models is 6) is an error before anything is sent, unless `allow` (`--yes`)."""
+    limit = config["max_images_per_cell"]
+    if images > limit and not allow:
+        runs_text = f" in {runs} runs" if runs != 1 else ""
+        raise OptionError(
+            f"this would make {images} images{runs_text}, more than "
+            f"MeshImageMagics.max_images_per_cell ({limit}); add --yes to go ahead"
+        )
+
+
 def setting_kind(option: Option) -> Kind:
     """The kind of value `option` takes; a flag that is also a setting takes true/false."""
     if option.kind is not None:
