@@ -177,28 +177,29 @@ class Store:
             self._evict(db)
 
     def _evict(self, db: sqlite3.Connection) -> None:
-        """While the store holds more than `max_bytes`, delete the oldest runs, then the
-        files no run uses any more. Inside the writer's transaction: no other process can
-        store a run that uses a file between the check and the delete."""
+        """While the store holds more than `max_bytes`, delete the oldest runs (a run whose
+        time is damaged counts as oldest), then the files no run uses any more. Inside the
+        writer's transaction: no other process can store a run that uses a file between
+        the check and the delete."""
         (total,) = db.execute("SELECT COALESCE(SUM(total_bytes), 0) FROM runs").fetchone()
         if total <= self.max_bytes:
             return
-        last = None  # (created, id) of the newest run to go
-        oldest_first = db.execute("SELECT created, id, total_bytes FROM runs ORDER BY created, id")
-        for created, run_id, size in oldest_first:
-            size = size if isinstance(size, int | float) else 0  # a damaged row counts nothing
-            last, total = (created, run_id), total - size
+        going = []
+        oldest_first = db.execute(
+            "SELECT id, total_bytes FROM runs "
+            "ORDER BY typeof(created) IN ('integer', 'real'), created, id"
+        )
+        for run_id, size in oldest_first:
+            going.append(run_id)
+            total -= size if isinstance(size, int | float) else 0  # damaged: counts nothing
             if total <= self.max_bytes:
                 break
         oldest_first.close()
-        if last is None:
-            return
-        oldest = "SELECT id FROM runs WHERE created < ?1 OR (created = ?1 AND id <= ?2)"
-        unused = db.execute(
-            f"SELECT DISTINCT sha256, format FROM images WHERE run_id IN ({oldest})", last
-        ).fetchall()
-        db.execute(f"DELETE FROM images WHERE run_id IN ({oldest})", last)
-        db.execute("DELETE FROM runs WHERE created < ?1 OR (created = ?1 AND id <= ?2)", last)
+        unused: set[tuple[Any, Any]] = set()
+        for run_id in going:
+            unused.update(db.execute(_IMAGES_OF_RUN, (run_id,)))
+            db.execute("DELETE FROM images WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         for sha256, fmt in unused:
             if db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha256,)).fetchone():
                 continue  # a newer run has the same image
@@ -362,6 +363,7 @@ class Store:
         return f"<Store {self.directory}>"
 
 
+_IMAGES_OF_RUN = "SELECT sha256, format FROM images WHERE run_id = ?"
 _IMAGE_AT = 8  # where a row's image columns start, after index.RUN_COLUMNS
 
 
