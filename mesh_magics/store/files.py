@@ -104,15 +104,20 @@ def _make_private(path: Path, info: os.stat_result) -> None:
 
 def image_path(root: Path, sha256: str, fmt: str) -> Path:
     """`root/ab/abcdef….png`: 256 folders, so none grows to tens of thousands of files.
-    `root` is resolved; the path must lie inside it (a `StoreError` if a damaged row's hash
-    is no SHA-256, or a symlink leads out)."""
+    `root` is resolved; the path must lie inside it (an `UnsafePathError` if a damaged
+    row's hash is no SHA-256, or a symlink leads out)."""
+    return inside(root, root / sha256[:2] / image_name(sha256, fmt))
+
+
+def image_name(sha256: str, fmt: str) -> str:
+    """`abcdef….png`, the file name of an image (an `UnsafePathError` for a bad hash)."""
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
         raise UnsafePathError(
             f"the index names an image {one_line(repr(sha256), 80)}, not a SHA-256"
         )
     fmt = fmt if isinstance(fmt, str) else ""
     extension = _EXTENSIONS.get(fmt, re.sub(r"[^a-z0-9]", "", fmt.lower()) or "bin")
-    return inside(root, root / sha256[:2] / f"{sha256}.{extension}")
+    return f"{sha256}.{extension}"
 
 
 def inside(root: Path, path: Path) -> Path:
@@ -203,6 +208,7 @@ __all__ = [
     "StoredImageError",
     "UnsafePathError",
     "has_image",
+    "image_name",
     "image_path",
     "inside",
     "is_image_name",

@@ -57,6 +57,7 @@ from .files import (
     StoreWarning,
     UnsafePathError,
     has_image,
+    image_name,
     image_path,
     is_image_name,
     make_private_folder,
@@ -218,7 +219,7 @@ class Store:
             named: set[str] = set()
             for sha256, fmt in db.execute("SELECT DISTINCT sha256, format FROM images"):
                 try:
-                    named.add(image_path(self._images, sha256, fmt).name)
+                    named.add(image_name(sha256, fmt))  # no resolving: thousands of rows
                 except UnsafePathError:
                     continue  # a damaged row: reading it says so
             with os.scandir(self._images) as shards:
