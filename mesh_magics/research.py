@@ -43,7 +43,9 @@ def history(
     model or the request id); each an `ImageResult` whose images load when touched."""
     from .results.history import History
     from .store import open_store
+    from .store.store import history_limit
 
+    limit = history_limit(limit)  # checked even when the store is off
     store = open_store(configured() if config is None else config)
     return History(store.history(text, limit) if store is not None else [])
 
