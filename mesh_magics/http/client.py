@@ -410,10 +410,12 @@ class MeshClient:
                             f"{what}: fetching it from {host} gave HTTP {response.status_code}"
                         )
                     return await read_body(response, cap, deadline, f"{what} on {host}")
+            except ResponseTooLargeError as exc:  # a bad image, as a 404 there would be
+                raise ImageDecodeError(str(exc)) from None
             except AddressRefused as refused:
                 raise ImageDecodeError(
-                    f"{what}: not fetched, because {refused} (only an API on loopback may "
-                    "send images from loopback or the local network)"
+                    f"{what}: not fetched, because {refused} (an image may live no closer to "
+                    "this machine than the API)"
                 ) from None
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise ImageDecodeError(

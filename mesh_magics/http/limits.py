@@ -88,7 +88,9 @@ def response_cap(request: ImageRequest, max_response_mb: float | None) -> Cap:
     per_image = pixels * 4 * 4 // 3  # raw RGBA, as base64
     limit = n * (1 + previews) * per_image * CAP_MARGIN + CAP_OVERHEAD
     shown = "an image" if n == 1 else f"{n} images"
-    basis = f"{shown} of {size}" + (f", {previews} previews each" if previews else "")
+    basis = f"{shown} of {size}"
+    if previews:
+        basis += f", {previews} preview{'s' if previews > 1 else ''} each"
     return Cap(limit, basis)
 
 
@@ -114,12 +116,14 @@ def _pixels(body: dict[str, Any]) -> tuple[int, str]:
 
 
 def _mib(size: int) -> str:
+    if size < MIB:
+        return f"{size:,}-byte"
     return f"{size / MIB:.1f} MiB" if size < 10 * MIB else f"{size // MIB:,} MiB"
 
 
 def _suggest(limit: int) -> str:
     """A round number of MB, about twice `limit`."""
-    return f"{max(1, round(2 * limit / MIB)):,}"
+    return str(max(1, round(2 * limit / MIB)))  # no thousands comma: it is pasted as Python
 
 
 class Deadline:
