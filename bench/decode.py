@@ -1,5 +1,6 @@
 """Benchmark 1: decoding a stream whose final frame carries big images, against the raw
-limit and the official SDK; benchmark 5: how that time grows with the frame's size.
+limit and the official SDK (1c), and what the caps and deadlines cost (1d); benchmark 5:
+how that time grows with the frame's size.
 
 Every contender reads the same bytes from the same loopback server (`sse_server`), from
 sending the request to having every image's bytes; see `readers` for what each does.
@@ -19,6 +20,7 @@ from .timing import ms, rounds
 
 DECODE_GOAL = Goal(1.3)  # ours <= 1.3x the raw limit
 SDK_GOAL = Goal(20, at_least=True)  # ours >= 20x faster than the official SDK
+CAPS_GOAL = Goal(1.05)  # the capped reader <= 1.05x the same reader without caps
 LINEAR_GOAL = Goal(1.5)  # per-MiB time at any size <= 1.5x the per-MiB time at the smallest
 
 
@@ -105,6 +107,28 @@ def run_sdk(plan: Plan, server: str) -> list[Row]:
             ms(medians["sdk"]),
             medians["sdk"] / medians["ours"],
             SDK_GOAL,
+        )
+    ]
+
+
+def run_caps(plan: Plan, server: str) -> list[Row]:
+    """1d: the stream reader with its byte cap and deadlines (`http/limits.py`) against the
+    same reader without them, on the decode frame in 4 KB chunks (~10,000 reads)."""
+    mib = plan.decode_mib
+    stream = sse_stream(mib)
+    url = stream_url(server, mib)
+    contenders = {
+        name: Contender(READERS[name], url, stream) for name in ("sse-capped", "sse-uncapped")
+    }
+    medians = rounds(contenders, plan.reps, warm_up=plan.warm_up)
+    return [
+        Row(
+            "1d",
+            f"{mib:g} MiB frame, 4 KB chunks: SSE reader with caps and deadlines vs without",
+            ms(medians["sse-capped"]),
+            ms(medians["sse-uncapped"]),
+            medians["sse-capped"] / medians["sse-uncapped"],
+            CAPS_GOAL,
         )
     ]
 

@@ -129,6 +129,42 @@ def ours_sse(url: str) -> Reading:
     return asyncio.run(read())
 
 
+def sse_reader(capped: bool) -> Reader:
+    """The client's stream reading alone (the transport's byte stream, `aiter_sse`, JSON,
+    pybase64), with the caps and deadlines of `http/limits.py` or without them: without is
+    the loop the client ran before the caps (its decoder now also counts blank and comment
+    lines, a few per stream)."""
+
+    def read(url: str) -> Reading:
+        import httpx
+
+        from mesh_magics.http.limits import Deadline, decoded_chunks, response_cap
+        from mesh_magics.http.sse import aiter_sse
+        from mesh_magics.images import decode_base64
+        from mesh_magics.request import ImageRequest
+
+        async def go() -> Reading:
+            images = []
+            async with httpx.AsyncClient() as client:
+                started = time.perf_counter()
+                async with client.stream(
+                    "POST", url + GENERATIONS_PATH, json=REQUEST_BODY, headers=_SSE_HEADERS
+                ) as response:
+                    cap = response_cap(ImageRequest(REQUEST_BODY), None)
+                    limits = (cap, Deadline(total=600.0, idle=60.0)) if capped else None
+                    async for event in aiter_sse(decoded_chunks(response), limits):
+                        if event.data == "[DONE]":
+                            break
+                        for item in json.loads(event.data).get("data") or []:
+                            images.append(decode_base64(item["b64_json"], what="an image"))
+                return Reading(time.perf_counter() - started, images)
+
+        return asyncio.run(go())
+
+    read.__name__ = f"sse_{'capped' if capped else 'uncapped'}"
+    return read
+
+
 def httpx_floor(url: str) -> Reading:
     """Only httpx's `aiter_bytes` over the response, no parsing at all: what our client's
     HTTP stack costs before our code runs (no images come out)."""
@@ -174,5 +210,7 @@ READERS: dict[str, Reader] = {
     "ours": ours_client,
     "ours-sse": ours_sse,
     "httpx": httpx_floor,
+    "sse-capped": sse_reader(capped=True),
+    "sse-uncapped": sse_reader(capped=False),
     "sdk": official_sdk,
 }

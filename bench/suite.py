@@ -1,7 +1,8 @@
 """The benchmarks of the issue, in order, against one loopback SSE server.
 
 1. decode: a 40 MiB final frame through a real socket, against the raw limit (and the
-   official SDK on an 8 MiB frame);       `decode.py`, `readers.py`, `sse_server.py`
+   official SDK on an 8 MiB frame; and, 1d `caps`, the reader with its caps and
+   deadlines against it without);          `decode.py`, `readers.py`, `sse_server.py`
 2. memory: extra peak RSS for that response, in fresh subprocesses;     `memory.py`
 3. load: `%load_ext mesh_magics` in a fresh IPython against IPython alone;  `load.py`
 4. e2e: a `%%meshimage` cell against a bare httpx request, embedded backend;  `e2e.py`
@@ -34,6 +35,7 @@ Benchmark = Callable[[Plan, str], list[Row]]
 BENCHMARKS: dict[str, Benchmark] = {
     "decode": decode.run_decode,
     "sdk": decode.run_sdk,
+    "caps": decode.run_caps,
     "memory": memory.run,
     "load": load.run,
     "e2e": e2e.run,

@@ -88,6 +88,13 @@ class StreamError(MeshError):
     label = "StreamError"
 
 
+class ResponseTooLargeError(StreamError):
+    """A response passed its size cap (derived from the request: n, size, previews), or
+    did not fit in memory; the message says which cap and how to raise it."""
+
+    label = "ResponseTooLarge"
+
+
 class ImageDecodeError(MeshError):
     """An image in the response could not be fetched or is not a usable image."""
 

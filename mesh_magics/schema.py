@@ -328,8 +328,8 @@ OPTIONS: tuple[Option, ...] = (
            "API base URL; local = the embedded backend; default $MESHAPI_BASE_URL, "
            "else https://api.meshapi.ai", request_field=False, config=True, optional=True,
            metavar="URL"),
-    Option("timeout", ("--timeout",), SECONDS, "give up after this many seconds (default: no "
-           "total limit while the stream lives)", request_field=False, config=True,
+    Option("timeout", ("--timeout",), SECONDS, "give up after this many seconds (default: "
+           "total_timeout per request)", request_field=False, config=True,
            optional=True, metavar="SECONDS"),
     Option("prompts", ("--prompts",), Identifier(), "sweep over a list of prompts from a "
            "variable", request_field=False, metavar="NAME"),
@@ -364,13 +364,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("read_timeout", (), SECONDS, "fail when a stream sends nothing, not even a ping, "
            "this long", request_field=False, config=True, default=120.0),
     Option("max_retries", (), Number(0, 10, whole=True),
-           "retries of connection failures and 429/502/503/504", request_field=False,
+           "retries of connections that failed before sending, of 429, and of 503 with "
+           "Retry-After", request_field=False,
            config=True, default=2),
     Option("max_retry_wait", (), Number(0, unit="seconds"), "longest wait between retries, even if "
            "Retry-After asks more", request_field=False, config=True, default=60.0),
     Option("max_image_bytes", (), Number(1, whole=True),
            "largest image fetched from a remote URL, in bytes", request_field=False,
            config=True, default=64 * 1024 * 1024),
+    Option("max_response_mb", (), Number(0, above=True, unit="MB"),
+           "cap on one response (and on a fetched image), in MB; not set: derived from the "
+           "request (n x size, previews) with a generous margin", request_field=False,
+           config=True, optional=True),
+    Option("idle_timeout", (), SECONDS, "fail when a stream completes no event (a ping "
+           "counts) for this long", request_field=False, config=True, default=60.0),
+    Option("total_timeout", (), SECONDS, "fail when one request takes longer than this, "
+           "from sending it to its last byte", request_field=False, config=True,
+           default=600.0),
     Option("max_input_image_bytes", (), Number(1, whole=True),
            "largest --image file sent, in bytes", request_field=False, config=True,
            default=20 * 1024 * 1024),

@@ -56,6 +56,9 @@ class ClientSettings:
     max_retry_wait: float = 60.0
     backoff_base: float = 0.5
     max_image_bytes: int = 64 * 1024 * 1024
+    max_response_mb: float | None = None  # None: each response's cap follows its request
+    idle_timeout: float = 60.0  # between complete SSE events (a ping counts)
+    total_timeout: float = 600.0  # one request, from sending it to its last byte
     allow_insecure_http: bool = False
     verify: ssl.SSLContext | bool = True
     name: str | None = None  # "local": the embedded backend, whatever port it has today
@@ -171,6 +174,9 @@ def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> C
         max_retries=config.get("max_retries", 2),
         max_retry_wait=config.get("max_retry_wait", 60.0),
         max_image_bytes=config.get("max_image_bytes", 64 * 1024 * 1024),
+        max_response_mb=config.get("max_response_mb"),
+        idle_timeout=config.get("idle_timeout", 60.0),
+        total_timeout=config.get("total_timeout", 600.0),
         allow_insecure_http=insecure,
         name=name,
     )

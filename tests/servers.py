@@ -334,7 +334,7 @@ def echo_faults(credentials: str) -> dict[str, Route]:
         "422 with details": envelope(422, details=True),
         "500": envelope(500),
         "503, retried": envelope(503, retry_after_seconds=0),
-        "html 502, retried": page(502, "text/html"),
+        "html 502": page(502, "text/html"),
         "text 403": page(403, "text/plain"),
         "redirect": echoing(
             lambda auth: send_bytes(

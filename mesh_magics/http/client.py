@@ -6,14 +6,18 @@ It knows nothing of notebooks: it turns an `ImageRequest` into a stream of `even
 `errors`. The policy it follows is the one in docs/protocol.md:
 
 - retry only what never reached the server (a connection that could not be made; see
-  `failures.py`) and 429/502/503/504 answers, with exponential backoff, honouring
-  `Retry-After` (seconds or an HTTP date, capped); never retry a 500 (a repeat can start
-  a second, billed job), nor a request that was sent, even in part, nor a started stream;
-- no total timeout on a live stream (the caller may impose one); the read timeout only
-  fires when the server sends nothing at all, not even a keep-alive ping, for that long;
+  `failures.py`), a 429, and a 503 that says when to come back (`Retry-After`), with
+  exponential backoff, honouring `Retry-After` (seconds or an HTTP date, capped); never a
+  500, 502 or 504 (the job may have started, and billed), nor a request that was sent,
+  even in part, nor a started stream;
+- a bound on every read (`limits.py`): a response's bytes are capped by what was asked,
+  inflated bytes counted; a stream must complete an event (a ping counts) every
+  `idle_timeout`, a request end within `total_timeout`; the read timeout fires when the
+  server sends nothing at all for that long;
 - the key goes to the API's host only: API redirects are not followed, and remote image
   URLs are fetched by a second client that has no Authorization header, over https (or
-  http on loopback), size-capped;
+  http on loopback), size-capped, and never from an address closer than the API's
+  (`connections.Nearest`);
 - no secret reaches the user: every text from the server is redacted (`redact.py`).
 """
 
@@ -30,7 +34,7 @@ import re
 import ssl
 import threading
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -43,6 +47,7 @@ from ..errors import (
     ConfigError,
     ImageDecodeError,
     MeshError,
+    ResponseTooLargeError,
     StreamError,
     StreamFailedError,
     TransportError,
@@ -53,7 +58,7 @@ from ..redact import clip, display_url, guard_loggers, redact, redact_value, str
 from ..request import ImageRequest
 from ..settings import ClientSettings, is_loopback, normalize_base_url
 from .bodies import WireBody, wire_body
-from .connections import OpenConnections, tracked_transport
+from .connections import AddressRefused, OpenConnections, place_of, tracked_transport
 from .envelopes import (
     MAX_ERROR_BODY,
     error_from_envelope,
@@ -62,15 +67,24 @@ from .envelopes import (
     text_summary,
 )
 from .failures import Progress, Retryable, describe, request_failure, ssl_error_in
-from .frames import Frame, images_of, kind_of, preview_of
+from .frames import Frame, checked, images_of, kind_of, preview_of
 from .hosts import gate_for
+from .limits import (
+    MODELS_CAP,
+    Cap,
+    Deadline,
+    decoded_chunks,
+    image_cap,
+    read_body,
+    response_cap,
+)
 from .sse import aiter_sse
 
 log = logging.getLogger("mesh_magics")
 guard_loggers()  # before the first request: httpx and httpcore log URLs and headers
 
 MODELS_PATH = "/v1/models"
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+ACCEPT_ENCODING = "gzip, deflate"  # what `limits.decoded_chunks` inflates within the cap
 NO_STREAM_READ_TIMEOUT = 600.0  # a plain request waits for the whole generation
 WRITE_TIMEOUT = 60.0
 AFTER_DONE_SECONDS = 0.5  # how long the end of a stream may take to come after [DONE]
@@ -103,6 +117,7 @@ class MeshClient:
         self._api: httpx.AsyncClient | None = None
         self._connections: OpenConnections | None = None
         self._files: httpx.AsyncClient | None = None
+        self._file_connections: OpenConnections | None = None
         self._verify = _verified_tls() if settings.verify is True else settings.verify
 
     def __repr__(self) -> str:
@@ -114,7 +129,7 @@ class MeshClient:
         return httpx.Timeout(connect=connect, read=read, write=WRITE_TIMEOUT, pool=connect)
 
     async def __aenter__(self) -> MeshClient:
-        headers = {"User-Agent": f"mesh-magics/{__version__}"}
+        headers = {"User-Agent": f"mesh-magics/{__version__}", "Accept-Encoding": ACCEPT_ENCODING}
         if self.settings.api_key is not None:
             headers["Authorization"] = f"Bearer {_header_safe_key(self.settings.api_key.reveal())}"
         transport = self._transport
@@ -134,8 +149,9 @@ class MeshClient:
         for client in (self._api, self._files):
             if client is not None:
                 await client.aclose()
-        if self._connections is not None:
-            await self._connections.aclose()  # what httpcore left open when cancelled
+        for connections in (self._connections, self._file_connections):
+            if connections is not None:
+                await connections.aclose()  # what httpcore left open when cancelled
 
     # -- generation ------------------------------------------------------------------
 
@@ -157,6 +173,11 @@ class MeshClient:
                     async for event in events:
                         yield event
                 return
+            except MemoryError:  # whatever the caps let through, the kernel must survive
+                raise ResponseTooLargeError(
+                    "the response did not fit in memory (MemoryError): ask for fewer or smaller "
+                    f"images (request {headers['X-Request-Id']})"
+                ) from None
             except Retryable as failed:
                 if attempt > self.settings.max_retries:
                     raise failed.error from None
@@ -190,15 +211,23 @@ class MeshClient:
             read_timeout = max(read_timeout, NO_STREAM_READ_TIMEOUT)
         progress = Progress()
         path = request.path
+        deadline = Deadline(
+            total=self.settings.total_timeout,
+            idle=self.settings.idle_timeout if request.stream else None,
+        )
+        cap = response_cap(request, self.settings.max_response_mb)
         try:
-            async with api.stream(
-                "POST",
-                path,
-                content=body.content(),
-                headers=headers,
-                timeout=self._timeouts(read_timeout),
-                extensions={"trace": progress},
-            ) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                opening = api.stream(
+                    "POST",
+                    path,
+                    content=body.content(),
+                    headers=headers,
+                    timeout=self._timeouts(read_timeout),
+                    extensions={"trace": progress},
+                )
+                async with deadline.scope():
+                    response = await stack.enter_async_context(opening)
                 progress.answered = True  # from here on nothing may be retried
                 request_id = request_id_of(response) or headers["X-Request-Id"]
                 status = response.status_code
@@ -206,17 +235,21 @@ class MeshClient:
                 if 300 <= status < 400:
                     raise _redirected(response, "POST", path)
                 if status >= 400:
-                    error = await error_from_response(response)
-                    if status in RETRYABLE_STATUSES:
+                    async with deadline.scope():
+                        error = await error_from_response(response)
+                    if _may_retry(error, "retry-after" in response.headers):
                         raise Retryable(error)
                     raise error
                 content_type = response.headers.get("content-type", "").lower()
+                limits = (cap, deadline)
                 if content_type.startswith("text/event-stream"):
-                    async with aclosing(self._read_stream(response, request, request_id)) as events:
+                    async with aclosing(
+                        self._read_stream(response, request, request_id, limits)
+                    ) as events:
                         async for event in events:
                             yield event
                 else:
-                    yield await self._read_json(response, request, request_id)
+                    yield await self._read_json(response, request, request_id, limits)
         except httpx.HTTPError as exc:
             failure = request_failure(
                 exc,
@@ -231,12 +264,17 @@ class MeshClient:
             raise failure from None
 
     async def _read_json(
-        self, response: httpx.Response, request: ImageRequest, request_id: str
+        self,
+        response: httpx.Response,
+        request: ImageRequest,
+        request_id: str,
+        limits: tuple[Cap, Deadline],
     ) -> Completed:
-        raw = await response.aread()
+        cap, deadline = limits
+        raw = await read_body(response, cap, deadline, f"the response (request {request_id})")
         try:
             payload = json.loads(raw)
-        except ValueError:  # also a UnicodeDecodeError
+        except (ValueError, RecursionError):  # a UnicodeDecodeError; `[[[...` too deep
             raise StreamError(
                 f"the server's response ({_described(response)}) is not JSON: "
                 f"{text_summary(raw[:MAX_ERROR_BODY])!r} (request {request_id})"
@@ -246,23 +284,27 @@ class MeshClient:
             raise StreamError(f"the server's response has no image list (request {request_id})")
         items = payload.pop("data")
         usage = payload.pop("usage", None)
-        return await self._completed(items, request, request_id, usage, payload)
+        return await self._completed(items, request, request_id, usage, payload, cap)
 
     async def _read_stream(
-        self, response: httpx.Response, request: ImageRequest, request_id: str
+        self,
+        response: httpx.Response,
+        request: ImageRequest,
+        request_id: str,
+        limits: tuple[Cap, Deadline],
     ) -> AsyncGenerator[StreamEvent, None]:
         items: list[Any] = []
         usage: dict[str, Any] | None = None
         extra: dict[str, Any] = {}
         done = False
         last_status = None
-        async with aclosing(aiter_sse(_body_chunks(response))) as events:
+        async with aclosing(aiter_sse(decoded_chunks(response), limits)) as events:
             async for sse in events:
                 if sse.data == "[DONE]":
                     done = True
                     await _read_to_the_end(events)  # so the connection can serve again
                     break
-                frame = _parse_frame(sse.data, request_id)
+                frame = checked(_parse_frame(sse.data, request_id), request_id)
                 kind = kind_of(frame)
                 if kind is Frame.ERROR:
                     raise error_from_envelope(frame, None, request_id, StreamFailedError)
@@ -287,7 +329,7 @@ class MeshClient:
                 "the stream ended before any image arrived (no [DONE]): the server or a proxy "
                 f"cut it short (request {request_id})"
             )
-        yield await self._completed(items, request, request_id, usage, extra)
+        yield await self._completed(items, request, request_id, usage, extra, limits[0])
 
     async def _completed(
         self,
@@ -296,6 +338,7 @@ class MeshClient:
         request_id: str,
         usage: Any,
         extra: dict[str, Any],
+        cap: Cap,
     ) -> Completed:
         images: list[GeneratedImage] = []
         for index, item in enumerate(items):
@@ -304,7 +347,7 @@ class MeshClient:
                 raise StreamError(f"{what} is not an object (request {request_id})")
             revised = item.get("revised_prompt")
             try:
-                data = await self._image_bytes(item, what)
+                data = await self._image_bytes(item, what, cap)
                 images.append(
                     check_image(
                         data,
@@ -327,7 +370,7 @@ class MeshClient:
             extra=redact_value(extra, EXTRA_LIMIT),
         )
 
-    async def _image_bytes(self, item: dict[str, Any], what: str) -> bytes:
+    async def _image_bytes(self, item: dict[str, Any], what: str, cap: Cap) -> bytes:
         if item.get("b64_json"):
             return decode_base64(str(item["b64_json"]), what=what)
         url = item.get("url")
@@ -335,15 +378,16 @@ class MeshClient:
             raise ImageDecodeError(f"{what} has neither b64_json nor url")
         if url.startswith("data:"):
             return decode_data_url(url, what=what)
-        return await self._fetch(url, what)
+        return await self._fetch(url, what, image_cap(cap, self.settings.max_image_bytes))
 
-    async def _fetch(self, url: str, what: str) -> bytes:
+    async def _fetch(self, url: str, what: str, cap: Cap) -> bytes:
         """Download a remote image without credentials, following at most 3 redirects.
 
         Without credentials means no Authorization header and no `user:pw@` either: URL
-        credentials from the server are dropped (and never shown)."""
+        credentials from the server are dropped (and never shown). Never from an address
+        closer to this machine than the API's (`connections.Nearest`)."""
         files = self._files_client()
-        cap = self.settings.max_image_bytes
+        deadline = Deadline(total=self.settings.total_timeout)
         for _ in range(4):
             url = strip_userinfo(url.strip())
             try:
@@ -355,7 +399,9 @@ class MeshClient:
                 scheme = clip(parts.scheme, 20)
                 raise ImageDecodeError(f"{what}: refusing to fetch {scheme}:// URL on {host}")
             try:
-                async with files.stream("GET", url) as response:
+                async with contextlib.AsyncExitStack() as stack:
+                    async with deadline.scope():
+                        response = await stack.enter_async_context(files.stream("GET", url))
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
@@ -363,17 +409,14 @@ class MeshClient:
                         raise ImageDecodeError(
                             f"{what}: fetching it from {host} gave HTTP {response.status_code}"
                         )
-                    declared = response.headers.get("content-length", "").strip()
-                    if declared.isascii() and declared.isdigit() and int(declared) > cap:
-                        raise ImageDecodeError(
-                            f"{what} on {host} is {int(declared):,} bytes, over the {cap:,} cap"
-                        )
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > cap:
-                            raise ImageDecodeError(f"{what} on {host} is over the {cap:,} byte cap")
-                    return bytes(body)
+                    return await read_body(response, cap, deadline, f"{what} on {host}")
+            except ResponseTooLargeError as exc:  # a bad image, as a 404 there would be
+                raise ImageDecodeError(str(exc)) from None
+            except AddressRefused as refused:
+                raise ImageDecodeError(
+                    f"{what}: not fetched, because {refused} (an image may live no closer to "
+                    "this machine than the API)"
+                ) from None
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise ImageDecodeError(
                     f"{what}: could not fetch it from {host} ({describe(exc)})"
@@ -386,13 +429,20 @@ class MeshClient:
         api = self._require_open()
         params = {"type": "image"} if image_only else {}
         where = display_url(self.base_url)
+        deadline = Deadline(total=self.settings.total_timeout)
+        cap = Cap(MODELS_CAP, "a model list", setting=None)
         try:
-            async with api.stream("GET", MODELS_PATH, params=params) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                async with deadline.scope():
+                    response = await stack.enter_async_context(
+                        api.stream("GET", MODELS_PATH, params=params)
+                    )
                 if 300 <= response.status_code < 400:
                     raise _redirected(response, "GET", MODELS_PATH)
                 if response.status_code >= 400:
-                    raise await error_from_response(response)
-                raw = await response.aread()
+                    async with deadline.scope():
+                        raise await error_from_response(response)
+                raw = await read_body(response, cap, deadline, "the model list")
         except httpx.HTTPError as exc:
             tls = ssl_error_in(exc)
             if tls is not None:
@@ -405,7 +455,7 @@ class MeshClient:
             raise TransportError(f"listing models failed ({describe(exc)})") from None
         try:
             payload = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise StreamError(f"the model list ({_described(response)}) is not JSON") from None
         models = payload.get("data", []) if isinstance(payload, dict) else payload
         if not isinstance(models, list):
@@ -426,9 +476,16 @@ class MeshClient:
         Made on first use: most responses carry their images inline."""
         self._require_open()
         if self._files is None:
+            # An image may live no closer to this machine than the API does.
+            nearest = place_of(urlsplit(self.base_url).hostname or "")
+            transport, self._file_connections = tracked_transport(self._verify, nearest)
             self._files = httpx.AsyncClient(
-                headers={"User-Agent": f"mesh-magics/{__version__}"},
+                headers={
+                    "User-Agent": f"mesh-magics/{__version__}",
+                    "Accept-Encoding": ACCEPT_ENCODING,
+                },
                 timeout=self._timeouts(),
+                transport=transport,
                 verify=self._verify,
             )
         return self._files
@@ -480,19 +537,6 @@ def _makes_images(model: dict[str, Any]) -> bool:
     return not isinstance(modalities, list) or "image" in modalities
 
 
-def _body_chunks(response: httpx.Response) -> AsyncIterable[bytes]:
-    """The response body as it arrives.
-
-    `aiter_bytes()` puts three generator layers (decoder, chunker, byte counter) over every
-    HTTP chunk: ~14 µs each, 140 ms for a 40 MB frame relayed in 4 KB chunks (bench/). A
-    body with no Content-Encoding needs none of them, so read the transport's stream.
-    """
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding in ("", "identity") and isinstance(response.stream, httpx.AsyncByteStream):
-        return response.stream
-    return response.aiter_bytes()
-
-
 async def _read_to_the_end(events: AsyncIterator[object]) -> None:
     """Read what follows `[DONE]` (normally only the end of the body), so that httpcore
     keeps the connection for the next request; a server that goes on sending, or keeps the
@@ -506,10 +550,19 @@ async def _read_to_the_end(events: AsyncIterator[object]) -> None:
         await asyncio.wait_for(rest(), AFTER_DONE_SECONDS)
 
 
+def _may_retry(error: APIError, retry_after_header: bool) -> bool:
+    """A 429 was refused before any work; a 503 with Retry-After (even one we cannot read,
+    then our backoff decides) says when to come back. Any other answer (a 502 or 504
+    above all) may come after the job began, and billed."""
+    if error.status == 429:
+        return True
+    return error.status == 503 and (retry_after_header or error.retry_after is not None)
+
+
 def _parse_frame(data: str, request_id: str) -> dict[str, Any]:
     try:
         frame = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # `[[[[...` nested too deep is a RecursionError
         raise StreamError(
             f"the server sent a malformed frame: {clip(data)} (request {request_id})"
         ) from None

@@ -23,6 +23,7 @@ import httpx
 
 from ..errors import APIError, api_error_class
 from ..redact import clip, redact, redact_value
+from .limits import read_capped
 
 MAX_ERROR_BODY = 64 * 1024  # an error page is read this far, whatever it says its length is
 MAX_RETRY_AFTER = 24 * 3600.0  # longer is nonsense; `max_retry_wait` caps it further anyway
@@ -36,7 +37,7 @@ async def error_from_response(response: httpx.Response) -> APIError:
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     try:
         payload = json.loads(raw)
-    except ValueError:  # also a UnicodeDecodeError
+    except (ValueError, RecursionError):  # a UnicodeDecodeError; `[[[[...` nested too deep
         payload = None
     status = response.status_code
     if isinstance(payload, dict) and payload.get("error"):
@@ -125,21 +126,6 @@ def seconds(value: Any) -> float | None:
     if math.isnan(number) or number < 0:
         return None
     return min(number, MAX_RETRY_AFTER)
-
-
-async def read_capped(response: httpx.Response, limit: int) -> bytes:
-    """Up to `limit` bytes of the body; what came before a broken connection, if it broke.
-
-    An error is worth showing even when its page is cut short or its length lies."""
-    body = bytearray()
-    try:
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) >= limit:
-                break
-    except httpx.HTTPError:
-        pass
-    return bytes(body[:limit])
 
 
 def _request_id(value: Any) -> str | None:

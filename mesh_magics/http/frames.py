@@ -6,6 +6,9 @@ Two shapes arrive (docs/protocol.md, "Streaming"). MeshAPI's: every frame is an
 `data`. OpenAI's typed events, which gateways forward: `image_generation.partial_image`
 is a preview and `image_generation.completed` one finished image, both with the image
 at the top level of the frame.
+
+A field we act on that has the wrong JSON type (`"status": []`) is a broken frame: one
+short `StreamError`, never a traceback (`checked`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,18 @@ from ..events import PartialImage
 from ..images import decode_base64, decode_data_url, sniff_format
 
 PREVIEW_STATUSES = frozenset({"partial_image", "partial"})
+# The fields of a frame that are read, and the JSON types they may have (or null).
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "type": (str,),
+    "status": (str,),
+    "data": (list, dict),
+    "usage": (dict,),
+    "partial_image_index": (int,),
+    "b64_json": (str,),
+    "url": (str,),
+    "revised_prompt": (str,),
+}
+_JSON_TYPES = {dict: "an object", list: "a list", str: "text", int: "a number", bool: "true/false"}
 
 
 class Frame(enum.Enum):
@@ -27,6 +42,25 @@ class Frame(enum.Enum):
     IMAGES = "the final chunk, with every image"
     STATUS = "where the job is"
     OTHER = "nothing we use"
+
+
+def checked(frame: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """`frame`, if every field we read has a type we can use; else a `StreamError`."""
+    for name, types in FIELD_TYPES.items():
+        value = frame.get(name)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            wanted = " or ".join(_JSON_TYPES[t] for t in types)
+            raise StreamError(
+                f"the server sent a frame whose {name!r} is {_type_of(value)}, not {wanted} "
+                f"(request {request_id})"
+            )
+    return frame
+
+
+def _type_of(value: Any) -> str:
+    if isinstance(value, float):
+        return "a number"
+    return next((text for t, text in reversed(_JSON_TYPES.items()) if isinstance(value, t)), "?")
 
 
 def kind_of(frame: dict[str, Any]) -> Frame:

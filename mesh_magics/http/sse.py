@@ -10,12 +10,18 @@ It follows the SSE specification's parsing rules: `\\r\\n`, `\\r` or `\\n` line 
 split across reads), `data:` with or without one space, several `data:` lines joined with
 `\\n`, `event:` / `id:` / `retry:` fields, comment lines, and an unfinished event at the end
 of the stream is dropped.
+
+With `limits`, the reader counts the bytes against a cap and keeps the deadlines: the idle
+one starts again at every event boundary (a blank line, or a comment such as `: ping`),
+so a trickle of bytes that never completes an event runs out of it (`limits.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
+
+from .limits import Cap, Deadline
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class SSEDecoder:
         self._event = ""
         self._last_id: str | None = None
         self._retry: int | None = None
+        self.boundaries = 0  # blank and comment lines seen: a server that is alive sends them
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if self._after_cr:
@@ -64,10 +71,12 @@ class SSEDecoder:
 
     def _take_line(self, line: bytes | bytearray, events: list[ServerSentEvent]) -> None:
         if not line:
+            self.boundaries += 1
             self._dispatch(events)
             return
         colon = line.find(b":")
         if colon == 0:
+            self.boundaries += 1
             return  # a comment, e.g. ": ping"
         if colon < 0:
             name, value = bytes(line), ""
@@ -96,9 +105,37 @@ class SSEDecoder:
         self._event = ""
 
 
-async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncGenerator[ServerSentEvent, None]:
-    """The events of a byte stream, as each one completes."""
+async def aiter_sse(
+    chunks: AsyncIterable[bytes], limits: tuple[Cap, Deadline] | None = None
+) -> AsyncGenerator[ServerSentEvent, None]:
+    """The events of a byte stream, as each one completes; within `limits` (a cap on the
+    bytes, and the deadlines) if given."""
     decoder = SSEDecoder()
-    async for chunk in chunks:
-        for event in decoder.feed(chunk):
+    if limits is None:
+        async for chunk in chunks:
+            for event in decoder.feed(chunk):
+                yield event
+        return
+    cap, deadline = limits
+    next_chunk = aiter(chunks).__anext__
+    received = 0
+    deadline.alive()  # the idle clock starts with the stream
+    while True:
+        # One deadline scope per batch of events, never around a `yield`: a timeout must
+        # cancel our read, not whatever the consumer awaits between events.
+        async with deadline.scope() as scope:
+            events: list[ServerSentEvent] = []
+            while not events:
+                try:
+                    chunk = await next_chunk()
+                except StopAsyncIteration:
+                    return
+                received += len(chunk)
+                if received > cap.limit:
+                    raise cap.error("the stream")
+                seen = decoder.boundaries
+                events = decoder.feed(chunk)
+                if decoder.boundaries != seen:
+                    scope.reschedule(deadline.alive())
+        for event in events:
             yield event
