@@ -21,8 +21,8 @@ from socketserver import TCPServer
 from types import MappingProxyType
 from typing import Any
 
-from . import numbers
-from .addresses import base_url
+from . import numbers, registry
+from .addresses import base_url, is_loopback, reachable_host
 from .attempts import AttemptCounter
 from .bodies import MAX_BODY_BYTES
 from .faults import RequestControls, parse_fault, retry_after_value
@@ -222,6 +222,8 @@ class LocalServer:
             daemon=True,
         )
         self._thread.start()
+        if is_loopback(reachable_host(self.host)):
+            registry.serving(self.port)  # this process's clients send it no key
         return self
 
     def stop(self) -> None:
@@ -230,6 +232,8 @@ class LocalServer:
         if httpd is None:
             return
         self._stopping.set()
+        if is_loopback(reachable_host(self.host)):
+            registry.stopped(self.port)
         httpd.shutdown()
         with self._lock:
             connections = dict(self._connections)
