@@ -9,11 +9,14 @@ text, so credentials a server puts in a `Location` or an image URL are not shown
 Servers echo what they were sent, so a secret can come back inside any text: redact a
 server's text as soon as it arrives, and before clipping it. A text cut short elsewhere
 may still hold the start or the end of a secret: those are masked too, from 12 characters
-on (`MIN_FRAGMENT_LENGTH`).
+on (`MIN_FRAGMENT_LENGTH`). A server may also echo a secret encoded: from a URL or a form
+(percent-encoding) or from a header it decoded or a blob it encoded (base64), so those
+forms are masked too, anywhere in a text (`Redactor`).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -24,40 +27,110 @@ from urllib.parse import unquote, urlsplit
 MASK = "[redacted]"
 MIN_SECRET_LENGTH = 6  # shorter strings are words, not keys: masking them would garble texts
 MIN_FRAGMENT_LENGTH = 12  # a cut-off start or end of a long secret this long is masked too
-
-_lock = threading.Lock()
-_secrets: set[str] = set()
-_pattern: re.Pattern[str] | None = None
-_longest = 0
+MIN_BASE64_LENGTH = 8  # characters of a base64 form: 48 bits, never there by chance
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # `scheme://userinfo@`: the userinfo part is whatever comes before an "@" in the authority.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@\"'<>]*@")
 
 
-def register_secret(value: str | None) -> None:
-    """Never show `value` (nor its stripped form) in any text from now on."""
-    if not value:
-        return
-    global _pattern, _longest
-    forms = {value, value.strip()}
-    with _lock:
-        new = {form for form in forms if len(form) >= MIN_SECRET_LENGTH} - _secrets
-        if not new:
+class Redactor:
+    """A registry of secrets, and one compiled pattern that masks them in any text.
+
+    Each secret is masked as it is, by its cut-off starts and ends (`MIN_FRAGMENT_LENGTH`
+    on), percent-encoded (any mix of encoded and plain characters, either case of hex,
+    `+` or `%20` for a space), and base64-encoded (standard or URL-safe, padded or not,
+    alone or inside a longer base64 text: its bytes then start at one of three offsets in a
+    3-byte group, so the characters that depend on them alone are registered for each).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.longest = 0  # characters of the longest text one secret can be masked in
+
+    def register(self, value: str | None) -> None:
+        """Never show `value` (nor its stripped form) in any text from now on."""
+        if not value:
             return
-        _secrets.update(new)
-        # A text cut short elsewhere (a preview of bytes, a clipped line) may hold only the
-        # start or the end of a secret; the longest form masks first.
-        forms = {fragment for secret in _secrets for fragment in _fragments(secret)}
-        ordered = sorted(forms, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(form) for form in ordered))
-        _longest = len(ordered[0])
+        with self._lock:
+            new = {f for f in (value, value.strip()) if len(f) >= MIN_SECRET_LENGTH}
+            if not new - self._secrets:
+                return
+            self._secrets |= new
+            # Longest first: a whole secret is masked whole, not as a fragment and a rest.
+            literals = sorted(
+                {form for secret in self._secrets for form in _literal_forms(secret)},
+                key=len,
+                reverse=True,
+            )
+            encoded = [_percent_encoded(secret) for secret in sorted(self._secrets, key=len)]
+            alternatives = encoded[::-1] + [re.escape(form) for form in literals]
+            self._pattern = re.compile("|".join(alternatives))
+            # Percent-encoded, one character is up to 12: `%F0%9F%94%91`.
+            self.longest = max(len(literals[0]), 12 * max(len(s) for s in self._secrets))
+
+    def redact(self, text: str) -> str:
+        """`text` with every registered secret masked and every URL's userinfo removed."""
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
+        if "@" in text:
+            text = _USERINFO.sub(r"\1", text)
+        return text
 
 
-def _fragments(secret: str) -> set[str]:
-    """`secret`, and its starts and ends of at least `MIN_FRAGMENT_LENGTH` characters."""
+def _literal_forms(secret: str) -> set[str]:
+    """`secret`, its starts and ends of at least `MIN_FRAGMENT_LENGTH` characters, and its
+    base64 forms."""
     lengths = range(MIN_FRAGMENT_LENGTH, len(secret))
-    return {secret} | {secret[:n] for n in lengths} | {secret[-n:] for n in lengths}
+    forms = {secret} | {secret[:n] for n in lengths} | {secret[-n:] for n in lengths}
+    return forms | _base64_forms(secret.encode("utf-8", "surrogatepass"))
+
+
+def _base64_forms(data: bytes) -> set[str]:
+    """The base64 characters that only DATA decides, at each of the 3 offsets it can start
+    at inside a longer base64 text, in the standard and the URL-safe alphabet."""
+    forms = set()
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + data).decode()
+        # Character i holds bits 6i..6i+6; DATA's bits are 8*offset .. 8*(offset+len).
+        first = -(-8 * offset // 6)
+        last = (8 * (offset + len(data))) // 6
+        inner = encoded[first:last]
+        if len(inner) >= MIN_BASE64_LENGTH:
+            forms |= {inner, inner.translate(_URLSAFE)}
+    return forms
+
+
+_URLSAFE = str.maketrans("+/", "-_")
+
+
+def _percent_encoded(secret: str) -> str:
+    """A pattern for SECRET with any of its characters percent-encoded (UTF-8, hex of
+    either case), a space also as `+`: what a URL or a form body carries."""
+    units = []
+    for char in secret:
+        hexes = "".join(
+            f"%{_either_case(f'{byte:02X}'[0])}{_either_case(f'{byte:02X}'[1])}"
+            for byte in char.encode("utf-8", "surrogatepass")
+        )
+        plain = r"(?: |\+)" if char == " " else re.escape(char)
+        units.append(f"(?:{plain}|{hexes})")
+    return "".join(units)
+
+
+def _either_case(digit: str) -> str:
+    return f"[{digit}{digit.lower()}]" if digit.isalpha() else digit
+
+
+_default = Redactor()
+
+
+def register_secret(value: str | None) -> None:
+    """Never show `value` (nor its stripped form, nor its encoded forms) from now on."""
+    _default.register(value)
 
 
 def register_url_credentials(url: str) -> bool:
@@ -74,12 +147,7 @@ def register_url_credentials(url: str) -> bool:
 
 def redact(text: str) -> str:
     """`text` with every registered secret masked and every URL's userinfo removed."""
-    pattern = _pattern
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
-    if "@" in text:
-        text = _USERINFO.sub(r"\1", text)
-    return text
+    return _default.redact(text)
 
 
 def redact_value(value: Any, limit: int | None = None) -> Any:
@@ -98,7 +166,7 @@ def clip(text: str, limit: int = 80) -> str:
     """At most `limit` characters of a server's `text` on one line, redacted first so no
     secret is cut in half; control characters (a terminal's escape codes) become spaces."""
     # Redact a little more than is kept: a secret that straddles the cut is masked whole.
-    text = _CONTROL.sub(" ", redact(text[: limit + max(_longest, 256)]))
+    text = _CONTROL.sub(" ", redact(text[: limit + max(_default.longest, 256)]))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -6,7 +6,6 @@ HTTP stack.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import sys
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .local.addresses import is_loopback as is_loopback  # one definition, for both
+from .local.registry import LOCAL_TOKEN, is_serving
 from .redact import display_url, register_secret, strip_userinfo
 
 if TYPE_CHECKING:
@@ -46,6 +47,20 @@ class Secret:
         raise TypeError("the API key cannot be pickled")
 
 
+class LocalToken(Secret):
+    """What the embedded backend gets in place of the API key: a word, not a secret."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self._value = LOCAL_TOKEN  # not registered: masking it would guard nothing
+
+    def __repr__(self) -> str:
+        return "LocalToken()"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     base_url: str = DEFAULT_BASE_URL
@@ -68,12 +83,12 @@ class ClientSettings:
         object.__setattr__(self, "base_url", _without_credentials(self.base_url))
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def is_embedded_backend(url: str) -> bool:
+    """True if URL is a loopback port on which this process serves the embedded backend."""
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
+        parts = urlsplit(url)
+        return is_loopback(parts.hostname or "") and is_serving(parts.port)
+    except ValueError:  # a port out of range: no server of ours
         return False
 
 
@@ -137,7 +152,9 @@ def configured() -> dict[str, Any]:
 def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> ClientSettings:
     """Where requests go and with what key: `base_url` (an option), else the configured
     one, else `$MESHAPI_BASE_URL`, else the public API; `local` starts the embedded
-    backend, which takes no key. A bad base URL names where it came from."""
+    backend. The embedded backend (`local`, or the URL of a LocalServer this process
+    started) gets the local token, never the key. A bad base URL names where it came
+    from."""
     base, source = next(
         (value, source)
         for value, source in (
@@ -148,18 +165,20 @@ def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> C
         )
         if value
     )
-    key = None
     insecure = bool(config.get("allow_insecure_http"))
     name = "local" if base.strip() == "local" else None
     if name == "local":
         from .local import ensure_local_server
 
-        base = ensure_local_server().url  # the embedded backend needs no key: send none
+        base = ensure_local_server().url
     else:
         try:
             base = normalize_base_url(base, allow_insecure_http=insecure)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    if name == "local" or is_embedded_backend(base):
+        api_key: Secret | None = LocalToken()  # the key is not even read: it cannot leak
+    else:
         key = next((os.environ[k] for k in KEY_VARIABLES if os.environ.get(k)), None)
         if key is None and not is_loopback(urlsplit(base).hostname or ""):
             raise ConfigError(
@@ -167,9 +186,10 @@ def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> C
                 "that starts Jupyter (or os.environ['MESHAPI_API_KEY'] = getpass.getpass() in "
                 "a cell), or use --base-url local to try the embedded backend without one"
             )
+        api_key = Secret(key) if key else None
     return ClientSettings(
         base_url=base,
-        api_key=Secret(key) if key else None,
+        api_key=api_key,
         read_timeout=config.get("read_timeout", 120.0),
         max_retries=config.get("max_retries", 2),
         max_retry_wait=config.get("max_retry_wait", 60.0),

@@ -357,6 +357,86 @@ def echo_faults(credentials: str) -> dict[str, Route]:
     }
 
 
+# -- a relay that is not the embedded backend, to see the key delivered -----------------------
+
+
+class KeyRelay:
+    """A loopback relay in front of a `LocalServer`, for tests that check the real key is
+    delivered: to the client it is an API like any other (not a LocalServer of this
+    process), so the client sends it the key. It keeps each `Authorization` it was sent in
+    `authorizations`, drops it, and forwards the rest byte for byte, one request per
+    connection (it asks the backend to close after each answer)."""
+
+    def __init__(self, upstream: LocalServer) -> None:
+        self.upstream = upstream
+        self.authorizations: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> KeyRelay:
+        self._listener.settimeout(0.05)
+        self._spawn(self._accept)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        self._listener.close()
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self._spawn(self._relay, client)
+
+    def _relay(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                piece = client.recv(65536)
+                if not piece:
+                    return
+                head += piece
+            head, _, rest = head.partition(b"\r\n\r\n")
+            lines = []
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"authorization":
+                    self.authorizations.append(value.strip().decode())
+                elif name.strip().lower() != b"connection":
+                    lines.append(line)
+            lines.append(b"Connection: close")
+            upstream = socket.create_connection((self.upstream.host, self.upstream.port))
+            with upstream:
+                upstream.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + rest)
+                _pipe(client, upstream, self._stop)
+
+
+def _pipe(client: socket.socket, upstream: socket.socket, stop: threading.Event) -> None:
+    """Copy bytes both ways until either side closes (or the test ends)."""
+    while not stop.is_set():
+        readable, _, _ = select.select([client, upstream], [], [], 0.05)
+        for sock in readable:
+            other = upstream if sock is client else client
+            try:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                other.sendall(data)
+            except OSError:
+                return
+
+
 # -- one embedded backend for a whole test module -------------------------------------------
 
 

@@ -9,10 +9,12 @@ through the magic, and everything the user could see is searched for both."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
 
+import httpx
 import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -20,12 +22,13 @@ from nbclient import NotebookClient
 
 from mesh_magics import errors
 from mesh_magics.local import LocalServer
+from mesh_magics.local.registry import LOCAL_TOKEN
 from mesh_magics.redact import RedactingFilter, display_url, redact
-from mesh_magics.settings import ClientSettings, Secret
+from mesh_magics.settings import ClientSettings, Secret, client_settings
 
 from .conftest import FAKE_KEY
 from .exposure import run_exposed
-from .servers import ScriptedServer, echo_faults
+from .servers import KeyRelay, ScriptedServer, echo_faults
 
 FAULTS = [
     "status:401", "status:402", "status:403", "status:404", "status:413", "status:429",
@@ -73,17 +76,19 @@ def notebook(server_url: str, log: Path, images: Path) -> nbformat.NotebookNode:
 
 def test_the_key_is_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log, images, saved = tmp_path / "debug.log", tmp_path / "images", tmp_path / "run.ipynb"
-    with LocalServer() as server:
-        nb = notebook(server.url, log, images)
+    # Through a relay, which to the kernel is an API like any other: it is sent the key.
+    with LocalServer() as server, KeyRelay(server) as api:
+        nb = notebook(api.url, log, images)
         NotebookClient(
             nb, timeout=120, kernel_name="python3", allow_errors=True,
             resources={"metadata": {"path": str(tmp_path)}},
         ).execute()  # fmt: skip
-        sent = [r.headers.get("authorization", "") for r in server.requests]
+        records = repr(server.requests)
     nbformat.write(nb, saved)
 
     # The key really went where it belongs, so every path above had it in hand.
-    assert f"Bearer {FAKE_KEY}" in sent
+    assert f"Bearer {FAKE_KEY}" in api.authorizations
+    assert FAKE_KEY not in records and "authorization" not in records
     errors = [o for c in nb.cells for o in c.outputs if o.output_type == "error"]
     assert len(errors) >= len(FAULTS) + 3
     assert "HTTP Request: POST" in log.read_text()  # httpx logged at debug level
@@ -93,6 +98,71 @@ def test_the_key_is_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     for path in searched:
         assert FAKE_KEY.encode() not in path.read_bytes(), f"the key leaked into {path.name}"
     assert not (tmp_path / ".cache").exists()  # no cache anywhere to leak into
+
+
+# -- the embedded backend never gets the key ---------------------------------------------------
+
+
+def test_the_embedded_backend_gets_the_local_token_never_the_key(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    """`ip` points at `server`, a LocalServer this process started: the local token goes."""
+    shown = run_exposed(ip, "%%meshimage -o t_token --size 64x64 --model openai/dall-e-3\nA fox")
+    assert shown.error is None, shown.error
+    posted, fetched = server.requests[-2:]
+    assert posted.credential == "local token" and fetched.credential is None
+    assert FAKE_KEY not in repr(server.requests) and LOCAL_TOKEN not in repr(server.requests)
+    assert all("authorization" not in r.headers for r in server.requests)
+
+
+def test_base_url_local_gets_the_local_token(ip: InteractiveShell) -> None:
+    from mesh_magics.local import ensure_local_server
+
+    shown = run_exposed(ip, "%%meshimage -o t_token --base-url local --size 64x64\nA fox")
+    assert shown.error is None, shown.error
+    assert ensure_local_server().requests[-1].credential == "local token"
+    settings = client_settings({}, "local")
+    assert repr(settings.api_key) == "LocalToken()"
+
+
+def test_settings_made_by_hand_still_do_not_give_the_embedded_backend_the_key(
+    server: LocalServer,
+) -> None:
+    from mesh_magics.http.client import MeshClient
+    from mesh_magics.request import ImageRequest
+
+    settings = ClientSettings(base_url=server.url, api_key=Secret(FAKE_KEY))
+
+    async def run() -> None:
+        async with MeshClient(settings) as client:
+            async for _ in client.generate(ImageRequest({"prompt": "fox", "size": "64x64"})):
+                pass
+
+    asyncio.run(run())
+    (posted,) = server.requests
+    assert posted.credential == "local token" and FAKE_KEY not in repr(posted)
+
+
+def test_the_key_still_goes_to_an_api_that_is_not_the_embedded_backend(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    with KeyRelay(server) as api:
+        shown = run_exposed(ip, f"%%meshimage -o t_token --size 64x64 --base-url {api.url}\nfox")
+    assert shown.error is None, shown.error
+    assert api.authorizations == [f"Bearer {FAKE_KEY}"]
+    # What the backend records of a client's key: its kind, never its value.
+    assert server.requests[-1].credential is None  # the relay dropped it
+    assert FAKE_KEY not in repr(server.requests)
+
+
+def test_a_record_never_holds_what_another_client_sends(server: LocalServer) -> None:
+    headers = {"Authorization": f"Bearer {FAKE_KEY}", "Cookie": f"k={FAKE_KEY}"}
+    headers["Proxy-Authorization"] = f"Basic {FAKE_KEY}"
+    answer = httpx.get(server.url + "/v1/models", headers=headers)
+    assert answer.status_code == 200
+    (record,) = server.requests
+    assert record.credential == "other"
+    assert FAKE_KEY not in repr(record) and "authorization" not in record.headers
 
 
 # -- servers that echo secrets back ---------------------------------------------------------

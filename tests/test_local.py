@@ -125,7 +125,8 @@ def raw_stream(server: LocalServer, body: dict[str, Any]) -> tuple[list[bytes], 
     """POST over a bare socket: the chunks of the chunked body, and whether it ended cleanly."""
     payload = json.dumps({"prompt": PROMPT, "size": "64x64", "stream": True, **body}).encode()
     head = (
-        "POST /v1/images/generations HTTP/1.1\r\nHost: local\r\nConnection: close\r\n"
+        f"POST /v1/images/generations HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        "Connection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     )
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
@@ -1146,7 +1147,8 @@ def held(server: LocalServer, **fields: Any) -> Iterator[socket.socket]:
     """A generation sent over a bare socket and left unread; the client hangs up on exit."""
     payload = json.dumps({"prompt": PROMPT, "size": "64x64", **fields}).encode()
     head = (
-        "POST /v1/images/generations HTTP/1.1\r\nHost: local\r\nConnection: close\r\n"
+        f"POST /v1/images/generations HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        "Connection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     )
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:

@@ -56,7 +56,13 @@ from ..events import Completed, Retrying, StatusChanged, StreamEvent
 from ..images import GeneratedImage, check_image, decode_base64, decode_data_url
 from ..redact import clip, display_url, guard_loggers, redact, redact_value, strip_userinfo
 from ..request import ImageRequest
-from ..settings import ClientSettings, is_loopback, normalize_base_url
+from ..settings import (
+    ClientSettings,
+    LocalToken,
+    is_embedded_backend,
+    is_loopback,
+    normalize_base_url,
+)
 from .bodies import WireBody, wire_body
 from .connections import AddressRefused, OpenConnections, place_of, tracked_transport
 from .envelopes import (
@@ -130,8 +136,11 @@ class MeshClient:
 
     async def __aenter__(self) -> MeshClient:
         headers = {"User-Agent": f"mesh-magics/{__version__}", "Accept-Encoding": ACCEPT_ENCODING}
-        if self.settings.api_key is not None:
-            headers["Authorization"] = f"Bearer {_header_safe_key(self.settings.api_key.reveal())}"
+        key = self.settings.api_key
+        if key is not None and is_embedded_backend(self.base_url):
+            key = LocalToken()  # even settings made by hand never give our backend the key
+        if key is not None:
+            headers["Authorization"] = f"Bearer {_header_safe_key(key.reveal())}"
         transport = self._transport
         if transport is None:
             transport, self._connections = tracked_transport(self._verify)

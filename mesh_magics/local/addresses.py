@@ -6,6 +6,7 @@ Bound to a wildcard address (0.0.0.0, ::) the server listens on every interface,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "::0": "::1"}
@@ -14,6 +15,24 @@ WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "::0": "::1"}
 _HOST_HEADER = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$"
 )
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, or an address of the loopback network (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def is_wildcard(host: str) -> bool:

@@ -24,6 +24,21 @@ class Backend(Protocol):
     def max_body_bytes(self) -> int: ...
 
     @property
+    def max_pixels(self) -> int:
+        """The most pixels (n × width × height) one request may ask for."""
+        ...
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds a read from a client may wait (a new connection takes the value)."""
+        ...
+
+    @property
+    def loopback_only(self) -> bool:
+        """Bound to a loopback address only: a Host must then name loopback."""
+        ...
+
+    @property
     def stopping(self) -> threading.Event:
         """Set while the server stops: every wait must end."""
         ...
@@ -59,6 +74,16 @@ class Backend(Protocol):
     def published(self, name: str) -> tuple[bytes, str] | None: ...
 
     def track(self, connection: socket.socket, alive: bool) -> None: ...
+
+    def waiting_for_request(self, connection: socket.socket, waiting: bool) -> None:
+        """CONNECTION waits for its next request (True), or has it in hand (False)."""
+        ...
+
+    def take_slot(self) -> bool:
+        """Take one of the slots of generation work, if one is free."""
+        ...
+
+    def give_back_slot(self) -> None: ...
 
     def note_disconnect(self) -> None:
         """A client hung up on an unfinished answer."""

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import edits, generation
+from . import edits, generation, guards
 from .addresses import base_url_from_host_header
 from .attempts import attempt_key
 from .backend import Backend
@@ -99,6 +99,7 @@ class Handler(BaseHTTPRequestHandler):
     _in_flight = False  # an answer has started and is not finished
     _responded = False
     _counted = False  # a generation counted in the backend's in-flight gauge
+    _slot = False  # a generation holding one of the backend's work slots
     _arrived = 0.0  # time.monotonic() when the request line and headers were read
     _entry: RecordedRequest | None = None
 
@@ -108,6 +109,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Every read (and write) of this connection gives up in time: no slowloris.
+        self.connection.settimeout(self.backend.read_timeout)
         # Without this, Nagle + delayed ACK hold every small write (a ping, a body) ~40 ms.
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -124,7 +127,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self._request_id, self._in_flight, self._responded = None, False, False
-        self._counted, self._entry = False, None
+        self._counted, self._entry, self._slot = False, None, False
+        self.backend.waiting_for_request(self.connection, True)
         try:
             super().handle_one_request()
         except _Abort:
@@ -162,6 +166,8 @@ class Handler(BaseHTTPRequestHandler):
             # Unless read to its end, the rest of the body must not be taken for a request.
             self.close_connection = self.close_connection or not exc.drained
             return self._send_error(exc.status, exc.code, exc.message)
+        finally:
+            self.backend.waiting_for_request(self.connection, False)  # the request is in
         try:
             parsed: Any = json.loads(raw) if raw or self.command == "POST" else None
         except ValueError:
@@ -169,6 +175,12 @@ class Handler(BaseHTTPRequestHandler):
         else:
             invalid_json = False
         self._record(parsed)
+        refused = guards.refusal(
+            self.headers, self.command, loopback_only=self.backend.loopback_only
+        )
+        if refused is not None:
+            self.close_connection = True  # nothing more is taken from a refused client
+            return self._send_error(refused.status, refused.code, refused.message)
         route, query = self._route()
         method = _method_for(route)
         if method is None:
@@ -211,6 +223,9 @@ class Handler(BaseHTTPRequestHandler):
         Before the write, not after: a client holding its whole answer may at once send
         the next request, which must not find this one still counted.
         """
+        if self._slot:
+            self._slot = False
+            self.backend.give_back_slot()
         if self._counted:
             self._counted = False
             self.backend.end_generation()
@@ -304,6 +319,8 @@ class Handler(BaseHTTPRequestHandler):
             message = f"Model '{params.model}' does not accept image input"
             details = [{"loc": ["body", "image"], "msg": message, "type": "value_error"}]
             return self._send_error(422, "validation_error", summarize(details), details=details)
+        if self._over_pixel_cap(params):
+            return None
         controls = replace(controls, latency=controls.latency_for(params.model))
         if params.stream:
             return self._stream(params, controls)
@@ -335,6 +352,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send_error(422, "validation_error", summarize(details), details=details)
         controls = replace(controls, latency=controls.latency_for(params.model))
         shape = params.as_image_params()
+        if self._over_pixel_cap(shape):
+            return None
         return self._answer(
             shape,
             controls,
@@ -343,6 +362,31 @@ class Handler(BaseHTTPRequestHandler):
                 for data, fmt in edits.make_images(params, fault)
             ],
         )
+
+    def _over_pixel_cap(self, params: ImageParams) -> bool:
+        """Answer a 400 if the request asks for more pixels than the backend makes at once.
+
+        A 400 with a message, not a 422 with details: no one field is wrong, their product is.
+        """
+        pixels, cap = params.n * params.width * params.height, self.backend.max_pixels
+        if pixels <= cap:
+            return False
+        message = (
+            f"n × width × height is {pixels:,} pixels ({params.n} × {params.size}); this "
+            f"backend makes at most {cap:,} per request"
+        )
+        self._send_error(400, "invalid_request", message)
+        return True
+
+    def _take_slot(self, ping_interval: float | None) -> None:
+        """Wait for a work slot; a stream waiting its turn is kept alive with pings."""
+        last = time.monotonic()
+        while not self.backend.take_slot():
+            self._wait(WAIT_SLICE)  # a client that hangs up while queued frees nothing
+            if ping_interval and time.monotonic() - last >= ping_interval:
+                self._chunk(b": ping\n\n")
+                last = time.monotonic()
+        self._slot = True
 
     def _send_file(self, name: str) -> None:
         stored = self.backend.published(name)
@@ -400,6 +444,8 @@ class Handler(BaseHTTPRequestHandler):
         """
         kind = controls.fault.kind if controls.fault else None
         self._in_flight = True
+        if kind != "stall":  # a stall does no work: it needs no slot
+            self._take_slot(None)
         self._wait(None if kind == "stall" else controls.latency)
         if kind == "error_frame":
             self._in_flight = False
@@ -433,6 +479,7 @@ class Handler(BaseHTTPRequestHandler):
         self._event(generation.processing_chunk(stream_id, params, created))
         if kind == "stall":
             self._wait(None)  # ends only by a hang-up or a stop, both raise
+        self._take_slot(controls.ping_interval)
         self._timeline(params, controls, stream_id, created)
         if kind == "error_frame":
             self._chunk(b": ping\n\n")

@@ -3,6 +3,10 @@
 A kernel can live for days and a request can carry a 10 MB data URL, so the log keeps
 only the last few requests and replaces every long string in a body by a summary that
 still says what it was (its head, its length and a short hash).
+
+Tests and users print these records, so no credential is kept: the `Authorization`
+header (and the other headers that carry one) is dropped, and ``credential`` says only
+what kind it was.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from .registry import LOCAL_TOKEN
+
 KEEP_REQUESTS = 100  # requests remembered, oldest dropped first
 LONG_STRING = 1024  # characters: a longer string in a body is kept as a summary
 HEAD_CHARS = 40
+# Headers that carry a credential: never kept in a record.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 
 @dataclass
@@ -29,6 +37,10 @@ class RecordedRequest:
     clock of the server's process. ``status`` and ``answered_at`` (the same clock) are set
     when the answer's status line goes out: None before that, and for a request never
     answered.
+
+    ``headers`` (lower-case names) hold no credential. ``credential`` says what the
+    ``Authorization`` header was: None (absent), ``"local token"`` (what mesh-magics sends
+    the embedded backend) or ``"other"`` (an API key, say, from another client).
     """
 
     method: str
@@ -38,6 +50,7 @@ class RecordedRequest:
     at: float = 0.0
     status: int | None = None
     answered_at: float | None = None
+    credential: str | None = None
 
 
 def summary(text: str) -> str:
@@ -47,6 +60,18 @@ def summary(text: str) -> str:
     if not (text.startswith("data:") and comma):
         head = text[:HEAD_CHARS] + "…"  # not a data URL: its first words say what it is
     return f"<{head} {len(text):,} chars sha256={digest}>"
+
+
+def credential_kind(headers: dict[str, str]) -> str | None:
+    """What the ``Authorization`` header in HEADERS (lower-case names) was, never its value."""
+    value = headers.get("authorization")
+    if value is None:
+        return None
+    return "local token" if value.strip() == f"Bearer {LOCAL_TOKEN}" else "other"
+
+
+def without_credentials(headers: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name not in CREDENTIAL_HEADERS}
 
 
 def summarised(value: Any) -> Any:
@@ -75,7 +100,14 @@ class RequestLog:
     def add(
         self, method: str, path: str, headers: dict[str, str], body: Any, at: float
     ) -> RecordedRequest:
-        entry = RecordedRequest(method, path, headers, summarised(body), at)
+        entry = RecordedRequest(
+            method,
+            path,
+            without_credentials(headers),
+            summarised(body),
+            at,
+            credential=credential_kind(headers),
+        )
         with self._lock:
             self._entries.append(entry)
             self.total += 1

@@ -12,24 +12,23 @@ import functools
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Mapping
-from http.server import ThreadingHTTPServer
-from socketserver import TCPServer
 from types import MappingProxyType
 from typing import Any
 
-from . import numbers
-from .addresses import base_url
+from . import numbers, registry
+from .addresses import base_url, is_loopback, is_wildcard, reachable_host
 from .attempts import AttemptCounter
 from .bodies import MAX_BODY_BYTES
+from .connections import MAX_CONNECTIONS, READ_TIMEOUT, BoundedHTTPServer, Connections
 from .faults import RequestControls, parse_fault, retry_after_value
 from .files import FileStore
 from .handler import Handler
 from .recording import KEEP_REQUESTS, RecordedRequest, RequestLog
-from .traffic import Traffic
+from .traffic import MAX_GENERATIONS, Slots, Traffic
+from .validation import MAX_REQUEST_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,11 @@ class LocalServer:
     Generation requests are counted (``in_flight``, ``max_in_flight``,
     ``generation_count``, ``reset_counts()``), and ``rate_limit_on(n)`` makes the Nth
     one from now a 429. All of it is safe to use from any thread.
+
+    Its work is bounded: ``max_pixels`` per request (n × width × height), at most
+    ``max_generations`` working at once (``working``, ``max_working``; the rest wait),
+    ``max_connections`` open (``connections.py``), and ``read_timeout`` seconds for any
+    read from a client.
     """
 
     def __init__(
@@ -60,6 +64,10 @@ class LocalServer:
         fault: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         keep_requests: int = KEEP_REQUESTS,
+        max_pixels: int = MAX_REQUEST_PIXELS,
+        max_generations: int = MAX_GENERATIONS,
+        max_connections: int = MAX_CONNECTIONS,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self.host = host
         self.port = numbers.port(port)
@@ -69,7 +77,10 @@ class LocalServer:
         self.fault = fault
         self.max_body_bytes = max_body_bytes
         self.disconnects = 0
-        self.connections_accepted = 0  # TCP connections served since the start
+        self._slots = Slots(numbers.count(max_generations, "max_generations", lo=1))
+        self._connections = Connections(numbers.count(max_connections, "max_connections", lo=1))
+        self.max_pixels = max_pixels
+        self.read_timeout = read_timeout
         self._log = RequestLog(numbers.count(keep_requests, "keep_requests"))
         self._attempts = AttemptCounter()
         self._traffic = Traffic()
@@ -77,9 +88,8 @@ class LocalServer:
         self._lock = threading.Lock()
         self._disconnected = threading.Event()
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: BoundedHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._connections: dict[socket.socket, threading.Thread] = {}
 
     # -- settings, checked when set -----------------------------------------------------
 
@@ -131,6 +141,45 @@ class LocalServer:
     def max_body_bytes(self, value: int) -> None:
         self._max_body_bytes = numbers.count(value, "max_body_bytes")
 
+    @property
+    def max_pixels(self) -> int:
+        """The most pixels one request may ask for, n × width × height; more is a 422."""
+        return self._max_pixels
+
+    @max_pixels.setter
+    def max_pixels(self, value: int) -> None:
+        self._max_pixels = numbers.count(value, "max_pixels", lo=1)
+
+    @property
+    def max_generations(self) -> int:
+        """Generations that work at once; the others wait for a free slot."""
+        return self._slots.limit
+
+    @max_generations.setter
+    def max_generations(self, value: int) -> None:
+        self._slots.limit = numbers.count(value, "max_generations", lo=1)
+
+    @property
+    def max_connections(self) -> int:
+        """Connections open at once (one thread each); see ``connections.py``."""
+        return self._connections.limit
+
+    @max_connections.setter
+    def max_connections(self, value: int) -> None:
+        self._connections.limit = numbers.count(value, "max_connections", lo=1)
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds any read from a client may wait; new connections take a new value."""
+        return self._read_timeout
+
+    @read_timeout.setter
+    def read_timeout(self, value: float) -> None:
+        seconds = numbers.seconds(value, "read_timeout")
+        if seconds == 0:
+            raise ValueError("read_timeout must be more than 0 seconds, not 0")
+        self._read_timeout = seconds
+
     # -- state ------------------------------------------------------------------------
 
     @property
@@ -162,11 +211,42 @@ class LocalServer:
         return self._traffic.count
 
     def reset_counts(self) -> None:
-        """``max_in_flight`` becomes ``in_flight`` (0 when idle), ``generation_count`` 0.
+        """``max_in_flight`` becomes ``in_flight`` (0 when idle), ``generation_count`` 0,
+        ``max_working`` ``working``.
 
         Scheduled 429s are kept, still counted from when they were scheduled.
         """
         self._traffic.reset()
+        self._slots.reset()
+
+    @property
+    def working(self) -> int:
+        """Generations holding a work slot now (at most ``max_generations``)."""
+        return self._slots.working
+
+    @property
+    def max_working(self) -> int:
+        """The most generations that held a work slot at once."""
+        return self._slots.max_working
+
+    @property
+    def open_connections(self) -> int:
+        return self._connections.open
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections taken since the start."""
+        return self._connections.accepted
+
+    @property
+    def connections_refused(self) -> int:
+        """Connections answered 503 and closed: every open one was busy."""
+        return self._connections.refused
+
+    @property
+    def connections_evicted(self) -> int:
+        """Connections closed, still waiting for their request, to make room for a new one."""
+        return self._connections.evicted
 
     def wait_for_in_flight(self, n: int, timeout: float) -> bool:
         """True once exactly N generations are in flight (within TIMEOUT seconds)."""
@@ -199,6 +279,10 @@ class LocalServer:
         self._traffic.clear_rate_limits()
 
     @property
+    def loopback_only(self) -> bool:
+        return not is_wildcard(self.host) and is_loopback(self.host)
+
+    @property
     def url(self) -> str:
         """The base URL, without ``/v1``; loopback when bound to all interfaces."""
         return base_url(self.host, self.port)
@@ -212,7 +296,9 @@ class LocalServer:
         if self._httpd is not None:
             return self
         self._stopping.clear()
-        httpd = _HTTPServer((self.host, self.port), functools.partial(Handler, backend=self))
+        httpd = BoundedHTTPServer(
+            (self.host, self.port), functools.partial(Handler, backend=self), self._connections
+        )
         self.port = int(httpd.server_address[1])
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -222,6 +308,8 @@ class LocalServer:
             daemon=True,
         )
         self._thread.start()
+        if is_loopback(reachable_host(self.host)):
+            registry.serving(self.port)  # this process's clients send it no key
         return self
 
     def stop(self) -> None:
@@ -230,9 +318,10 @@ class LocalServer:
         if httpd is None:
             return
         self._stopping.set()
+        if is_loopback(reachable_host(self.host)):
+            registry.stopped(self.port)
         httpd.shutdown()
-        with self._lock:
-            connections = dict(self._connections)
+        connections = self._connections.snapshot()
         for connection in connections:
             # Wakes handlers blocked reading a kept-alive connection.
             with contextlib.suppress(OSError):
@@ -242,7 +331,8 @@ class LocalServer:
             thread.join(timeout=5)
         deadline = time.monotonic() + 2
         for handler in connections.values():
-            handler.join(timeout=max(0.0, deadline - time.monotonic()))
+            if handler is not None:
+                handler.join(timeout=max(0.0, deadline - time.monotonic()))
         self._httpd = self._thread = None
 
     def __enter__(self) -> LocalServer:
@@ -294,39 +384,24 @@ class LocalServer:
         return self._files.get(name)
 
     def track(self, connection: socket.socket, alive: bool) -> None:
-        with self._lock:
-            if alive:
-                self._connections[connection] = threading.current_thread()
-                self.connections_accepted += 1
-            else:
-                self._connections.pop(connection, None)
+        if alive:
+            self._connections.serving(connection)
+        else:
+            self._connections.closed(connection)
+
+    def waiting_for_request(self, connection: socket.socket, waiting: bool) -> None:
+        self._connections.waiting(connection, waiting)
+
+    def take_slot(self) -> bool:
+        return self._slots.take()
+
+    def give_back_slot(self) -> None:
+        self._slots.give_back()
 
     def note_disconnect(self) -> None:
         with self._lock:
             self.disconnects += 1
         self._disconnected.set()
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64
-    block_on_close = False  # stop() joins the handlers itself, with a time limit
-
-    def __init__(self, address: tuple[str, int], handler: Any) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls getfqdn(), a reverse DNS lookup that can take seconds.
-        TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # a client that went away is no error of the server's
-        log.exception("mesh local: error while serving %s", client_address)
 
 
 _shared: LocalServer | None = None

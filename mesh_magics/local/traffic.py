@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 
+MAX_GENERATIONS = 4  # generations working at once: each may hold MAX_REQUEST_PIXELS
+
 
 class Traffic:
     """In-flight generations, their peak, their number, and the 429s scheduled by number."""
@@ -79,3 +81,42 @@ class Traffic:
         """True once exactly IN_FLIGHT generations are in flight (within TIMEOUT seconds)."""
         with self._changed:
             return self._changed.wait_for(lambda: self._in_flight == in_flight, timeout)
+
+
+class Slots:
+    """At most ``limit`` generations work at once (spend their latency, draw their
+    pictures); the others wait their turn, so the backend's memory and CPU stay bounded
+    however many requests arrive together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._working = 0
+        self._max_working = 0
+
+    def take(self) -> bool:
+        """Take a slot if one is free; False if every slot is taken."""
+        with self._lock:
+            if self._working >= self.limit:
+                return False
+            self._working += 1
+            self._max_working = max(self._max_working, self._working)
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._working -= 1
+
+    @property
+    def working(self) -> int:
+        with self._lock:
+            return self._working
+
+    @property
+    def max_working(self) -> int:
+        with self._lock:
+            return self._max_working
+
+    def reset(self) -> None:
+        with self._lock:
+            self._max_working = self._working

@@ -21,6 +21,8 @@ MODERATIONS = ("low", "auto")
 
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 MIN_SIDE, MAX_SIDE = 16, 4096
+# n × width × height one request may ask for: one image of the largest size, or 16 of 1024².
+MAX_REQUEST_PIXELS = MAX_SIDE * MAX_SIDE
 
 Detail = dict[str, Any]
 
