@@ -25,6 +25,15 @@ class Retrying:
 
 
 @dataclass(frozen=True)
+class RateLimited:
+    """The API's host asked every client to wait (a 429 with `Retry-After`, maybe another
+    run's): nothing is sent to it for `delay` s."""
+
+    host: str
+    delay: float
+
+
+@dataclass(frozen=True)
 class PartialImage:
     """A low-detail preview of image `index`, sent while the model works."""
 
@@ -41,6 +50,7 @@ class Completed:
     usage: dict[str, Any] | None = None
     model: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # created, size, quality, ...
+    undecoded: tuple[str, ...] = ()  # why each image that came but did not decode failed
 
 
 def count_images(n: int) -> str:
@@ -48,4 +58,4 @@ def count_images(n: int) -> str:
     return f"{n} image" if n == 1 else f"{n} images"
 
 
-StreamEvent = StatusChanged | Retrying | PartialImage | Completed
+StreamEvent = StatusChanged | Retrying | RateLimited | PartialImage | Completed

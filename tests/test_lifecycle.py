@@ -7,6 +7,7 @@ The API is the embedded backend on loopback; interrupts are real signals."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -113,6 +114,52 @@ def test_an_incomplete_result_is_bound_and_shown_then_the_cell_fails(
     assert images_shown(run.outputs) == len(kept)
     # It was billed, so it counts in --usage.
     assert sum(line.requests for line in session_usage().lines()) == usage_before + 1
+
+
+def test_one_corrupt_image_of_three_keeps_the_good_two_and_names_the_bad_one(
+    ip: InteractiveShell, server: LocalServer, store_dir: Path
+) -> None:
+    corrupt = '-p mesh_local=\'{"fault": "one_corrupt"}\''
+    run = run_cell(ip, f"%%meshimage -o t_good -n 3 --size 64x64\n{corrupt}\nA fox")
+    assert isinstance(run.error, IncompleteResultError)
+    assert str(run.error).startswith("image 3 of 3 is a truncated PNG")
+    assert "the 2 images that decoded are kept" in str(run.error)
+    assert len(run.error._render_traceback_()) == 1
+    kept = ip.user_ns["t_good"]
+    assert isinstance(kept, ImageResult) and len(kept) == 2
+    assert images_shown(run.outputs) == 2
+    assert [len(r) for r in stored(ip)] == [2]
+
+
+def printed_so_far() -> str:
+    """What the running cell has printed (its stdout is captured in a StringIO)."""
+    out = sys.stdout
+    return out.getvalue() if hasattr(out, "getvalue") else ""
+
+
+def test_a_rate_limit_pause_says_what_it_waits_for_and_an_interrupt_ends_it(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    """A 429 pauses the host for its Retry-After, beyond the run that met it: a later,
+    unrelated cell says what it waits for instead of sitting at "connecting", and an
+    interrupt ends each wait at once."""
+    magics(ip).max_retry_wait = 60.0
+    limited = '-p mesh_local=\'{"fault": "status:429", "retry_after": 60}\''
+    interrupter = interrupt_when(lambda: "retrying in" in printed_so_far())
+    first = run_cell(ip, f"%%meshimage --size 64x64\n{limited}\nA fox")
+    assert interrupter.finished() is not None, f"no retry was announced: {first.error!r}"
+    assert isinstance(first.error, GenerationCancelled)
+    before = server.request_count
+
+    interrupter = interrupt_when(lambda: "rate limited by" in printed_so_far())
+    started = time.monotonic()
+    later = run_cell(ip, "%%meshimage --size 64x64\nAn owl")
+    assert interrupter.finished() is not None, f"the later cell did not wait: {later.error!r}"
+    assert isinstance(later.error, GenerationCancelled)
+    assert time.monotonic() - started < WAIT  # not the 60 s of the pause
+    waited = rf"rate limited by 127\.0\.0\.1:{server.port}, retrying in (5\d|60) s"
+    assert re.search(waited, later.stdout), later.stdout
+    assert server.request_count == before  # nothing was sent while the host was paused
 
 
 def test_a_blocking_cell_over_max_images_per_cell_fails_before_sending(

@@ -52,7 +52,7 @@ from ..errors import (
     StreamFailedError,
     TransportError,
 )
-from ..events import Completed, Retrying, StatusChanged, StreamEvent
+from ..events import Completed, RateLimited, Retrying, StatusChanged, StreamEvent
 from ..images import GeneratedImage, check_image, decode_base64, decode_data_url
 from ..redact import clip, display_url, guard_loggers, redact, redact_value, strip_userinfo
 from ..request import ImageRequest
@@ -176,7 +176,9 @@ class MeshClient:
         attempt = 1
         gate = gate_for(self.base_url)
         while True:
-            await gate.ready()  # a 429 to another run of this host holds this one too
+            if gate.remaining > 0:  # a 429 to another run of this host holds this one too
+                yield RateLimited(urlsplit(self.base_url).netloc.rpartition("@")[2], gate.remaining)
+                await gate.ready()
             try:
                 async with aclosing(self._attempt(request, body, headers)) as events:
                     async for event in events:
@@ -350,6 +352,7 @@ class MeshClient:
         cap: Cap,
     ) -> Completed:
         images: list[GeneratedImage] = []
+        undecoded: list[str] = []  # the good images are kept; these are said after
         for index, item in enumerate(items):
             what = f"image {index + 1} of {len(items)}"
             if not isinstance(item, dict):
@@ -365,9 +368,11 @@ class MeshClient:
                     )
                 )
             except ImageDecodeError as exc:
-                raise ImageDecodeError(f"{exc} (request {request_id})") from None
+                undecoded.append(str(exc))
             item.clear()  # drop the base64 text as soon as its bytes exist
             await asyncio.sleep(0)  # a cancel (interrupt) takes effect between images
+        if undecoded and not images:
+            raise ImageDecodeError(f"{undecoded[0]} (request {request_id})")
         if not images:
             raise StreamError(f"the server returned no images (request {request_id})")
         model = extra.get("model")
@@ -377,6 +382,7 @@ class MeshClient:
             usage=redact_value(usage, EXTRA_LIMIT) if isinstance(usage, dict) else None,
             model=clip(str(model), 120) if model else request.model,
             extra=redact_value(extra, EXTRA_LIMIT),
+            undecoded=tuple(undecoded),
         )
 
     async def _image_bytes(self, item: dict[str, Any], what: str, cap: Cap) -> bytes:

@@ -371,5 +371,6 @@ def make_images(params: EditParams, fault: Fault | None) -> list[tuple[bytes, st
             images.append((pictures.bomb_png(), "png"))
         else:
             data = pictures.encode(render_edit(params, index), "png")
-            images.append((pictures.truncated(data) if kind == "truncated_png" else data, "png"))
+            spoiled = kind == "truncated_png" or (kind == "one_corrupt" and index == count - 1)
+            images.append((pictures.truncated(data) if spoiled else data, "png"))
     return images

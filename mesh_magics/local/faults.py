@@ -5,7 +5,8 @@ A spec is a short string, set on the server or per request:
 - ``status:CODE``: answer CODE with the protocol's JSON error envelope;
 - ``html:CODE`` / ``text:CODE``: answer CODE with an HTML / plain-text page, like a proxy;
 - stream faults: ``error_frame``, ``drop``, ``cut``, ``stall``, ``malformed``;
-- image faults: ``not_image``, ``truncated_png``, ``bomb``, ``fewer``.
+- image faults: ``not_image``, ``truncated_png``, ``one_corrupt`` (the last of n images is
+  a truncated PNG), ``bomb``, ``fewer``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from . import numbers
 
 STREAM_FAULTS = frozenset({"error_frame", "drop", "cut", "stall", "malformed"})
-IMAGE_FAULTS = frozenset({"not_image", "truncated_png", "bomb", "fewer"})
+IMAGE_FAULTS = frozenset({"not_image", "truncated_png", "one_corrupt", "bomb", "fewer"})
 PAGE_FAULTS = frozenset({"status", "html", "text"})
 
 # status -> (error code, message) as the error table of docs/protocol.md gives them.

@@ -47,7 +47,7 @@ def make_images(params: ImageParams, fault: Fault | None) -> list[tuple[bytes, s
                 transparent=params.transparent,
                 background=background,
             )
-            if kind == "truncated_png":
+            if kind == "truncated_png" or (kind == "one_corrupt" and index == count - 1):
                 images.append((pictures.truncated(pictures.encode(img, "png")), "png"))
             else:
                 data = pictures.encode(img, params.output_format, params.output_compression)

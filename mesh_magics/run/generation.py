@@ -235,6 +235,13 @@ class Generation:
                 # The images are here and paid for: a cancel that comes now (an interrupt,
                 # a sweep's Cancel) lets the write finish and the run end as done.
                 await put
+        if completed.undecoded:
+            raise IncompleteResultError(
+                f"{completed.undecoded[0]} (request {result.request_id}); the "
+                f"{count_images(len(result))} that decoded are kept (stored, bound and shown; "
+                "also the error's .result)",
+                result,
+            )
         if len(result) < self.request.n:
             raise IncompleteResultError(
                 f"asked for {count_images(self.request.n)}, the server returned {len(result)} "

@@ -12,7 +12,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from ..events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent, count_images
+from ..events import (
+    Completed,
+    PartialImage,
+    RateLimited,
+    Retrying,
+    StatusChanged,
+    StreamEvent,
+    count_images,
+)
 
 
 def describe(event: StreamEvent) -> str:
@@ -21,6 +29,8 @@ def describe(event: StreamEvent) -> str:
         return event.status
     if isinstance(event, Retrying):
         return f"{event.reason}; retrying in {event.delay:.1f} s (attempt {event.attempt})"
+    if isinstance(event, RateLimited):
+        return f"rate limited by {event.host}, retrying in {event.delay:.0f} s"
     if isinstance(event, PartialImage):
         return f"preview {event.index + 1} received"
     if isinstance(event, Completed):

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..events import Retrying, StreamEvent
+from ..events import RateLimited, Retrying, StreamEvent
 from ..redact import one_line
 from . import _ipywidgets_importable, in_kernel, interactive_frontend
 from .base import describe, failure_line
@@ -226,7 +226,7 @@ class StreamTextSweepView(SweepView):
 
     def update(self, index: int, event: StreamEvent) -> None:
         super().update(index, event)
-        if isinstance(event, Retrying):  # worth a line of its own; other statuses are not
+        if isinstance(event, Retrying | RateLimited):  # worth a line of its own; others not
             self._write(f"   {self.run_line(index)}")
 
     def run_ended(
