@@ -43,9 +43,9 @@ class Completed:
     extra: dict[str, Any] = field(default_factory=dict)  # created, size, quality, ...
 
 
-def count_images(n: int) -> str:
-    """`1 image`, `3 images`: how every view and summary says it."""
-    return f"{n} image" if n == 1 else f"{n} images"
+def plural(n: int, word: str) -> str:
+    """`1 image`, `3 images`, `1 run`: a count and its noun, as every line says it."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 StreamEvent = StatusChanged | Retrying | PartialImage | Completed

@@ -20,6 +20,7 @@ from .api import (
     request_fields,
 )
 from .errors import MeshError, OptionError
+from .events import plural
 from .schema import SETTINGS, check
 from .settings import ClientSettings, client_settings, configured
 
@@ -159,7 +160,8 @@ def sweep_view(
     from .views.sweep import make_sweep_view
 
     images = sum(run.request.n for run in generations or [])
-    heading = f"sweep · {len(sweep.runs)} runs" + (f" · {images} images" if images else "")
+    heading = f"sweep · {plural(len(sweep.runs), 'run')}"
+    heading += f" · {plural(images, 'image')}" if images else ""
     labels = [f"{r.label} · {r.prompt[:40]}" for r in sweep.runs]
     return make_sweep_view(heading, labels, progress, shell, on_cancel=on_cancel)
 
@@ -237,7 +239,8 @@ def check_image_count(
     limit = config["max_images_per_cell"]
     if count > limit and not allow:
         raise OptionError(
-            f"this would make {count} images in {len(generations)} runs, more than "
+            f"this would make {plural(count, 'image')} in {plural(len(generations), 'run')}, "
+            "more than "
             f"MeshImageMagics.max_images_per_cell ({limit}); add --yes to go ahead"
         )
     return count

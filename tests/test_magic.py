@@ -86,6 +86,7 @@ def test_failures_are_short_fail_the_cell_and_keep_the_old_value(
     assert ip.user_ns["t_keep"] == "old value"
     rendered = run.error._render_traceback_()  # type: ignore[union-attr]
     assert len(rendered) == 1 and "Traceback" not in rendered[0]
+    assert rendered[0].startswith(f"{error.__name__}: ")  # the name to catch it by
 
 
 def test_usage_errors_happen_before_any_request(ip: InteractiveShell, server: LocalServer) -> None:
@@ -172,7 +173,7 @@ def test_error_labels_follow_the_colour_scheme(ip: InteractiveShell) -> None:
     saved = ip.colors
     try:
         ip.colors = "nocolor"
-        assert error._render_traceback_() == ["UsageError: bad"]
+        assert error._render_traceback_() == ["OptionError: bad"]
         ip.colors = "linux"
         assert "\x1b[" in error._render_traceback_()[0]
     finally:

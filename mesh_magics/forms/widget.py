@@ -243,7 +243,7 @@ class MeshForm:
             run = prepare(normal_prompt(state.prompt), state.fields, config=self._config,
                           base_url=self._base_url, cell=code)  # fmt: skip
         except Exception as exc:
-            self._say(f"✗ {getattr(exc, 'label', type(exc).__name__)}: {exc}")
+            self._say(f"✗ {type(exc).__name__}: {exc}")
             return None
         run.watch(_FormWatcher(self, state))
         self.run = run
@@ -284,7 +284,7 @@ class MeshForm:
         if run.status != "done":
             error = run.exception()
             self.bar.bar_style = "danger"
-            self._say(f"✗ {getattr(error, 'label', type(error).__name__)}: {error}")
+            self._say(f"✗ {type(error).__name__}: {error}")
         else:
             result = run.result()
             self.results.insert(0, result)

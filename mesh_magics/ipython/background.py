@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from ..events import StreamEvent
+from ..events import StreamEvent, plural
 from ..run.jobs import jobs
 from ..run.wait import run_blocking
 from ..views import interactive_frontend, make_view
@@ -110,8 +110,7 @@ class _CellWatcher:
     def ended(self, run: Generation) -> None:
         if run.status != "done":
             error = run.exception()
-            label = getattr(error, "label", type(error).__name__)
-            self._view.fail(f"{label}: {error}")
+            self._view.fail(f"{type(error).__name__}: {error}")
             return
         result = run.result()
         self._view.finish(result.summary())
@@ -139,8 +138,8 @@ def start_sweep_in_cell(
     view = sweep_view(
         sweep, progress, shell, generations, on_cancel=lambda: [g.cancel() for g in generations]
     )
-    place = display({"text/plain": f"⏳ sweep · {len(generations)} runs · starting"}, raw=True,
-                    display_id=True)  # fmt: skip
+    starting = f"⏳ sweep · {plural(len(generations), 'run')} · starting"
+    place = display({"text/plain": starting}, raw=True, display_id=True)
     slot = display({"text/plain": ""}, raw=True, display_id=True)
     started = _Once(lambda: view.start(place))
     ended = _SweepEnd(sweep, generations, view, slot, settle_run, short_error)

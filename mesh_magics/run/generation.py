@@ -35,7 +35,7 @@ from ..errors import (
     IncompleteResultError,
     MeshError,
 )
-from ..events import Completed, StreamEvent, count_images
+from ..events import Completed, StreamEvent, plural
 from .engine import Engine, engine
 from .usage import session_usage
 
@@ -63,8 +63,6 @@ class Watcher(Protocol):
 
 class StillRunning(MeshError):
     """The images of a run were asked for before it finished."""
-
-    label = "StillRunning"
 
 
 EventSource = Callable[[], AsyncGenerator[StreamEvent, None]]
@@ -234,7 +232,7 @@ class Generation:
             await asyncio.to_thread(self.store.put, result, api_host=self.api_host, cell=self.cell)
         if len(result) < self.request.n:
             raise IncompleteResultError(
-                f"asked for {count_images(self.request.n)}, the server returned {len(result)} "
+                f"asked for {plural(self.request.n, 'image')}, the server returned {len(result)} "
                 f"(request {result.request_id}); nothing was bound. The images that came are "
                 "in sys.last_value.result",
                 result,
@@ -321,9 +319,9 @@ class Generation:
         if request.inputs:
             operation = request.body.get("operation", "edit")
             return f"{operation} of {request.inputs[0].label} · {request.model} · " + (
-                count_images(request.n)
+                plural(request.n, "image")
             )
-        return f"{request.model} · {request.size} · {count_images(request.n)}"
+        return f"{request.model} · {request.size} · {plural(request.n, 'image')}"
 
     def _cancel_message(self) -> str:
         return f"cancelled after {self.elapsed:.1f} s; the request was closed, no images"

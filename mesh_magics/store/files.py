@@ -24,8 +24,6 @@ _EXTENSIONS = {"jpeg": "jpg"}
 class StoreError(MeshError):
     """The store cannot be read."""
 
-    label = "StoreError"
-
 
 class StoredImageError(StoreError):
     """A stored image file is missing, or its bytes no longer hash to its name."""

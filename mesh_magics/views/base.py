@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from ..events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent, count_images
+from ..events import Completed, PartialImage, Retrying, StatusChanged, StreamEvent, plural
 
 
 def describe(event: StreamEvent) -> str:
@@ -24,7 +24,7 @@ def describe(event: StreamEvent) -> str:
     if isinstance(event, PartialImage):
         return f"preview {event.index + 1} received"
     if isinstance(event, Completed):
-        return f"received {count_images(len(event.images))}"
+        return f"received {plural(len(event.images), 'image')}"
     return ""
 
 
