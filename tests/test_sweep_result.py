@@ -385,8 +385,8 @@ def test_sweep_error_says_how_many_failed_and_why() -> None:
     error = SweepError.of(sweep)
     assert str(error) == (
         "3 of 8 runs failed: RateLimitError: 429 rate_limit_exceeded: Slow <down> (2), "
-        "InternalServerError: 500 server_error: boom (1); the sweep is bound and shown; .retry() runs "
-        "only the failed ones"
+        "InternalServerError: 500 server_error: boom (1); the sweep is bound and shown; "
+        ".retry() runs only the failed ones"
     )
     assert error.sweep is sweep and isinstance(error, MeshError)
     assert error._render_traceback_() == [f"SweepError: {error}"]
