@@ -28,7 +28,15 @@ from .errors import OptionError
 from .request import build_edit_request, build_request
 from .run.generation import Generation
 from .run.wait import run_blocking
-from .schema import PROMPTLESS, REQUEST_FIELDS, SETTINGS, check
+from .schema import (
+    MAX_JSON_DEPTH,
+    PROMPTLESS,
+    REQUEST_FIELDS,
+    SETTINGS,
+    check,
+    not_too_deep,
+    shown,
+)
 from .settings import ClientSettings, client_settings, configured
 
 if TYPE_CHECKING:
@@ -129,10 +137,11 @@ def request_fields(fields: Mapping[str, Any], params: Mapping[str, Any] | None) 
             checked[name] = value
     for name, value in checked.items():  # NaN or an object would fail later, in the run
         try:
-            json.dumps(value, allow_nan=False)
+            json.dumps(not_too_deep(value), allow_nan=False)
         except (TypeError, ValueError):
             raise OptionError(
-                f"{name}: invalid value {value!r}; expected JSON with finite numbers"
+                f"{name}: invalid value {shown(value)}; expected JSON with finite "
+                f"numbers, nested at most {MAX_JSON_DEPTH} levels"
             ) from None
     return checked
 

@@ -18,11 +18,13 @@ import json
 import keyword
 import math
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import OptionError
+from .redact import clip
 
 # -- kinds of values ------------------------------------------------------------------------
 
@@ -207,8 +209,16 @@ class ImageSource(Kind):
         return text
 
 
+MAX_JSON_DEPTH = 32  # no request field nests deeper; deeper would recurse later (dumps, store)
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than `MAX_JSON_DEPTH`."""
+
+
 def loads_finite(text: str) -> Any:
-    """`json.loads` that refuses NaN and Infinity (they are not JSON, and no API takes them)."""
+    """`json.loads` that refuses NaN and Infinity (they are not JSON, and no API takes them),
+    and JSON nested deeper than `MAX_JSON_DEPTH` (`TooDeep`)."""
 
     def refuse(name: str) -> Any:
         raise ValueError(f"{name} is not a finite number")
@@ -217,7 +227,34 @@ def loads_finite(text: str) -> Any:
         value = float(literal)
         return value if math.isfinite(value) else refuse(literal)  # 1e999 overflows to inf
 
-    return json.loads(text, parse_constant=refuse, parse_float=finite)
+    try:
+        value = json.loads(text, parse_constant=refuse, parse_float=finite)
+    except RecursionError:  # the parser recurses per level: 100,000 [ overflow its stack
+        raise TooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    return not_too_deep(value)
+
+
+def not_too_deep(value: Any) -> Any:
+    """`value`, once it is known to nest lists and objects at most `MAX_JSON_DEPTH` deep."""
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise TooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in `value`, walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:  # past the limit the answer is known
+                stack.extend((child, level + 1) for child in _children(item))
+    return deepest
+
+
+def _children(item: dict[str, Any] | list[Any] | tuple[Any, ...]) -> list[Any]:
+    return list(item.values()) if isinstance(item, dict) else list(item)
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -410,7 +447,13 @@ def check(option: Option, value: Any, *, source: str | None = None) -> Any:
     try:
         return kind.convert(value)
     except ValueError as exc:
-        raise OptionError(f"{source or option.flag}: invalid value {value!r}; {exc}") from None
+        raise OptionError(f"{source or option.flag}: invalid value {shown(value)}; {exc}") from None
+
+
+def shown(value: Any) -> str:
+    """`value` as a message shows it: a short, shallow repr (a value may be megabytes long
+    or nested 100,000 deep, and the message is one line)."""
+    return clip(reprlib.repr(value), 80)
 
 
 # -- help, derived ----------------------------------------------------------------------------

@@ -37,6 +37,14 @@ from .test_faults import settled
 WITHIN = 20.0  # seconds: a generous bound for a subprocess on a loaded 2-core machine
 
 
+def nested(depth: int) -> list[Any]:
+    """A list in a list ... `depth` deep, built without recursion."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 # -- plain scripts ---------------------------------------------------------------------------
 
 
@@ -422,6 +430,10 @@ def test_agenerate_raises_the_runs_error(server: LocalServer) -> None:
         ({"params": {"style": math.nan}}, "style: invalid value nan"),
         ({"params": {"style": [1, math.inf]}}, "style: invalid value [1, inf]"),
         ({"params": {"user": {1, 2}}}, "user: invalid value {1, 2}; expected JSON"),
+        (
+            {"params": {"deep": nested(100_000)}},
+            "deep: invalid value [[[[[[[...]]]]]]]; expected",
+        ),
         (
             {"optimize_prompt_options": {"weight": math.nan}},
             "optimize_prompt_options: invalid value {'weight': nan}",

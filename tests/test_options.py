@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from IPython.core.interactiveshell import InteractiveShell
 
 from mesh_magics.errors import OptionError
 from mesh_magics.ipython.cell import CellOptions, interpolate, parse_cell
+from mesh_magics.local import LocalServer
 from mesh_magics.request import ImageRequest, build_request
 
+from .conftest import refused
 from .servers import png_bytes
 
 PNG_URL = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
@@ -384,3 +387,17 @@ def test_prompts_from_a_variable() -> None:
     assert "non-empty list of strings" in usage_error("--prompts ideas", None, ideas="A fox")
     assert "no variable 'nope'" in usage_error("--prompts nope", None)
     assert "leave the cell text out" in usage_error("--prompts ideas", "A fox", ideas=["x"])
+
+
+# -- malformed input: one line, nothing sent, nothing bound ---------------------------------
+
+
+def test_json_nested_100000_deep_is_a_one_line_error(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    message = refused(ip, server, f"%%meshimage -o t_out -p x={deep}\nA fox")
+    assert "-p x" in message and "nested deeper" in message
+    message = refused(ip, server, f"%%meshimage -o t_out --optimize-prompt-options {deep}\nA fox")
+    assert "--optimize-prompt-options" in message
+    assert body(f"-p x={'[' * 30}{']' * 30}", "A fox")["x"]  # reasonable nesting still goes

@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import OptionError
-from ..schema import BY_FLAG, PROMPTLESS, REQUEST_FIELDS, Boolean, Option, check, loads_finite
+from ..schema import (
+    BY_FLAG,
+    PROMPTLESS,
+    REQUEST_FIELDS,
+    Boolean,
+    Option,
+    TooDeep,
+    check,
+    loads_finite,
+)
 
 # -- the parsed cell ------------------------------------------------------------------------
 
@@ -370,6 +379,8 @@ def _json_or_text(source: str, key: str, value: str, raw: str | None) -> Any:
             continue
         try:
             return loads_finite(candidate)
+        except TooDeep as exc:
+            raise OptionError(f"{source}: {exc}") from None
         except ValueError:
             continue
     if value.lstrip()[:1] in ("{", "["):
