@@ -14,6 +14,7 @@ into the one message every front end shows: `SOURCE: invalid value V; allowed: .
 
 from __future__ import annotations
 
+import builtins
 import json
 import keyword
 import math
@@ -157,6 +158,42 @@ class Identifier(Kind):
         if not isinstance(value, str) or not value.isidentifier() or keyword.iskeyword(value):
             raise ValueError(f"expected {self.allowed}")
         return value
+
+
+class Binding(Identifier):
+    """A variable name a result may be bound to: one that shadows nothing Python or
+    IPython needs (`-o get_ipython` would break every later magic cell)."""
+
+    allowed = "a Python variable name that is not a builtin or a name IPython keeps, e.g. -o fox"
+
+    def convert(self, value: Any) -> str:
+        name = super().convert(value)
+        reason = shadowed(name)
+        if reason is not None:
+            raise ValueError(f"binding {name} would shadow {reason}; expected {self.allowed}")
+        return name
+
+
+# Names IPython keeps in the user namespace (its history, output cache and own functions).
+_IPYTHON_NAMES = frozenset(
+    {"get_ipython", "exit", "quit", "In", "Out", "_", "__", "___", "_i", "_ii", "_iii",
+     "_ih", "_oh", "_dh", "_sh", "_exit_code"}
+)  # fmt: skip
+_IPYTHON_NUMBERED = re.compile(r"_i?[0-9]+")  # _5 is Out[5], _i5 is In[5]
+
+
+def shadowed(name: str) -> str | None:
+    """What binding `name` in a notebook would shadow (a keyword, a dunder, a builtin, a
+    name IPython keeps), or None when it is free to use. The one rule for every binding."""
+    if keyword.iskeyword(name):
+        return "a Python keyword"
+    if name.startswith("__") and name.endswith("__"):
+        return "a name Python reserves (__dunder__)"
+    if name in _IPYTHON_NAMES or _IPYTHON_NUMBERED.fullmatch(name):
+        return "a name IPython keeps"
+    if hasattr(builtins, name):
+        return f"Python's builtin {name}"
+    return None
 
 
 class BaseUrl(Kind):
@@ -358,7 +395,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("param", ("-p", "--param"), Text(),
            "KEY=VALUE: any other request field; VALUE parsed as JSON when it parses, "
            "else a string; repeatable", request_field=False, metavar="KEY=VALUE"),
-    Option("out", ("-o", "--out"), Identifier(), "bind the result to this variable",
+    Option("out", ("-o", "--out"), Binding(), "bind the result to this variable",
            request_field=False, metavar="NAME"),
     Option("no_display", ("--no-display",), None, "bind, show no images", request_field=False),
     Option("base_url", ("--base-url",), BaseUrl(),

@@ -13,7 +13,6 @@ character are fine.
 from __future__ import annotations
 
 import json
-import keyword
 import math
 import shlex
 from typing import Any
@@ -50,6 +49,7 @@ from mesh_magics.schema import (
     Size,
     Text,
     check,
+    shadowed,
 )
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,7 +121,7 @@ PARAM_KEYS = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter
 )
 PARAMS = st.dictionaries(PARAM_KEYS, JSON_VALUES, max_size=2)
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True).filter(
-    lambda n: not keyword.iskeyword(n)
+    lambda n: shadowed(n) is None  # -o refuses the others
 )
 BASE_URLS = st.just("local") | st.builds(
     "{}://{}{}".format,

@@ -21,7 +21,7 @@ from mesh_magics.errors import (
 from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
 
-from .conftest import FAKE_KEY, run_cell
+from .conftest import FAKE_KEY, refused, run_cell
 from .servers import png_bytes
 from .test_interrupts import CANCEL_BOUND_SECONDS, interrupt_when
 
@@ -277,3 +277,16 @@ def test_dry_run_shows_the_request_and_sends_nothing(
     assert "characters)" in shown and len(shown) < 2000  # the data URL is shortened
     assert FAKE_KEY not in shown
     assert server.requests == [] and "t_dry" not in ip.user_ns
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["get_ipython", "print", "len", "exit", "quit", "In", "Out", "_", "__", "___", "_i", "_ii",
+     "_i3", "_3", "_ih", "_oh", "_dh", "_sh", "__builtins__", "__name__", "class"],
+)  # fmt: skip
+def test_a_name_python_or_ipython_needs_is_refused_for_o(
+    ip: InteractiveShell, server: LocalServer, name: str
+) -> None:
+    message = refused(ip, server, f"%%meshimage -o {name} --size 64x64\nfox", out=name)
+    assert f"-o: invalid value '{name}'" in message and "Python variable name" in message
+    assert run_cell(ip, "%%meshimage -o t_after --size 64x64\nfox").success  # IPython still works
