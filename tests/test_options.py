@@ -383,7 +383,7 @@ def test_each_listed_value_is_checked_like_the_option() -> None:
 
 def test_prompts_from_a_variable() -> None:
     options = parse_cell("--prompts ideas", None, {"ideas": ["A fox", "An {x}"], "x": "owl"})
-    assert options.prompt_list == ["A fox", "An owl"]
+    assert options.prompt_list == ["A fox", "An {x}"]  # a list's items are text, not templates
     assert "non-empty list of strings" in usage_error("--prompts ideas", None, ideas="A fox")
     assert "no variable 'nope'" in usage_error("--prompts nope", None)
     assert "leave the cell text out" in usage_error("--prompts ideas", "A fox", ideas=["x"])

@@ -213,6 +213,19 @@ def test_mixed_failures_bind_show_and_store_the_successes_and_retry_only_the_fai
     assert len(stored(ip)) == 5
 
 
+def test_prompts_from_a_list_are_sent_verbatim_never_formatted(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    rows = ["A fox {os.environ[MESHAPI_API_KEY]}", "An owl {0:>999999999}", "{{kept}} {t_x}"]
+    ip.user_ns.update(t_rows=rows, t_x="filled")
+    run_cell(ip, "import os")
+    run = run_cell(ip, "%meshimage -o t_sw --size 64x64 --prompts t_rows")
+    assert run.success, run.error
+    assert sorted(r.body["prompt"] for r in generations(server)) == sorted(rows)
+    assert [r.prompt for r in ip.user_ns["t_sw"]] == rows
+    assert FAKE_KEY not in repr([r.body for r in server.requests]) + run.stdout + repr(run.outputs)
+
+
 @pytest.mark.parametrize(
     ("models", "says", "hint"),
     [

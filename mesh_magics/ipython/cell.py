@@ -9,6 +9,9 @@
   that looks like an option is prompt text, with a warning naming it.
 - In the line magic the prompt is the rest of the line after the options (`--` ends the
   options early). An option given twice: the last wins.
+- `{name}` fields of the cell's own text are filled from the namespace. The items of a
+  `--prompts NAME` list are data, not templates: they are sent verbatim (a dataset row
+  `{os.environ[...]}` must not read a secret, nor `{0:>999999999}` fill the memory).
 
 The options themselves (flags, kinds, allowed values) are `schema.OPTIONS`. Every mistake
 raises `OptionError` naming the option, the bad value and what is allowed, before any
@@ -115,7 +118,9 @@ def parse_cell(line: str, cell: str | None, namespace: Mapping[str, Any]) -> Cel
         _check_command(options)
         return options
     texts = _prompt_texts(options, namespace, cell is None)
-    options.prompt_list = [_filled(text, namespace, i, len(texts)) for i, text in enumerate(texts)]
+    if options.prompts is None:  # the cell's own text is a template; a list's items are text
+        texts = [_filled(text, namespace, i, len(texts)) for i, text in enumerate(texts)]
+    options.prompt_list = texts
     options.prompt = options.prompt_list[0]
     return options
 
