@@ -34,6 +34,7 @@ from .schema import (
     REQUEST_FIELDS,
     SETTINGS,
     check,
+    check_conflicts,
     not_too_deep,
     shown,
 )
@@ -86,6 +87,7 @@ def prepare(
     from .store import open_store
 
     config = configured() if config is None else config
+    check_conflicts(fields, as_flags=cell is not None)  # each run of a sweep, too
     if inputs:
         request = build_edit_request(prompt, fields, defaults(config, exclude=fields), inputs)
     else:

@@ -474,6 +474,46 @@ REQUEST_FIELDS: dict[str, Option] = {o.dest: o for o in OPTIONS if o.request_fie
 SETTINGS: dict[str, Option] = {o.dest: o for o in OPTIONS if o.config}
 
 
+# -- values that cannot go together ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two values one run cannot have together, and why: each a (dest, value) pair, where
+    the value of a flag is True."""
+
+    first: tuple[str, Any]
+    second: tuple[str, Any]
+    why: str
+
+
+CONFLICTS: tuple[Conflict, ...] = (
+    Conflict(("replay", True), ("fresh", True), "one answers from the store, the other asks "
+             "anew; give one"),
+    Conflict(("background", "transparent"), ("output_format", "jpeg"), "jpeg has no alpha "
+             "channel, so nothing could be transparent; use png or webp"),
+)  # fmt: skip
+
+
+def check_conflicts(values: Mapping[str, Any], *, as_flags: bool) -> None:
+    """An `OptionError` naming both values when `values` (fields and settings, by dest)
+    hold a pair of `CONFLICTS`. `as_flags`: name them as a cell writes them
+    (`--output-format jpeg`), else as keyword arguments (`output_format='jpeg'`)."""
+    for conflict in CONFLICTS:
+        if all(values.get(dest) == value for dest, value in (conflict.first, conflict.second)):
+            first, second = (
+                _spelled(*pair, as_flags) for pair in (conflict.first, conflict.second)
+            )
+            raise OptionError(f"{first} and {second} conflict: {conflict.why}")
+
+
+def _spelled(dest: str, value: Any, as_flags: bool) -> str:
+    if not as_flags:
+        return f"{dest}={value!r}"
+    flag = next(o.flags[0] for o in OPTIONS if o.dest == dest and o.flags)
+    return flag if value is True else f"{flag} {value}"
+
+
 def check(option: Option, value: Any, *, source: str | None = None) -> Any:
     """`value` converted by `option`'s kind, or an `OptionError` that says, in one line,
     where it came from (`source`, default the option's flag), the value and what is

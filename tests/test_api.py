@@ -455,6 +455,26 @@ def test_bad_keywords_are_option_errors_before_anything_is_sent(
     assert server.request_count == 0
 
 
+def test_a_transparent_jpeg_is_refused_naming_both_before_anything_is_sent(
+    server: LocalServer,
+) -> None:
+    where = {"base_url": server.url, "progress": "none"}
+    calls = [
+        lambda: mm.generate("a fox", background="transparent", output_format="jpg", **where),
+        lambda: mm.generate(
+            "a fox", params={"background": "transparent"}, output_format="jpeg", **where
+        ),
+        lambda: mm.sweep(
+            "a fox", background=["opaque", "transparent"], output_format="jpeg", **where
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(OptionError) as raised:
+            call()
+        assert "background='transparent' and output_format='jpeg' conflict" in str(raised.value)
+    assert server.request_count == 0
+
+
 def test_a_missing_prompt_is_an_option_error(server: LocalServer) -> None:
     for prompt in ("", "   ", None):
         with pytest.raises(ValueError, match="no prompt"):

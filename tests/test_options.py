@@ -401,3 +401,29 @@ def test_json_nested_100000_deep_is_a_one_line_error(
     message = refused(ip, server, f"%%meshimage -o t_out --optimize-prompt-options {deep}\nA fox")
     assert "--optimize-prompt-options" in message
     assert body(f"-p x={'[' * 30}{']' * 30}", "A fox")["x"]  # reasonable nesting still goes
+
+
+@pytest.mark.parametrize(
+    ("cell", "named"),
+    [
+        ("%%meshimage -o t_out --replay --fresh\nA fox", ("--replay", "--fresh")),
+        ("%%meshimage -o t_out --fresh\n--replay\nA fox", ("--replay", "--fresh")),
+        (
+            "%%meshimage -o t_out --background transparent --format jpg\nA fox",
+            ("--background transparent", "--output-format jpeg"),
+        ),
+        (
+            "%%meshimage -o t_out -p background=transparent\n--output-format jpeg\nA fox",
+            ("--background transparent", "--output-format jpeg"),
+        ),
+        (  # one run of the sweep would be transparent jpeg: none is sent
+            "%%meshimage -o t_out --background opaque,transparent --format jpeg\nA fox",
+            ("--background transparent", "--output-format jpeg"),
+        ),
+    ],
+)
+def test_conflicting_options_are_refused_naming_both(
+    ip: InteractiveShell, server: LocalServer, cell: str, named: tuple[str, str]
+) -> None:
+    message = refused(ip, server, cell)
+    assert f"{named[0]} and {named[1]} conflict" in message, message

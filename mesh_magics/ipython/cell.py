@@ -37,6 +37,7 @@ from ..schema import (
     Option,
     TooDeep,
     check,
+    check_conflicts,
     loads_finite,
 )
 
@@ -114,6 +115,8 @@ def parse_cell(line: str, cell: str | None, namespace: Mapping[str, Any]) -> Cel
     else:
         _apply(options, line, magic_line=True)
         _read_body(options, cell)
+    check_conflicts({**options.fields, "replay": options.replay, "fresh": options.fresh},
+                    as_flags=True)  # fmt: skip
     if options.command is not None:
         _check_command(options)
         return options
