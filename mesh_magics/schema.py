@@ -562,7 +562,8 @@ def magic_help() -> str:
         "Options go on the magic line, or on lines starting with `-` at the top of the cell;",
         "a line `--` ends them. `# ...` is a comment. `{name}` in the prompt is filled from",
         "your variables; `{{` and `}}` are braces. `%meshimage [options] PROMPT` is the",
-        "one-line form.",
+        "one-line form; there a word starting with `#` among the options begins a comment",
+        "(`%meshimage -o fox  # note`), and `--` goes before a prompt that starts with `#`.",
         "",
     ]
     for option in OPTIONS:

@@ -427,3 +427,15 @@ def test_conflicting_options_are_refused_naming_both(
 ) -> None:
     message = refused(ip, server, cell)
     assert f"{named[0]} and {named[1]} conflict" in message, message
+
+
+def test_a_comment_in_the_line_magic_is_no_prompt(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    message = refused(ip, server, "%meshimage -o t_out --size 64x64 # note to self")
+    assert "no prompt" in message
+    assert "needs a value" in refused(ip, server, "%meshimage -o t_out --size # forgot it")
+    assert "no prompt" in usage_error("-n 2  # two of them", None)
+    assert parse_cell("-n 2 a fox #1 in the snow", None, {}).prompt == "a fox #1 in the snow"
+    assert parse_cell("-n 2 -- #1 fox", None, {}).prompt == "#1 fox"
+    assert parse_cell("--list-models  # the image models", None, {}).list_models

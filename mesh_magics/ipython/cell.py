@@ -8,7 +8,9 @@
 - The first other line starts the prompt, which runs to the end of the cell. A later line
   that looks like an option is prompt text, with a warning naming it.
 - In the line magic the prompt is the rest of the line after the options (`--` ends the
-  options early). An option given twice: the last wins.
+  options early). There too a word starting with `#` where an option could be begins a
+  comment (`%meshimage -o fox  # note` has no prompt; a `#` inside the prompt is text).
+  An option given twice: the last wins.
 - `{name}` fields of the cell's own text are filled from the namespace. The items of a
   `--prompts NAME` list are data, not templates: they are sent verbatim (a dataset row
   `{os.environ[...]}` must not read a secret, nor `{0:>999999999}` fill the memory).
@@ -298,8 +300,8 @@ def _apply(
         if line_magic and word.raw == "--":
             rest = text[word.start + 2 :]
             return word.start + 2 + (len(rest) - len(rest.lstrip())) if rest.strip() else None
-        if not line_magic and word.raw.startswith("#"):
-            return None  # a comment to the end of the line
+        if word.raw.startswith("#"):
+            return None  # a comment to the end of the line, in the line magic too
         if not word.text.startswith("-") or word.text == "-":
             if line_magic:
                 return word.start
@@ -316,7 +318,7 @@ def _apply(
             continue
         if value is None:
             following = next(words, None)
-            if following is None or (not line_magic and following.raw.startswith("#")):
+            if following is None or following.raw.startswith("#"):
                 raise OptionError(f"{flag} needs a value ({option.kind.allowed})")
             value, raw_value = following.text, following.raw
         _store(options, option, flag, value, raw_value)
