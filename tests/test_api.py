@@ -96,6 +96,24 @@ def test_a_script_gets_its_images_with_progress_on_stderr(server: LocalServer) -
     assert server.requests[-1].body["n"] == 2
 
 
+def test_widget_progress_in_a_script_says_it_needs_a_kernel(server: LocalServer) -> None:
+    done = run_script(f"""
+        import mesh_magics as mm
+        for call in (mm.generate, mm.sweep):
+            try:
+                call("a fox", base_url={server.url!r}, size="64x64", progress="widget")
+            except mm.OptionError as exc:
+                print(type(exc).__name__ + ": " + str(exc))
+    """)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout + done.stderr
+    for line in lines:
+        assert line.startswith("OptionError: progress 'widget' needs a Jupyter kernel"), line
+        assert "'auto', 'text' or 'none'" in line
+    assert server.request_count == 0
+
+
 def test_a_script_with_progress_none_prints_nothing(server: LocalServer) -> None:
     done = run_script(f"""
         import sys
