@@ -33,6 +33,7 @@ from .schema import (
     PROMPTLESS,
     REQUEST_FIELDS,
     SETTINGS,
+    STREAM,
     check,
     check_conflicts,
     not_too_deep,
@@ -133,8 +134,10 @@ def request_fields(fields: Mapping[str, Any], params: Mapping[str, Any] | None) 
                 f"unknown field {name!r}: {hint}pass fields the API knows but this package "
                 "does not in params={...}"
             )
-        elif name in ("prompt", "stream"):
-            raise OptionError(f"params: {name!r} is not a parameter here")
+        elif name == "stream":
+            raise OptionError("params: 'stream' is an argument of its own: pass stream=False")
+        elif name == "prompt":
+            raise OptionError("params: 'prompt' is not a parameter here")
         else:
             checked[name] = value
     for name, value in checked.items():  # NaN or an object would fail later, in the run
@@ -172,6 +175,11 @@ def _settings_of_call(
     )
 
 
+def stream_of_call(stream: Any) -> bool:
+    """`stream=` checked as `-p stream=` is: True streams (SSE), False is a plain request."""
+    return bool(check(STREAM, stream, source="stream"))
+
+
 def _call(
     prompt: Any,
     fields: Mapping[str, Any],
@@ -181,6 +189,7 @@ def _call(
     progress: str,
     replay: bool | None,
     edit: tuple[Any, Any] | None = None,
+    stream: Any = True,
 ) -> tuple[Generation, str]:
     """The run a function call asks for, every argument checked; and its progress mode.
     `edit`: the images and mask of an edit, as given."""
@@ -195,6 +204,7 @@ def _call(
         config=config,
         base_url=base_url,
         timeout=timeout,
+        stream=stream_of_call(stream),
         replay=replay,
         inputs=inputs,
     )
@@ -249,6 +259,7 @@ def generate(
     timeout: float | None = None,
     progress: str = "auto",
     replay: bool | None = None,
+    stream: bool = True,
     params: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> ImageResult | Generation:
@@ -259,10 +270,13 @@ def generate(
 
     `background` is also the name of a request field: a string (`"transparent"`,
     `"opaque"`, `"auto"`) is that field, `True`/`False` the way to run. For both, pass
-    the field in `params={"background": "transparent"}`."""
+    the field in `params={"background": "transparent"}`. `stream=False` asks with one
+    plain request instead of a stream of events (the magic's `--no-stream`)."""
     if isinstance(background, str):  # the API's field (transparent, opaque, auto)
         fields["background"], background = background, False
-    run, progress = _call(prompt, fields, params, base_url, timeout, progress, replay)
+    run, progress = _call(
+        prompt, fields, params, base_url, timeout, progress, replay, stream=stream
+    )
     return _go(run, progress, background=bool(background))
 
 
@@ -319,13 +333,16 @@ async def agenerate(
     timeout: float | None = None,
     progress: str = "auto",
     replay: bool | None = None,
+    stream: bool = True,
     params: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> ImageResult:
     """`generate()` for asyncio code (a notebook's top-level `await` included). The work
     runs on the package's own loop thread; this coroutine only waits for it, so the
     caller's loop stays free. Cancelling it cancels the run."""
-    run, progress = _call(prompt, fields, params, base_url, timeout, progress, replay)
+    run, progress = _call(
+        prompt, fields, params, base_url, timeout, progress, replay, stream=stream
+    )
     view = _view(run, progress, _running_shell())
     run.watch(_LoopWatcher(asyncio.get_running_loop(), view))
     view.start()

@@ -18,6 +18,7 @@ from .api import (
     operation_of,
     prepare,
     request_fields,
+    stream_of_call,
 )
 from .errors import MeshError, OptionError
 from .events import plural
@@ -176,6 +177,7 @@ def sweep(
     concurrency: int | None = None,
     yes: bool = False,
     replay: bool | None = None,
+    stream: bool = True,
     params: Mapping[str, Any] | None = None,
     edit: Any = None,
     mask: Any = None,
@@ -218,6 +220,7 @@ def sweep(
         timeout=timeout,
         concurrency=concurrency,
         progress=progress,
+        stream=stream_of_call(stream),
         replay=replay,
         inputs=inputs,
     )

@@ -470,6 +470,9 @@ OPTIONS: tuple[Option, ...] = (
 )  # fmt: skip
 
 BY_FLAG: dict[str, Option] = {flag: option for option in OPTIONS for flag in option.flags}
+# `-p stream=false` in a cell, `stream=False` in the function API (`--no-stream`'s value).
+STREAM = Option("stream", (), Boolean(), "SSE streaming; false: one plain request",
+                request_field=False)  # fmt: skip
 REQUEST_FIELDS: dict[str, Option] = {o.dest: o for o in OPTIONS if o.request_field}
 SETTINGS: dict[str, Option] = {o.dest: o for o in OPTIONS if o.config}
 

@@ -114,6 +114,36 @@ def test_widget_progress_in_a_script_says_it_needs_a_kernel(server: LocalServer)
     assert server.request_count == 0
 
 
+def test_stream_false_from_a_script_sends_one_plain_request(server: LocalServer) -> None:
+    done = run_script(f"""
+        import asyncio
+        import mesh_magics as mm
+        where = dict(base_url={server.url!r}, size="64x64", progress="none", stream=False)
+        result = mm.generate("a plain fox", n=2, **where)
+        print(len(result), result[0].size, result.request["stream"], result.prompt)
+        result = asyncio.run(mm.agenerate("an async fox", **where))
+        print(len(result), result.request["stream"])
+        sweep = mm.sweep(["a fox", "an owl"], **where)
+        print(len(sweep.results), [r.request["stream"] for r in sweep.results])
+        try:
+            mm.generate("a fox", stream="sometimes", base_url={server.url!r})
+        except mm.OptionError as exc:
+            print(exc)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "2 (64, 64) False a plain fox",
+        "1 False",
+        "2 [False, False]",
+        "stream: invalid value 'sometimes'; allowed: true or false",
+    ]
+    received = [r for r in server.requests if r.path.endswith("/images/generations")]
+    assert len(received) == 4
+    for request in received:
+        assert request.body["stream"] is False
+        assert request.headers.get("accept") != "text/event-stream"  # not an SSE request
+
+
 def test_a_script_with_progress_none_prints_nothing(server: LocalServer) -> None:
     done = run_script(f"""
         import sys
@@ -444,7 +474,7 @@ def test_agenerate_raises_the_runs_error(server: LocalServer) -> None:
         ({"qualty": "low"}, "unknown field 'qualty': did you mean quality? pass fields"),
         ({"params": {"seed": math.nan}}, "seed: invalid value nan; expected a whole number"),
         ({"params": {"prompt": "an owl"}}, "params: 'prompt' is not a parameter here"),
-        ({"params": {"stream": False}}, "params: 'stream' is not a parameter here"),
+        ({"params": {"stream": False}}, "params: 'stream' is an argument of its own: pass stream"),
         ({"params": {"style": math.nan}}, "style: invalid value nan"),
         ({"params": {"style": [1, math.inf]}}, "style: invalid value [1, inf]"),
         ({"params": {"user": {1, 2}}}, "user: invalid value {1, 2}; expected JSON"),

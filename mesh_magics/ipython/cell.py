@@ -35,7 +35,7 @@ from ..schema import (
     BY_FLAG,
     PROMPTLESS,
     REQUEST_FIELDS,
-    Boolean,
+    STREAM,
     Option,
     TooDeep,
     check,
@@ -369,15 +369,12 @@ def _store_param(options: CellOptions, flag: str, text: str, raw: str | None) ->
     if key == "prompt":
         raise OptionError(f"{source}: the prompt is the cell text, not a parameter")
     if key == "stream":
-        options.stream = check(_STREAM, value, source=source)
+        options.stream = check(STREAM, value, source=source)
         return
     if key in REQUEST_FIELDS:
         options.fields[key] = check(REQUEST_FIELDS[key], value, source=source)
         return
     options.fields[key] = _json_or_text(source, key, value, raw)
-
-
-_STREAM = Option("stream", ("-p stream",), Boolean(), "stream")
 
 
 def _json_or_text(source: str, key: str, value: str, raw: str | None) -> Any:
