@@ -18,7 +18,7 @@ import shlex
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mesh_magics.errors import OptionError
@@ -49,6 +49,7 @@ from mesh_magics.schema import (
     Size,
     Text,
     check,
+    check_conflicts,
     shadowed,
 )
 
@@ -141,12 +142,21 @@ def states(draw: st.DrawFn) -> FormState:
     names = draw(st.lists(st.sampled_from(SHOWN), unique=True, max_size=7))
     fields = {name: draw(converted(REQUEST_FIELDS[name])) for name in names}
     fields.update(draw(PARAMS))
+    assume(not conflicting(fields))  # a cell refuses these (schema.CONFLICTS)
     return FormState(
         prompt=draw(PROMPTS),
         fields=fields,
         out=draw(st.none() | NAMES),
         base_url=draw(st.none() | BASE_URLS),
     )
+
+
+def conflicting(fields: dict[str, Any]) -> bool:
+    try:
+        check_conflicts(fields, as_flags=True)
+    except OptionError:
+        return True
+    return False
 
 
 def value_text(value: Any) -> str:
