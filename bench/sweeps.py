@@ -140,8 +140,9 @@ def sweep_without_store(
     """`mm.sweep(PROMPT, seed=seeds, size=size, progress="none")` with the store off (which
     `mm.sweep` takes from the settings alone): the same steps, timed as a whole."""
     from mesh_magics.api import request_fields
-    from mesh_magics.research import check_image_count, prepare_sweep
+    from mesh_magics.research import prepare_sweep
     from mesh_magics.run.sweep import run_sweep_blocking
+    from mesh_magics.schema import check_image_count
     from mesh_magics.settings import configured
     from mesh_magics.views.sweep import make_sweep_view
 
@@ -157,7 +158,8 @@ def sweep_without_store(
         concurrency=concurrency,
         progress="none",
     )
-    check_image_count(sweep, generations, config, allow=True)
+    images = sum(run.request.n for run in generations)
+    check_image_count(images, len(generations), config, allow=True)
     view = make_sweep_view("sweep", [run.label for run in sweep.runs], "none")
     run_sweep_blocking(sweep, generations, view)
     elapsed = time.perf_counter() - started

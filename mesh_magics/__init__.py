@@ -25,6 +25,8 @@ if TYPE_CHECKING:
         GenerationTimeout,
         MeshError,
         OptionError,
+        RunInterrupted,
+        StillRunning,
     )
     from .forms.widget import form
     from .ipython.magic import MeshImageMagics
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from .results.metadata import read_metadata
     from .results.result import ImageResult
     from .results.sweep import ImageSweep, SweepError
-    from .run.generation import Generation, StillRunning
+    from .run.generation import Generation
 
 _LAZY = {
     "generate": "api",
@@ -44,7 +46,8 @@ _LAZY = {
     "ImageSweep": "results.sweep",
     "SweepError": "results.sweep",
     "Generation": "run.generation",
-    "StillRunning": "run.generation",
+    "StillRunning": "errors",
+    "RunInterrupted": "errors",
     "ImageResult": "results.result",
     "read_metadata": "results.metadata",
     "MeshImageMagics": "ipython.magic",
@@ -90,6 +93,7 @@ __all__ = [
     "MeshError",
     "MeshImageMagics",
     "OptionError",
+    "RunInterrupted",
     "StillRunning",
     "SweepError",
     "__version__",

@@ -24,9 +24,10 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import OptionError
+from .errors import IncompleteResultError, OptionError
 from .request import build_edit_request, build_request
 from .run.generation import Generation
+from .run.lifecycle import Delivery, deliver
 from .run.wait import run_blocking
 from .schema import (
     MAX_JSON_DEPTH,
@@ -323,7 +324,20 @@ def _go(run: Generation, progress: str, *, background: bool) -> ImageResult | Ge
 
             return start_in_cell(run, shell, progress)
         return run.start()
-    return run_blocking(run, _view(run, progress, shell))
+    try:
+        return run_blocking(run, _view(run, progress, shell))
+    except IncompleteResultError as exc:  # billed images are kept and shown, then raised
+        deliver(exc.result, Delivery(show=_show_in_notebook), failure=exc, returns=True)
+        raise
+
+
+def _show_in_notebook(value: Any) -> None:
+    """Display `value` where a notebook shows it: a function's value is shown by its cell
+    only when the call returns, so one that is about to raise is shown here."""
+    if _running_shell() is not None:
+        from IPython.display import display
+
+        display(value)
 
 
 async def agenerate(

@@ -56,7 +56,12 @@ class ConfigError(MeshError):
 
 
 class GenerationCancelled(MeshError):
-    """The user interrupted the kernel or pressed Cancel; nothing was bound."""
+    """The user interrupted the kernel or pressed Cancel. What had finished (a sweep's
+    finished runs) is kept: bound, shown, and on the error as `.partial` (or None)."""
+
+    def __init__(self, message: str, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class GenerationTimeout(MeshError):
@@ -80,9 +85,15 @@ class SaveError(MeshError, OSError):
     do. An `OSError` too, so `except OSError` around a save keeps working."""
 
 
+class StillRunning(MeshError):
+    """The images of a run (or a sweep's `save()`, `retry()`) were asked for before it
+    finished."""
+
+
 class IncompleteResultError(MeshError):
-    """Fewer images came back than were asked for. Nothing is bound; the images that did
-    come are kept on the error as `.result` (reach it with `sys.last_value.result`)."""
+    """Fewer good images came back than were asked for (some missing, or not decodable).
+    The images that did come are kept: stored, bound and shown as any result, and on the
+    error as `.result`."""
 
     def __init__(self, message: str, result: Any) -> None:
         super().__init__(message)
@@ -198,3 +209,14 @@ def _describe_detail(detail: Any) -> str:
         msg = detail.get("msg") or detail.get("message") or detail
         return f"{where}: {msg}" if where else str(msg)
     return str(detail)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A `KeyboardInterrupt` (Ctrl-C, a kernel interrupt) that stopped a blocking run or
+    sweep from Python. It stays a `KeyboardInterrupt`, so scripts stop as they expect;
+    what had finished and was billed rides on it as `.partial` (an `ImageSweep` of the
+    finished and cancelled runs, or None), and is already in the store."""
+
+    def __init__(self, message: str, partial: Any = None) -> None:
+        super().__init__(redact(message))
+        self.partial = partial

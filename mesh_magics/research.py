@@ -14,6 +14,7 @@ from .api import (
     _prompt,
     _running_shell,
     _settings_of_call,
+    _show_in_notebook,
     edit_inputs_of_call,
     operation_of,
     prepare,
@@ -22,7 +23,7 @@ from .api import (
 )
 from .errors import MeshError, OptionError
 from .events import plural
-from .schema import SETTINGS, check
+from .schema import SETTINGS, check, check_image_count
 from .settings import ClientSettings, client_settings, configured
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ def history(
     model or the request id); each an `ImageResult` whose images load when touched."""
     from .results.history import History
     from .store import open_store
+    from .store.store import history_limit
 
+    limit = history_limit(limit)  # checked even when the store is off
     store = open_store(configured() if config is None else config)
     return History(store.history(text, limit) if store is not None else [])
 
@@ -178,6 +181,7 @@ def sweep(
     yes: bool = False,
     replay: bool | None = None,
     stream: bool = True,
+    raise_errors: bool = True,
     params: Mapping[str, Any] | None = None,
     edit: Any = None,
     mask: Any = None,
@@ -185,19 +189,34 @@ def sweep(
 ) -> ImageSweep:
     """Every combination of `prompts` and the list-valued fields (`model`, `size`,
     `quality`, `seed`, `output_format`, `background`, `moderation`), run concurrently;
-    the `ImageSweep`. Failed runs don't raise: see `.failed`, `.retry()`. More than
-    `max_images_per_cell` images is an error before anything is sent, unless `yes=True`.
+    the `ImageSweep`. More than `max_images_per_cell` images is an error before anything
+    is sent, unless `yes=True`.
+
+    When runs fail, the sweep is shown (in a notebook) and `SweepError` is raised; it
+    carries the sweep as `.sweep`, whose `.retry()` runs the failed ones again.
+    `raise_errors=False` returns the sweep instead (see `.failed`). Ctrl-C raises
+    `RunInterrupted`, a `KeyboardInterrupt`, with the finished runs as `.partial`.
+
+    `background=True` returns the sweep at once as a handle (`status`, `cancel()`,
+    `wait()`, `result(timeout)`); in a notebook its progress and grid land in the cell.
 
     `edit` (and `mask`): every run edits these images, as `mm.edit()` takes them; e.g.
     `mm.sweep("At night", edit=fox, model=["openai/gpt-image-1", "local/sketch"])`."""
     from .ipython.cell import SWEEPABLE
+    from .results.sweep import SweepError
+    from .run.lifecycle import Delivery, deliver
     from .run.sweep import run_sweep_blocking
 
     if isinstance(background, str | list):  # the API's field, not the way to run
         fields["background"], background = background, False
     texts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not texts:
+        raise OptionError("no prompts: give at least one prompt to sweep")
     swept = {name: fields.pop(name) for name in list(fields) if name in SWEEPABLE and
              isinstance(fields[name], list | tuple)}  # fmt: skip
+    for name, values in swept.items():
+        if not values:
+            raise OptionError(f"{name}: an empty list sweeps nothing; give at least one value")
     checked_swept = {
         name: [request_fields({name: value}, None)[name] for value in values]
         for name, values in swept.items()
@@ -224,26 +243,18 @@ def sweep(
         replay=replay,
         inputs=inputs,
     )
-    check_image_count(made, generations, config, allow=yes)
+    images = sum(run.request.n for run in generations)
+    check_image_count(images, len(generations), config, allow=yes)
     shell = _running_shell()
-    if background and shell is not None:
-        from .ipython.background import start_sweep_in_cell
+    if background:
+        if shell is not None:
+            from .ipython.background import start_sweep_in_cell
 
-        return start_sweep_in_cell(made, generations, shell, progress)
-    return run_sweep_blocking(made, generations, sweep_view(made, progress, shell, generations))
-
-
-def check_image_count(
-    sweep: ImageSweep, generations: list[Generation], config: Mapping[str, Any], *, allow: bool
-) -> int:
-    """The number of images a sweep would make; more than `max_images_per_cell` is an
-    error before anything is sent, unless `allow` (`--yes`)."""
-    count = sum(run.request.n for run in generations)
-    limit = config["max_images_per_cell"]
-    if count > limit and not allow:
-        raise OptionError(
-            f"this would make {plural(count, 'image')} in {plural(len(generations), 'run')}, "
-            "more than "
-            f"MeshImageMagics.max_images_per_cell ({limit}); add --yes to go ahead"
-        )
-    return count
+            return start_sweep_in_cell(made, generations, shell, progress)
+        for sweep_run, run in zip(made.runs, generations, strict=True):
+            sweep_run.run = run.start()
+        return made
+    run_sweep_blocking(made, generations, sweep_view(made, progress, shell, generations))
+    failure = SweepError.of(made) if made.failed and raise_errors else None
+    deliver(made, Delivery(show=_show_in_notebook), failure=failure, returns=True)
+    return made

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import OptionError
+from .events import plural
 from .redact import clip
 
 # -- kinds of values ------------------------------------------------------------------------
@@ -537,6 +538,18 @@ def shown(value: Any) -> str:
 
 
 # -- help, derived ----------------------------------------------------------------------------
+
+
+def check_image_count(images: int, runs: int, config: Mapping[str, Any], *, allow: bool) -> None:
+    """More than `max_images_per_cell` images (`-n` times the runs: `-n 3` over two
+    models is 6) is an error before anything is sent, unless `allow` (`--yes`)."""
+    limit = config["max_images_per_cell"]
+    if images > limit and not allow:
+        runs_text = f" in {plural(runs, 'run')}" if runs != 1 else ""
+        raise OptionError(
+            f"this would make {plural(images, 'image')}{runs_text}, more than "
+            f"MeshImageMagics.max_images_per_cell ({limit}); add --yes to go ahead"
+        )
 
 
 def setting_kind(option: Option) -> Kind:

@@ -25,12 +25,13 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import mesh_magics as mm
 from mesh_magics import api
-from mesh_magics.errors import GenerationCancelled, OptionError
+from mesh_magics.errors import AuthenticationError, GenerationCancelled, OptionError
 from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
 from mesh_magics.run.engine import engine
 from mesh_magics.run.generation import Generation
 
+from .conftest import run_cell
 from .servers import ScriptedServer, b64, png_bytes, sse_frame
 from .test_faults import settled
 
@@ -176,12 +177,14 @@ def test_a_failure_in_a_script_is_an_exception_and_a_failed_line(server: LocalSe
 def test_ctrl_c_in_a_script_cancels_the_run_and_closes_its_connection(
     server: LocalServer,
 ) -> None:
+    """In Python an interrupt stays a KeyboardInterrupt (a `RunInterrupted`)."""
     server.latency = 30
     script = start_script(f"""
         import mesh_magics as mm
         try:
             mm.generate("a fox", base_url={server.url!r}, size="64x64")
-        except mm.GenerationCancelled as error:
+        except KeyboardInterrupt as error:
+            print(type(error).__name__, error.partial)
             print("cancelled:", error)
     """)
     try:
@@ -195,7 +198,7 @@ def test_ctrl_c_in_a_script_cancels_the_run_and_closes_its_connection(
             script.kill()
             script.wait()
     assert script.returncode == 0, err
-    assert out.startswith("cancelled: cancelled by an interrupt after ")
+    assert out.startswith("RunInterrupted None\ncancelled: cancelled by an interrupt after ")
     assert out.rstrip().endswith("the request was closed, nothing was bound")
     assert err.splitlines()[-1].startswith("✗ openai/gpt-image-1 · 64x64 · 1 image · cancelled")
     assert server.wait_for_disconnect(5)
@@ -612,10 +615,38 @@ def test_generate_follows_the_sessions_config(
     assert server.requests[-1].body["quality"] == "high"
 
 
-def test_background_in_a_terminal_session_runs_in_the_foreground(
-    ip: InteractiveShell, server: LocalServer, capsys: pytest.CaptureFixture[str]
+def test_background_runs_in_a_terminal_session_run_together_and_their_cell_waits(
+    ip: InteractiveShell, server: LocalServer
 ) -> None:
-    handle = mm.generate("a fox", size="64x64", background=True, progress="none")
-    assert isinstance(handle, Generation)
-    assert handle.status == "done" and len(handle) == 1
-    assert "running in the foreground" in capsys.readouterr().err
+    """Where nothing could show a run after its cell (a terminal, nbclient), background
+    runs still run concurrently; the cell that started them waits for them at its end,
+    and says nothing about a foreground."""
+    server.latency = 1.0
+    run = run_cell(
+        ip,
+        "import mesh_magics as mm\n"
+        "t_handles = [mm.generate(f'a fox {i}', size='64x64', background=True, "
+        "progress='none') for i in range(4)]\n"
+        "t_started = [h.status for h in t_handles]",
+    )
+    assert run.success, run.error
+    assert ip.user_ns["t_started"] == ["running"] * 4  # the cell went on at once
+    handles = ip.user_ns["t_handles"]
+    assert [h.status for h in handles] == ["done"] * 4  # ... and waited at its end
+    assert all(len(h) == 1 for h in handles)
+    assert server.max_in_flight == 4  # together, not one after another
+    assert "foreground" not in run.stderr + run.stdout
+
+
+def test_a_failed_background_run_in_a_terminal_session_fails_its_cell(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    run = run_cell(
+        ip,
+        "import mesh_magics as mm\n"
+        "t_failing = mm.generate('a fox', size='64x64', background=True, progress='none', "
+        "params={'mesh_local': {'fault': 'status:401'}})",
+    )
+    assert not run.success
+    assert isinstance(run.error, AuthenticationError)
+    assert ip.user_ns["t_failing"].status == "failed"

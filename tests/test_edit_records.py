@@ -26,7 +26,7 @@ from mesh_magics.results.metadata import read_metadata
 from mesh_magics.results.result import ImageResult
 from mesh_magics.settings import configured
 from mesh_magics.store import Store, StoredImage, open_store, request_key
-from mesh_magics.store.files import image_path, write_image
+from mesh_magics.store.files import image_path, make_private_folder, write_image
 
 from .conftest import FAKE_KEY, at_once, key_is_absent
 
@@ -285,7 +285,8 @@ OLD_BODY = {"model": MODEL, "prompt": "An old fox", "n": 1}
 
 def make_v1_store(folder: Path, blob: bytes) -> None:
     """A store as version 1 left it: its schema, one run, its image file."""
-    (folder / "images").mkdir(parents=True)
+    for private in (folder, folder / "images"):  # 0700, as version 1 made them
+        make_private_folder(private)
     db = sqlite3.connect(folder / "index.db", isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.executescript(V1_SCHEMA)

@@ -18,13 +18,19 @@ from typing import Any
 
 import pytest
 
-from mesh_magics.errors import GenerationCancelled, GenerationTimeout, IncompleteResultError
+from mesh_magics.errors import (
+    GenerationCancelled,
+    GenerationTimeout,
+    IncompleteResultError,
+    RunInterrupted,
+    StillRunning,
+)
 from mesh_magics.events import Completed, PartialImage, StatusChanged, StreamEvent
 from mesh_magics.images import GeneratedImage, check_image
 from mesh_magics.request import build_request
 from mesh_magics.results.result import ImageResult
 from mesh_magics.run.engine import Engine, engine
-from mesh_magics.run.generation import Generation, StillRunning
+from mesh_magics.run.generation import Generation
 from mesh_magics.run.jobs import Jobs
 from mesh_magics.run.wait import run_blocking
 from mesh_magics.settings import ClientSettings
@@ -546,8 +552,9 @@ def test_an_interrupt_while_waiting_cancels_the_run_and_waits_for_it_to_unwind()
     view = ScriptedView(interrupt_on=StatusChanged)
     source = Source(StatusChanged("processing"), hold=True, unwind=0.2)
     run = run_of(source)
-    with pytest.raises(GenerationCancelled, match="cancelled by an interrupt"):
+    with pytest.raises(RunInterrupted, match="cancelled by an interrupt") as raised:
         run_blocking(run, view)
+    assert isinstance(raised.value, KeyboardInterrupt) and raised.value.partial is None
     assert run.status == "cancelled" and run.done()
     assert source.unwound.is_set()  # the connection is closed before the error is raised
     assert view.calls[-1] == "fail cancelled"

@@ -153,19 +153,6 @@ def test_429_then_success_within_the_retry_budget(ip: InteractiveShell) -> None:
     assert len(ip.user_ns["t_ok"]) == 1
 
 
-def test_fewer_images_than_asked_binds_nothing_but_keeps_them_on_the_error(
-    ip: InteractiveShell,
-) -> None:
-    message = fails_cleanly(
-        ip, f"%%meshimage -o t_keep -n 3 --size 64x64 {local_fault('fewer')}\nfox",
-        errors.IncompleteResultError, "asked for 3 images", "returned 2",
-    )  # fmt: skip
-    assert "sys.last_value.result" in message
-    import sys
-
-    assert len(sys.last_value.result) == 2  # type: ignore[union-attr]
-
-
 def test_a_stream_that_stalls_past_the_read_timeout(ip: InteractiveShell) -> None:
     ip.run_line_magic("config", "MeshImageMagics.read_timeout = 0.5")
     fails_cleanly(

@@ -229,6 +229,29 @@ def test_a_blocking_cell_shows_how_to_cancel_and_a_background_cell_a_button(
 # -- jobs, waiting, top-level await ------------------------------------------------------
 
 
+def test_a_background_sweep_saves_and_a_failed_save_is_one_line_in_its_own_output(
+    notebook: Frontend, api: HeldServer, tmp_path: Path
+) -> None:
+    k = notebook
+    save_to = tmp_path / "bg-saved"
+    sweep_cell = k.run(f"%%meshimage --bg -o grid --size 64x64 --seed 1,2 --save {save_to}\nA fox")
+    (view, _slot) = k.displays(sweep_cell)
+    assert text_of(ended(k, view)).startswith("✓ 2 runs")
+    assert sorted(p.suffix for p in save_to.iterdir()) == [".jsonl", ".png", ".png"]
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    lost_cell = k.run(f"%%meshimage --bg -o lost --size 64x64 --save {blocker / 'x'}\nAn owl")
+    (view, slot) = k.displays(lost_cell)
+    line = text_of(ended(k, view))
+    assert line.startswith("✗ ") and "SaveError: " in line and "\n" not in line
+    assert any(images_in(m["content"]["data"]) for m in k.updates(slot))  # kept, shown
+    later = k.run("print('a later cell')")
+    assert k.printed(later) == "a later cell\n"  # no traceback lands in it
+    assert not k.of(later, "error") and not k.printed(later, "stderr")
+    assert k.run("print(type(lost).__name__, lost.status)") and True
+
+
 def test_jobs_lists_the_run_and_wait_waits_for_it(notebook: Frontend, api: HeldServer) -> None:
     k = notebook
     api.hold()
@@ -272,34 +295,75 @@ def test_top_level_await_of_agenerate_returns_the_images_with_progress(
 # -- where no later update can be shown: nbclient --------------------------------------
 
 
-def test_under_nbclient_a_background_cell_runs_in_the_foreground(
-    tmp_path: Path, api: HeldServer
-) -> None:
+def run_headless(tmp_path: Path, *cells: str) -> list[Any]:
+    """Execute cells as nbclient and papermill do (no live frontend: `allow_stdin` is
+    false); the saved notebook's cells, read back. A failing cell is allowed: the
+    caller checks its error output."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            f"%load_ext mesh_magics\n%config MeshImageMagics.base_url = '{api.url}'"
-        ),
-        nbformat.v4.new_code_cell(
-            "%%meshimage --bg -o fox --size 64x64\n-p mesh_local='{\"latency\": 0.5}'\nA fox"
-        ),
-        nbformat.v4.new_code_cell("print(fox.status)"),
-    ]
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     NotebookClient(
-        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(tmp_path)}},
     ).execute()
     saved = tmp_path / "saved.ipynb"
     nbformat.write(nb, saved)
-    cells = nbformat.read(saved, as_version=4).cells
+    return list(nbformat.read(saved, as_version=4).cells)
 
-    outputs = cells[1].outputs
-    notes = [o.text for o in outputs if o.output_type == "stream" and o.name == "stderr"]
-    assert any("running in the foreground" in note for note in notes)
-    shown = [o for o in outputs if o.output_type in ("display_data", "execute_result")]
-    assert any(o.data.get("text/plain", "").startswith("✓ 1 image") for o in shown)
-    assert any(images_in(o.data) for o in shown)
+
+def shown(cell: Any) -> list[Any]:
+    return [o for o in cell.outputs if o.output_type in ("display_data", "execute_result")]
+
+
+def test_under_nbclient_a_background_cell_lands_its_images_in_its_own_cell(
+    tmp_path: Path, api: HeldServer
+) -> None:
+    cells = run_headless(
+        tmp_path,
+        f"%load_ext mesh_magics\n%config MeshImageMagics.base_url = '{api.url}'",
+        "%%meshimage --bg -o fox --size 64x64\n-p mesh_local='{\"latency\": 0.5}'\nA fox",
+        "print(fox.status)",
+    )
+    notes = [o.text for o in cells[1].outputs if o.output_type == "stream"]
+    assert not any("foreground" in note for note in notes)
+    assert any(text_of_output(o).startswith("✓ 1 image") for o in shown(cells[1]))
+    assert sum(len(images_in(o.data)) for o in shown(cells[1])) == 1
     assert cells[2].outputs[0].text == "done\n"
-    assert "widget" not in saved.read_text()
+    assert "widget" not in (tmp_path / "saved.ipynb").read_text()
+
+
+def test_under_nbclient_background_runs_run_together_and_a_failure_fails_their_cell(
+    tmp_path: Path, api: HeldServer
+) -> None:
+    api.latency = 1.0
+    save_to = tmp_path / "saved-images"
+    unwritable = tmp_path / "a-file"
+    unwritable.write_text("not a folder")
+    cells = run_headless(
+        tmp_path,
+        f"%load_ext mesh_magics\n%config MeshImageMagics.base_url = '{api.url}'\n"
+        "import mesh_magics as mm",
+        "runs = [mm.generate(f'a fox {i}', size='64x64', background=True, progress='none') "
+        "for i in range(4)]",
+        f"%%meshimage --bg -o grid --size 64x64 --seed 1,2 --save {save_to}\nA fox",
+        f"%%meshimage --bg -o lost --size 64x64 --save {unwritable / 'x'}\nAn owl",
+        "print('after the failure')",
+    )
+    assert api.max_in_flight >= 4  # the four runs of cell 1 were in flight together
+    assert not [o for o in cells[1].outputs if o.output_type == "stream"]  # no note at all
+    grid = shown(cells[2])
+    assert sum(len(images_in(o.data)) for o in grid) == 2  # the grid, in the saved file
+    assert sorted(p.suffix for p in save_to.iterdir()) == [".jsonl", ".png", ".png"]
+    errors = [o for o in cells[3].outputs if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["SaveError"]
+    assert sum(len(images_in(o.data)) for o in shown(cells[3])) == 1  # kept and shown
+    assert cells[4].outputs[0].text == "after the failure\n"  # allow_errors: it ran on
+
+
+def text_of_output(output: Any) -> str:
+    return str(output.data.get("text/plain", ""))
 
 
 # -- shutting down with a run in flight -------------------------------------------------

@@ -390,3 +390,66 @@ def test_previews_made_side_by_side_are_the_ones_made_one_by_one() -> None:
     ]
     assert [(p.width, p.height) for p in made] == [(320, 213), (320, 320), (200, 100)]
     assert result.preview(1, 320) is made[1]  # kept: showing it again makes nothing
+
+
+# -- what save refuses: formats it does not write, symlinks ----------------------------------
+
+
+@pytest.mark.parametrize("name", ["x.bmp", "scan.TIFF", "logo.svg"])
+def test_another_image_suffix_is_refused_naming_those_written(tmp_path: Path, name: str) -> None:
+    message = fails_to_save(result_of(encoded(8, 8)), tmp_path / name)
+    assert all(suffix in message for suffix in (".png", ".jpg", ".jpeg", ".webp"))
+    assert list(tmp_path.iterdir()) == []  # no folder named like a file
+    (path,) = result_of(encoded(8, 8)).save(f"{tmp_path / name}/")  # a folder, said so
+    assert path.parent == tmp_path / name and path.suffix == ".png"
+
+
+def test_a_folder_that_exists_is_saved_into_whatever_its_name(tmp_path: Path) -> None:
+    (tmp_path / "scans.bmp").mkdir()
+    (path,) = result_of(encoded(8, 8)).save(tmp_path / "scans.bmp")
+    assert path == tmp_path / "scans.bmp" / "a-fox-in-snow.png"
+    (path,) = result_of(encoded(8, 8)).save(tmp_path / "run.2024-05")  # no image suffix
+    assert path.parent.is_dir() and path.parent.name == "run.2024-05"
+
+
+@pytest.fixture
+def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A file of the user's outside the folder being saved into: `authorized_keys`."""
+    keys = tmp_path_factory.mktemp("home") / ".ssh" / "authorized_keys"
+    keys.parent.mkdir()
+    keys.write_bytes(b"ssh-ed25519 AAAA... me@laptop\n")
+    return keys
+
+
+def test_a_manifest_that_is_a_symlink_is_refused_and_its_target_untouched(
+    tmp_path: Path, outside: Path
+) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / files.MANIFEST).symlink_to(outside)
+    before = outside.read_bytes(), outside.stat().st_mtime_ns
+
+    message = fails_to_save(result_of(encoded(8, 8)), folder)
+
+    assert "symlink" in message and str(folder / files.MANIFEST) in message
+    assert (outside.read_bytes(), outside.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in folder.iterdir()) == [files.MANIFEST]  # nothing half saved
+
+
+def test_a_manifest_swapped_for_a_symlink_while_saving_is_not_followed(
+    tmp_path: Path, outside: Path
+) -> None:
+    manifest = tmp_path / files.MANIFEST
+    manifest.symlink_to(outside)  # after the folder was checked, before the append
+    with pytest.raises(OSError):
+        files.append_line(manifest, b'{"file": "x.png"}')
+    assert outside.read_bytes() == b"ssh-ed25519 AAAA... me@laptop\n"
+
+
+def test_a_save_folder_that_is_a_symlink_is_refused(tmp_path: Path, outside: Path) -> None:
+    link = tmp_path / "out"
+    link.symlink_to(outside.parent, target_is_directory=True)
+    for target in (link, link / "fox.png"):
+        message = fails_to_save(result_of(encoded(8, 8)), target)
+        assert "symlink" in message and str(outside.parent) in message
+    assert sorted(p.name for p in outside.parent.iterdir()) == ["authorized_keys"]

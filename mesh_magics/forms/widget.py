@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import OptionError
+from ..events import plural
 from ..schema import BY_FLAG, check
 from .code import MAGIC, normal_prompt, prompt_problem, to_cell
 from .controls import field_row, shown
@@ -233,7 +234,7 @@ class MeshForm:
             self.problems["prompt"].value = (
                 "<span style='color:#b00'>" + html.escape(problems.get("prompt", "")) + "</span>"
             )
-            self._say(f"✗ fix {len(problems)} field(s) first: nothing was sent")
+            self._say(f"✗ fix {plural(len(problems), 'field')} first: nothing was sent")
             return None
         from ..api import prepare
 
@@ -278,23 +279,34 @@ class MeshForm:
         self._say(f"⏳ {self._status} · {int(elapsed)} s")
 
     def _ended(self, run: Generation, state: FormState) -> None:
-        """On the engine's thread: keep and bind a result, add it to the gallery and the
+        """On the engine's thread, the run's lifecycle (`run/lifecycle.py`): bind the
+        result (an incomplete one too: it was billed), show it in the gallery and the
         display; then the outcome line, and Generate is enabled again."""
+        from ..run.lifecycle import Delivery, deliver, describe_failure
+
         self.bar.value = 100
-        if run.status != "done":
-            error = run.exception()
-            self.bar.bar_style = "danger"
-            self._say(f"✗ {type(error).__name__}: {error}")
-        else:
-            result = run.result()
+        error = run.exception() if run.status != "done" else None
+        value = run.result() if error is None else getattr(error, "result", None)
+
+        def bind(result: ImageResult) -> None:
             self.results.insert(0, result)
             self._latest_code = run.cell or self._code_or_problem(state)
             if state.out and self._shell is not None:
                 self._shell.user_ns[state.out] = result
+
+        def show(result: ImageResult) -> None:
             self.gallery.add(result, state, self.load)
             self._update_display()
+
+        try:
+            deliver(value, Delivery(bind=bind, show=show), failure=error)
+        except BaseException as exc:
+            self.bar.bar_style = "danger"
+            self._say(f"✗ {describe_failure(exc)}")
+        else:
+            assert value is not None  # deliver raised the run's error otherwise
             self.bar.bar_style = "success"
-            self._say(result.summary())
+            self._say(value.summary())
         self.generate_button.disabled, self.cancel_button.disabled = False, True
 
     # -- what the form is -------------------------------------------------------------------

@@ -1,33 +1,41 @@
-"""Background runs in a notebook: `%%meshimage --bg` and `generate(background=True)`.
+"""Background runs in a notebook: `%%meshimage --bg`, `generate(background=True)` and
+background sweeps.
 
 The cell returns at once. The run's progress view, and then its summary and images, stay
 in the output of the cell that started it, whatever cell runs meanwhile. How
 (docs/design.md, "Background runs"):
 
-- everything that is displayed is displayed here, in the cell, on the main thread: the
-  progress view, and an empty slot that will receive the images;
+- everything that is displayed is displayed here, in the cell, on the main thread: a
+  place for the progress view, and an empty slot that will receive the images;
 - the run pins the cell's parent header on its own task with
   `shell.set_thread_parent` (a per-task ContextVar in ipykernel 7; `set_parent` would
   also move a global fallback that other threads' output follows), and from then on only
   updates: widget traits and `update_display_data` for the two display ids;
-- the Cancel button works: the kernel is idle, so the click arrives.
+- the Cancel button works: the kernel is idle, so the click arrives;
+- at its end the run follows the lifecycle (`run/lifecycle.py`): its images are stored,
+  then shown in the slot, then its side effects (`--save`) run; a failure is one line in
+  its own view, never a traceback in whatever cell runs then.
 
-Where nothing could show a later update (nbclient, papermill, nbconvert, a terminal), the
-run waits before returning, so a saved notebook holds its images.
+Where nothing could show a later update (nbclient, papermill, nbconvert, a terminal),
+the runs still run concurrently, but the cell that started them waits for them at its
+end (`HeldRuns`, on IPython's `post_run_cell`), so their outputs land in it and a
+failure fails it: the executed notebook holds what an interactive run would show.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from ..errors import GenerationCancelled
 from ..events import StreamEvent, plural
 from ..run.jobs import jobs
-from ..run.wait import run_blocking
-from ..views import interactive_frontend, make_view
+from ..run.lifecycle import Delivery, deliver, describe_failure
+from ..run.wait import UNWIND_SECONDS
+from ..views import in_kernel, interactive_frontend, make_view
 
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
@@ -37,15 +45,9 @@ if TYPE_CHECKING:
     from ..views.base import ProgressView
     from ..views.sweep import SweepView
 
-
 CELL_GRACE = 0.02  # seconds a background run waits, so that its cell returns first
 
-
-def _say_foreground() -> None:
-    print(
-        "meshimage: running in the foreground (this frontend cannot show later updates)",
-        file=sys.stderr,
-    )
+Effects = Sequence[Callable[[Any], object]]
 
 
 def can_update_later(shell: Any) -> bool:
@@ -53,27 +55,82 @@ def can_update_later(shell: Any) -> bool:
     return interactive_frontend(shell) and hasattr(shell, "set_thread_parent")
 
 
-def start_in_cell(run: Generation, shell: Any, progress: str) -> Generation:
+def start_in_cell(run: Generation, shell: Any, progress: str, effects: Effects = ()) -> Generation:
     """Start `run` in the background, showing it in the running cell; the handle, at once.
-    Where no later update could be shown, run it to its end first."""
-    if not can_update_later(shell):
-        _say_foreground()
-        view = make_view(run.heading, progress, shell)
-        run_blocking(run, view)
-        return run
-    from IPython.display import display
-
-    parent = shell.get_parent()
-    view = make_view(run.heading, progress, shell, on_cancel=run.cancel)
-    # Two plain outputs now; the view's widgets are built by the run, in their place, so
-    # the cell returns at once (a widget view costs ~20 comm messages to open).
-    place = display({"text/plain": f"⏳ {run.heading} · starting"}, raw=True, display_id=True)
-    slot = display({"text/plain": ""}, raw=True, display_id=True)
-    run.scope = lambda: _cell_output(shell, parent, lambda: view.start(place))
-    run.watch(_CellWatcher(view, slot))
+    `effects` run after its images are shown (`--save`)."""
+    live = can_update_later(shell)
+    view = make_view(run.heading, progress, shell, on_cancel=run.cancel if live else None)
+    place, slot = _places(shell, f"⏳ {run.heading} · starting")
+    end = _RunEnd(view, slot, effects, held=None if live else held_runs(shell))
+    run.scope = _scope(shell, lambda: view.start(place))
+    run.watch(_CellWatcher(view, end))
+    if end.held is not None:
+        end.held.hold(run.cancel, end.delivered.wait)
     run.start(after=CELL_GRACE)
     jobs().add(run)
     return run
+
+
+def start_sweep_in_cell(
+    sweep: ImageSweep,
+    generations: list[Generation],
+    shell: Any,
+    progress: str,
+    effects: Effects = (),
+) -> ImageSweep:
+    """A sweep in the background: one view for all its runs in the running cell, then
+    the labelled grid in the slot below it; the sweep at once, as its handle (`status`,
+    `cancel()`, `wait()`, `result()`), its runs filling in."""
+    from ..research import sweep_view
+
+    live = can_update_later(shell)
+    on_cancel = sweep.cancel if live else None
+    view = sweep_view(sweep, progress, shell, generations, on_cancel=on_cancel)
+    place, slot = _places(shell, f"⏳ sweep · {plural(len(generations), 'run')} · starting")
+    end = _SweepEnd(sweep, generations, view, slot, effects)
+    if not live:
+        end.held = held_runs(shell)
+        end.held.hold(sweep.cancel, end.delivered.wait)
+    started = _Once(lambda: view.start(place))
+    for index, run in enumerate(generations):
+        sweep.runs[index].run = run
+        run.scope = _scope(shell, started)
+        run.watch(_SweepRunWatcher(index, view, end))
+    for run in generations:
+        run.start(after=CELL_GRACE)
+        jobs().add(run)
+    return sweep
+
+
+# -- where a run shows ----------------------------------------------------------------------
+
+
+def _places(shell: Any, starting: str) -> tuple[DisplayHandle | None, DisplayHandle | None]:
+    """Two outputs of the running cell, for the view and the images; in a terminal, none
+    (the view prints lines, the images are shown when they come)."""
+    if not in_kernel(shell):
+        return None, None
+    from IPython.display import display
+
+    # Plain outputs now; the view's widgets are built by the run, in their place, so the
+    # cell returns at once (a widget view costs ~20 comm messages to open).
+    place = display({"text/plain": starting}, raw=True, display_id=True)
+    slot = display({"text/plain": ""}, raw=True, display_id=True)
+    return place, slot
+
+
+def _scope(shell: Any, then: Callable[[], object]) -> Callable[[], Any]:
+    """What a run enters first on the engine: the cell's output, then `then()`."""
+    if not hasattr(shell, "set_thread_parent"):  # a terminal: output goes to the terminal
+        return lambda: _then(then)
+    parent = shell.get_parent()
+    return lambda: _cell_output(shell, parent, then)
+
+
+@contextlib.contextmanager
+def _then(then: Callable[[], object]) -> Iterator[None]:
+    then()
+    yield
 
 
 @contextlib.contextmanager
@@ -94,12 +151,58 @@ def _cell_output(shell: Any, parent: dict[str, Any], then: Callable[[], object])
         shell.reset_thread_parent(tokens)
 
 
+def _show_in(slot: DisplayHandle | None) -> Callable[[Any], None]:
+    def show(value: Any) -> None:
+        data, metadata = value._repr_mimebundle_()
+        if slot is not None:
+            slot.update(data, metadata=metadata, raw=True)
+        else:
+            from IPython.display import display
+
+            display(data, metadata=metadata, raw=True)
+
+    return show
+
+
+# -- the end of a run -----------------------------------------------------------------------
+
+
+class _RunEnd:
+    """A background run's lifecycle once it has ended, on the engine's thread: its images
+    shown in the slot, then its side effects; the view ends on the summary, or on one
+    line saying what failed."""
+
+    def __init__(self, view: ProgressView, slot: DisplayHandle | None, effects: Effects,
+                 held: HeldRuns | None) -> None:  # fmt: skip
+        self.view, self.slot, self.effects, self.held = view, slot, effects, held
+        self.delivered = threading.Event()  # what a cell that waits for the run waits for
+
+    def __call__(self, run: Generation) -> None:
+        error = run.exception() if run.status != "done" else None
+        value = run.result() if error is None else getattr(error, "result", None)
+        try:
+            deliver(value, Delivery(show=_show_in(self.slot), effects=self.effects,
+                                    note=self._note), failure=error)  # fmt: skip
+        except BaseException as exc:
+            self.view.fail(describe_failure(exc))
+            if self.held is not None:
+                self.held.failed(exc)
+        else:
+            assert value is not None  # deliver raised the run's error otherwise
+            self.view.finish(value.summary())
+        finally:
+            self.delivered.set()
+
+    def _note(self, text: str) -> None:
+        print(f"meshimage: {text}")
+
+
 class _CellWatcher:
     """Shows a run in the cell that started it, from the engine's thread."""
 
-    def __init__(self, view: ProgressView, slot: DisplayHandle | None) -> None:
+    def __init__(self, view: ProgressView, end: _RunEnd) -> None:
         self._view = view
-        self._slot = slot
+        self._end = end
 
     def event(self, event: StreamEvent) -> None:
         self._view.update(event)
@@ -108,49 +211,7 @@ class _CellWatcher:
         self._view.tick(elapsed)
 
     def ended(self, run: Generation) -> None:
-        if run.status != "done":
-            error = run.exception()
-            self._view.fail(f"{type(error).__name__}: {error}")
-            return
-        result = run.result()
-        self._view.finish(result.summary())
-        if self._slot is not None:
-            data, metadata = result._repr_mimebundle_()
-            self._slot.update(data, metadata=metadata, raw=True)
-
-
-def start_sweep_in_cell(
-    sweep: ImageSweep, generations: list[Generation], shell: Any, progress: str
-) -> ImageSweep:
-    """A sweep in the background: one view for all its runs in the running cell, then
-    the labelled grid in the slot below it; the sweep at once (its runs fill in)."""
-    from ..research import sweep_view
-    from ..run.sweep import run_sweep_blocking, settle_run, short_error
-
-    if not can_update_later(shell):
-        _say_foreground()
-        return run_sweep_blocking(
-            sweep, generations, sweep_view(sweep, progress, shell, generations)
-        )
-    from IPython.display import display
-
-    parent = shell.get_parent()
-    view = sweep_view(
-        sweep, progress, shell, generations, on_cancel=lambda: [g.cancel() for g in generations]
-    )
-    starting = f"⏳ sweep · {plural(len(generations), 'run')} · starting"
-    place = display({"text/plain": starting}, raw=True, display_id=True)
-    slot = display({"text/plain": ""}, raw=True, display_id=True)
-    started = _Once(lambda: view.start(place))
-    ended = _SweepEnd(sweep, generations, view, slot, settle_run, short_error)
-    for index, run in enumerate(generations):
-        sweep.runs[index].run = run
-        run.scope = lambda: _cell_output(shell, parent, started)
-        run.watch(_SweepRunWatcher(index, view, ended))
-    for run in generations:
-        run.start(after=CELL_GRACE)
-        jobs().add(run)
-    return sweep
+        self._end(run)
 
 
 class _Once:
@@ -164,25 +225,41 @@ class _Once:
 
 
 class _SweepEnd:
-    """Counts the sweep's runs as they end; after the last, the summary and the grid."""
+    """Counts the sweep's runs as they end; after the last, the sweep's lifecycle: the
+    grid in the slot, then the side effects, then the summary or the failure line."""
 
     def __init__(self, sweep: ImageSweep, runs: list[Generation], view: SweepView,
-                 slot: DisplayHandle | None, settle: Any, short: Any) -> None:  # fmt: skip
+                 slot: DisplayHandle | None, effects: Effects) -> None:  # fmt: skip
         self._sweep, self._runs, self._view, self._slot = sweep, runs, view, slot
-        self._settle, self._short = settle, short
+        self._effects = effects
         self._left = len(runs)
+        self.held: HeldRuns | None = None
+        self.delivered = threading.Event()  # set once the sweep's lifecycle has run
 
     def run_ended(self, index: int) -> None:  # on the engine's thread: no lock needed
+        from ..results.sweep import SweepError
+        from ..run.sweep import settle_run, short_error
+
         run = self._runs[index]
-        self._settle(self._sweep.runs[index], run)
-        error = self._short(self._sweep.runs[index].error)
+        settle_run(self._sweep.runs[index], run)
+        error = short_error(self._sweep.runs[index].error)
         self._view.run_ended(index, run.status, error, elapsed=run.elapsed)
         self._left -= 1
-        if self._left == 0:
-            self._view.finish(self._sweep.summary())
-            if self._slot is not None:
-                data, metadata = self._sweep._repr_mimebundle_()
-                self._slot.update(data, metadata=metadata, raw=True)
+        if self._left:
+            return
+        sweep = self._sweep
+        failure = SweepError.of(sweep) if sweep.failed else None
+        try:
+            deliver(sweep, Delivery(show=_show_in(self._slot), effects=self._effects,
+                                    note=print), failure=failure)  # fmt: skip
+        except BaseException as exc:
+            self._view.fail(describe_failure(exc))
+            if self.held is not None:
+                self.held.failed(exc)
+        else:
+            self._view.finish(sweep.summary())
+        finally:
+            self.delivered.set()
 
 
 class _SweepRunWatcher:
@@ -197,3 +274,52 @@ class _SweepRunWatcher:
 
     def ended(self, run: Generation) -> None:
         self._end.run_ended(self._index)
+
+
+# -- a cell that waits for its runs (headless) ------------------------------------------------
+
+
+class HeldRuns:
+    """The background runs a cell started where nothing could show them after it ends.
+    At the cell's end (`post_run_cell`, still inside the execution, so outputs go to it)
+    the cell waits for them; an interrupt cancels them; a run's failure fails the cell,
+    as a blocking run's would."""
+
+    def __init__(self, shell: Any) -> None:
+        self._shell = shell
+        self._held: list[tuple[Callable[[], object], Callable[[float | None], bool]]] = []
+        self._failures: list[BaseException] = []
+        shell.events.register("post_run_cell", self.at_cell_end)
+
+    def hold(self, cancel: Callable[[], object], wait: Callable[[float | None], bool]) -> None:
+        self._held.append((cancel, wait))
+
+    def failed(self, error: BaseException) -> None:
+        self._failures.append(error)  # from the engine's thread; list.append is atomic
+
+    def at_cell_end(self, result: Any = None) -> None:
+        held, self._held = self._held, []
+        try:
+            for _, wait in held:
+                wait(None)
+        except KeyboardInterrupt:
+            for cancel, _ in held:
+                cancel()
+            for _, wait in held:
+                wait(UNWIND_SECONDS)
+            self._failures.insert(0, GenerationCancelled("cancelled by an interrupt"))
+        failures, self._failures = self._failures, []
+        if failures and result is not None and result.success:
+            error = failures[0]
+            result.error_in_exec = error  # the cell fails, so "Run All" stops
+            self._shell.showtraceback((type(error), error, None))
+
+
+_held: dict[int, HeldRuns] = {}
+
+
+def held_runs(shell: Any) -> HeldRuns:
+    """This shell's `HeldRuns`, made (and hooked to its cells' end) on first use."""
+    if id(shell) not in _held:
+        _held[id(shell)] = HeldRuns(shell)
+    return _held[id(shell)]

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Float, Int, TraitError, TraitType, Unicode, validate
 
-from ..errors import OptionError
+from ..errors import GenerationCancelled, OptionError
 from ..events import plural
-from ..schema import SETTINGS, check, magic_help
+from ..schema import SETTINGS, check, check_image_count, magic_help
 from .cell import CellOptions, parse_cell
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..results.result import ImageResult
     from ..run.generation import Generation
     from ..run.jobs import JobList
+    from ..run.lifecycle import Delivery
 
 
 class SettingError(OptionError, TraitError):
@@ -119,18 +120,25 @@ class MeshImageMagics(Magics):
                 cell=source,
                 inputs=inputs,
             )
+        check_image_count(run.request.n, 1, self.settings(), allow=options.yes)
         if options.dry_run:
             self._show_dry_run(run)
             return None
         if options.bg:
-            return self._background(run, options)
+            self._background(run, options)
+            return None
+        from ..errors import IncompleteResultError
         from ..run.wait import run_blocking
         from ..views import make_view
 
-        result = run_blocking(run, make_view(run.heading, self.progress, self.shell))
-        if options.save:
-            result.save(options.save)
-        self._bind(options.out, result)
+        view = make_view(run.heading, self.progress, self.shell)
+        try:
+            with _interrupt_as_cancel():
+                result = run_blocking(run, view)
+        except IncompleteResultError as exc:  # billed images: kept, then the cell fails
+            self._deliver(exc.result, options, failure=exc)
+            raise  # not reached: _deliver raises `failure`
+        self._deliver(result, options)
         return None if options.no_display else result
 
     def settings(self) -> dict[str, Any]:
@@ -155,6 +163,28 @@ class MeshImageMagics(Magics):
         if name and self.shell is not None:
             self.shell.user_ns[name] = value
 
+    def _delivery(self, options: CellOptions) -> Delivery:
+        """Where a cell's value goes: `-o NAME`, the cell's output (unless
+        `--no-display`), then `--save DIR` (`run/lifecycle.py`)."""
+        from ..run.lifecycle import Delivery
+
+        folder = options.save
+        return Delivery(
+            bind=lambda value: self._bind(options.out, value),
+            show=_nothing if options.no_display else _display,
+            effects=[lambda value: value.save(folder)] if folder else [],
+            note=_note,
+        )
+
+    def _deliver(
+        self, value: Any, options: CellOptions, *, failure: BaseException | None = None
+    ) -> None:
+        """Record (done by the run), bind, show, then side effects: the lifecycle of a
+        blocking cell, whose value shows as the cell's own (`Out[n]`) when it succeeds."""
+        from ..run.lifecycle import deliver
+
+        deliver(value, self._delivery(options), failure=failure, returns=True)
+
     def _sweep(
         self,
         options: CellOptions,
@@ -162,7 +192,7 @@ class MeshImageMagics(Magics):
         replay: bool | None,
         inputs: tuple[InputImage, ...],
     ) -> Any:
-        from ..research import check_image_count, prepare_sweep, sweep_view
+        from ..research import prepare_sweep, sweep_view
         from ..results.sweep import SweepError
         from ..run.sweep import run_sweep_blocking
 
@@ -181,27 +211,27 @@ class MeshImageMagics(Magics):
                 concurrency=options.concurrency,
                 inputs=inputs,
             )
-        images = check_image_count(sweep, generations, config, allow=options.yes)
+        images = sum(run.request.n for run in generations)
+        check_image_count(images, len(generations), config, allow=options.yes)
         if options.dry_run:
             self._show_sweep_dry_run(sweep, generations, images)
             return None
         if options.bg:
             from .background import start_sweep_in_cell
 
-            handle = start_sweep_in_cell(sweep, generations, self.shell, self.progress)
-            self._bind(options.out, handle)
+            delivery = self._delivery(options)
+            self._bind(options.out, sweep)  # the handle, at once; it fills in
+            start_sweep_in_cell(sweep, generations, self.shell, self.progress, delivery.effects)
             return None
         view = sweep_view(sweep, self.progress, self.shell, generations)
-        run_sweep_blocking(sweep, generations, view)
-        if options.save:
-            sweep.save(options.save)
-        self._bind(options.out, sweep)  # billed images are bound even when some runs failed
-        if sweep.failed:
-            if not options.no_display:
-                from IPython.display import display
-
-                display(sweep)
-            raise SweepError.of(sweep)
+        try:
+            with _interrupt_as_cancel():
+                run_sweep_blocking(sweep, generations, view)
+        except GenerationCancelled as exc:  # the runs that finished were billed: kept
+            kept = exc.partial if exc.partial is not None and exc.partial.results else None
+            self._deliver(kept, options, failure=exc)
+            raise
+        self._deliver(sweep, options, failure=SweepError.of(sweep) if sweep.failed else None)
         return None if options.no_display else sweep
 
     def _show_sweep_dry_run(self, sweep: Any, generations: list[Generation], images: int) -> None:
@@ -232,17 +262,11 @@ class MeshImageMagics(Magics):
             lines.append(f"estimated cost: ~${cost:.3f}")
         display({"text/plain": "\n".join(lines)}, raw=True)
 
-    def _background(self, run: Generation, options: CellOptions) -> ImageResult | None:
+    def _background(self, run: Generation, options: CellOptions) -> None:
         from .background import start_in_cell
 
-        if options.save:
-            folder = options.save
-            run.add_done_callback(lambda done: done.status == "done" and done.save(folder))
-        handle = start_in_cell(run, self.shell, self.progress)
-        self._bind(options.out, handle)
-        if handle.done() and not options.no_display:  # ran in the foreground: show it
-            return handle.result()
-        return None
+        self._bind(options.out, run)  # the handle, at once; once done, it is the result
+        start_in_cell(run, self.shell, self.progress, self._delivery(options).effects)
 
     def _command(self, options: CellOptions) -> Any:
         if options.form:
@@ -308,6 +332,28 @@ class MeshImageMagics(Magics):
 
 def _note(text: str) -> None:
     print(f"meshimage: {text}", file=sys.stderr)
+
+
+def _nothing(value: Any) -> None:
+    pass
+
+
+def _display(value: Any) -> None:
+    from IPython.display import display
+
+    display(value)
+
+
+@contextmanager
+def _interrupt_as_cancel() -> Iterator[None]:
+    """In a cell, an interrupt that stopped a run reads as one line, `GenerationCancelled`;
+    what had finished rides on it as `.partial`, as on the `RunInterrupted` it replaces."""
+    from ..errors import RunInterrupted
+
+    try:
+        yield
+    except RunInterrupted as exc:
+        raise GenerationCancelled(str(exc), partial=exc.partial) from None
 
 
 @contextmanager

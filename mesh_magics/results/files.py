@@ -2,8 +2,16 @@
 
 `save(path)` reads `path` as a FILE name when it ends in an image suffix (`.png`, `.jpg`,
 `.jpeg`, `.webp`, `.gif`): one image goes there, several go to `fox-1.png`, `fox-2.png`...
-in that format (convert.py). Any other path is a FOLDER, made if missing, and the names
-come from the prompt (names.py).
+in that format (convert.py). A path ending in another image format's suffix (`.bmp`,
+`.tiff`: anything Pillow knows) is refused, naming the suffixes that are written, unless
+it is a folder already: it would not hold the provenance. Any other path is a FOLDER,
+made if missing, and the names come from the prompt (names.py).
+
+Symlinks are not followed: a folder to save into that is a symlink, or a manifest that
+is one, is refused before anything is written (an append would land wherever it points,
+`~/.ssh/authorized_keys` say), and the manifest is opened with `O_NOFOLLOW`. Image files
+are given their names by link or rename, which replace a symlink rather than write
+through it.
 
 Nothing is overwritten unless `overwrite=True`: in a folder a taken name gets a `-v2`,
 `-v3`... name instead; a file name that is taken is an error, so the path you asked for
@@ -36,8 +44,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from PIL import Image
+
 from ..errors import SaveError
 from ..images import GeneratedImage
+from ..redact import one_line
 from .convert import convert
 from .metadata import dumps, flatten, needs_sidecar, provenance, sidecar, with_metadata
 from .names import safe_stem
@@ -51,7 +62,10 @@ MANIFEST = "manifest.jsonl"
 FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".gif": "gif"}
 EXTENSION = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
 _SUFFIXES = ", ".join(sorted(FORMAT_OF_SUFFIX))
+# Image suffixes Pillow does not know, but a user may still hope for.
+_OTHER_IMAGE_SUFFIXES = {".svg", ".heic", ".heif", ".jxl", ".raw", ".exr", ".hdr"}
 # What os.link raises where the file system has no hard links (FAT, some shares, FUSE).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # Windows has none (and no symlinks by default)
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
 _REASONS = {
     errno.EROFS: "the file system is read-only. Choose another folder",
@@ -117,6 +131,8 @@ def save_images(
     folder_meant = str(path).endswith(("/", os.sep))  # `out/fox.png/`: Path drops the slash
     fmt = None if folder_meant else FORMAT_OF_SUFFIX.get(target.suffix.lower())
     with _reported(target):  # the steps below name their own paths; this catches the rest
+        if fmt is None and not folder_meant and not target.is_dir():
+            _refuse_other_format(target)
         if fmt is None:
             folder_stem = safe_stem(stem if stem is not None else prompt)
             return _save_in_folder(images, target, folder_stem, metadata, overwrite)
@@ -125,6 +141,16 @@ def save_images(
                 f"{target} is a file name, and stem= names files in a folder: pass one or the other"
             )
         return _save_as_files(images, target, fmt, metadata, overwrite)
+
+
+def _refuse_other_format(target: Path) -> None:
+    """A `SaveError` if `target` names an image format that is not written (`x.bmp`)."""
+    suffix = target.suffix.lower()
+    if suffix in Image.registered_extensions() or suffix in _OTHER_IMAGE_SUFFIXES:
+        raise SaveError(
+            f"cannot save as {target.name}: {suffix} files are not written. End the name in "
+            f"{_SUFFIXES}, or in / to save into a folder of that name"
+        )
 
 
 def _save_in_folder(
@@ -217,11 +243,14 @@ def _record(folder: Path, path: Path, data: bytes, meta: Fields) -> None:
 def append_line(path: Path, line: bytes) -> None:
     """Append `line` and a newline to `path` in one write with O_APPEND, then fsync: a
     reader, or another process appending too, never sees half a line of it. A line a
-    crashed writer left without its newline gets one first, so ours starts on its own."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    crashed writer left without its newline gets one first (read through the same
+    descriptor, so it is the same file), so ours starts on its own. A symlink at `path`
+    is not followed (an `OSError`, ELOOP)."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o666)
     try:
         size = os.fstat(fd).st_size
-        if size and _last_byte(path, size) != b"\n":
+        if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line
         view = memoryview(line + b"\n")
         while view:  # one call in practice; more only if the disk fills up halfway
@@ -229,12 +258,6 @@ def append_line(path: Path, line: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _last_byte(path: Path, size: int) -> bytes:
-    with open(path, "rb") as file:
-        file.seek(size - 1)
-        return file.read(1)
 
 
 def _write(folder: Path, data: bytes, path: Path, overwrite: bool) -> None:
@@ -277,6 +300,11 @@ def _temporary(folder: Path, data: bytes) -> Path:
 
 
 def _make_folder(folder: Path) -> None:
+    """Make `folder` if missing. It must not be a symlink, nor hold a manifest that is one:
+    refused before any image is written."""
+    for path in (folder, folder / MANIFEST):
+        if os.path.islink(path):
+            raise SaveError(_symlink(path))
     with _reported(folder):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -309,11 +337,18 @@ def _describe(exc: OSError, path: Path) -> str:
         return f"cannot save to {path}: that is a folder. Pass a file name, or save into it"
     if isinstance(exc, NotADirectoryError):
         return f"cannot save to {path}: part of that path is a file, not a folder"
+    if exc.errno == errno.ELOOP and os.path.islink(path):  # O_NOFOLLOW met a link
+        return _symlink(path)
     if exc.errno in _REASONS:
         return f"cannot save to {path}: {_REASONS[exc.errno]}"
     if isinstance(exc, PermissionError):
         return f"cannot save to {path}: permission denied. Choose a folder you can write to"
     return f"cannot save to {path}: {exc.strerror or exc}"
+
+
+def _symlink(path: Path) -> str:
+    target = one_line(os.readlink(path), 200)
+    return f"cannot save to {path}: it is a symlink to {target}, and saving follows no symlinks"
 
 
 def _exists(path: Path) -> str:

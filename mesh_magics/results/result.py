@@ -203,15 +203,18 @@ class ImageResult(Sequence["Image.Image"]):
 
         `path` is a file name when it ends in .png, .jpg, .jpeg, .webp or .gif (several
         images: `fox-1.png`, `fox-2.png`...; another format is converted to the one the
-        suffix names), otherwise a folder, made if missing, where names come from `stem` or
-        the prompt (`a-watercolor-of-a-fox-1.png`, letters of any script kept). Nothing is
-        overwritten unless `overwrite=True` (a folder gets `-v2` names instead, a taken file
-        name is an error), nothing lands outside the folder, and each file is written
-        atomically. Each file holds its provenance (prompt, revised prompt, model, request
-        body, request id, time, mesh-magics version, the image's own SHA-256 and an edit's
-        inputs: PNG text chunks, JPEG/WebP XMP, a `.json` beside a GIF;
-        `mesh_magics.read_metadata` reads it back) and gets a line in its folder's
-        `manifest.jsonl`. `embed_prompt=False` (default: the
+        suffix names). Another image format's suffix (`x.bmp`, `x.tiff`) is refused with a
+        `SaveError` listing those five, since it could not hold the provenance; end it in
+        `/` for a folder of that name. Any other path is a folder, made if missing, where
+        names come from `stem` or the prompt (`a-watercolor-of-a-fox-1.png`, letters of
+        any script kept). Nothing is overwritten unless `overwrite=True` (a folder gets
+        `-v2` names instead, a taken file name is an error), nothing lands outside the
+        folder, no symlink is followed (a folder or `manifest.jsonl` that is one is
+        refused), and each file is written atomically. Each file holds its provenance
+        (prompt, revised prompt, model, request body, request id, time, mesh-magics
+        version, the image's own SHA-256 and an edit's inputs: PNG text chunks, JPEG/WebP
+        XMP, a `.json` beside a GIF; `mesh_magics.read_metadata` reads it back) and gets a
+        line in its folder's `manifest.jsonl`. `embed_prompt=False` (default: the
         `MeshImageMagics.embed_prompt` setting) leaves the prompt out of both, and out of
         the names. A failure is a `SaveError` (an `OSError`) naming the path and what to do.
         """

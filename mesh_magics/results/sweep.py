@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from ..errors import GenerationCancelled, MeshError, OptionError
+from ..errors import GenerationCancelled, MeshError, OptionError, StillRunning
 from ..events import plural
 from ..redact import one_line, redact
 from .names import MAX_BYTES, MAX_CHARS, safe_stem
@@ -176,6 +177,61 @@ class ImageSweep(Sequence[SweepRun]):
             return max(end for _, end in spans) - min(start for start, _ in spans)
         return max((r.result.elapsed for r in self._runs if r.result is not None), default=0.0)
 
+    # -- a handle, while it runs (`--bg`, `mm.sweep(..., background=True)`) -----------
+
+    def done(self) -> bool:
+        """Whether every run has ended."""
+        return all(run.run is None or run.run.done() for run in self._runs)
+
+    @property
+    def status(self) -> str:
+        """`running` until every run has ended; then `done`, `failed` (some runs failed)
+        or `cancelled` (some were cancelled, none failed)."""
+        if not self.done():
+            return "running"
+        statuses = {run.status for run in self._runs}
+        return next((s for s in ("failed", "cancelled") if s in statuses), "done")
+
+    def cancel(self) -> bool:
+        """Ask every run that is still going to stop; False if none was."""
+        asked = [run.run.cancel() for run in self._runs if run.run is not None]
+        return any(asked)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every run has ended, at most `timeout` seconds; True if they have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for run in self._runs:
+            if run.run is None:
+                continue
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not run.run.wait(left):
+                return False
+        return True
+
+    def result(self, timeout: float | None = None) -> ImageSweep:
+        """This sweep, once every run has ended (waiting up to `timeout` seconds); raises
+        `SweepError` when runs failed, as a blocking sweep does, and `TimeoutError` when
+        runs are still going."""
+        if not self.wait(timeout):
+            raise TimeoutError(
+                f"the sweep is still running after {timeout:g} s ({self._progress()}); "
+                "wait longer, or .cancel() it"
+            )
+        if self.failed:
+            raise SweepError(self)
+        return self
+
+    def _progress(self) -> str:
+        ended = sum(1 for run in self._runs if run.run is None or run.run.done())
+        return f"{ended} of {plural(len(self), 'run')} ended"
+
+    def _require_ended(self, what: str) -> None:
+        if not self.done():
+            raise StillRunning(
+                f"{what}: this sweep is still running ({self._progress()}); wait with "
+                ".wait() or .result(), or .cancel() it"
+            )
+
     # -- a table ---------------------------------------------------------------------
 
     def table(self) -> list[dict[str, Any]]:
@@ -237,6 +293,7 @@ class ImageSweep(Sequence[SweepRun]):
         `directory/manifest.jsonl` whose metadata holds the request's fields, so the run's
         swept values too. `embed_prompt=False` (default: the `MeshImageMagics.embed_prompt`
         setting) leaves the prompt out of the files, the manifest and the names."""
+        self._require_ended("save()")
         if embed_prompt is None:
             from ..settings import configured
 
@@ -258,6 +315,7 @@ class ImageSweep(Sequence[SweepRun]):
         """Run the failed runs again; returns a sweep of every run: the old successes and
         the new runs, in the same places. Raises `SweepError` (with that whole sweep as
         `.sweep`) when the runner does because runs failed again."""
+        self._require_ended("retry()")
         failed = self.failed
         if self._retry is None:
             raise OptionError("this sweep cannot run again: it was not made by a sweep run")
@@ -358,7 +416,7 @@ class SweepError(MeshError):
 
 
 def _how_many_failed(failed: int, runs: int) -> str:
-    """`the run failed`, `both runs failed`, `all 8 runs failed`, `3 of 8 runs failed`."""
+    """`its one run failed`, `both runs failed`, `all 8 runs failed`, `3 of 8 runs failed`."""
     if runs == 1:
         return "its one run failed"
     if failed == runs:

@@ -33,10 +33,11 @@ from ..errors import (
     GenerationCancelled,
     GenerationTimeout,
     IncompleteResultError,
-    MeshError,
+    StillRunning,
 )
 from ..events import Completed, StreamEvent, plural
 from .engine import Engine, engine
+from .lifecycle import describe
 from .usage import session_usage
 
 if TYPE_CHECKING:
@@ -59,10 +60,6 @@ class Watcher(Protocol):
     def tick(self, elapsed: float) -> None: ...
 
     def ended(self, run: Generation) -> None: ...
-
-
-class StillRunning(MeshError):
-    """The images of a run were asked for before it finished."""
 
 
 EventSource = Callable[[], AsyncGenerator[StreamEvent, None]]
@@ -229,12 +226,20 @@ class Generation:
             inputs=[image.record() for image in self.request.inputs],
         )
         if self.store is not None:  # billed images are kept, before anything shows them
-            await asyncio.to_thread(self.store.put, result, api_host=self.api_host, cell=self.cell)
+            put = asyncio.ensure_future(
+                asyncio.to_thread(self.store.put, result, api_host=self.api_host, cell=self.cell)
+            )
+            try:
+                await asyncio.shield(put)
+            except asyncio.CancelledError:
+                # The images are here and paid for: a cancel that comes now (an interrupt,
+                # a sweep's Cancel) lets the write finish and the run end as done.
+                await put
         if len(result) < self.request.n:
             raise IncompleteResultError(
                 f"asked for {plural(self.request.n, 'image')}, the server returned {len(result)} "
-                f"(request {result.request_id}); nothing was bound. The images that came are "
-                "in sys.last_value.result",
+                f"(request {result.request_id}); the images that came are kept (stored, "
+                "bound and shown; also the error's .result)",
                 result,
             )
         return result
@@ -255,11 +260,13 @@ class Generation:
     def _settle(self, status: str, outcome: Any) -> None:
         self.ended_at = time.monotonic()
         self.status = status
+        billed = getattr(outcome, "result", None) if isinstance(outcome, BaseException) else outcome
+        if billed is not None:  # an incomplete result was billed too: it counts
+            session_usage().record(billed, self.api_host, replayed=self.replayed)
         if isinstance(outcome, BaseException):
             self._future.set_exception(outcome)
         else:
             self._future.set_result(outcome)
-            session_usage().record(outcome, self.api_host, replayed=self.replayed)
 
     # -- the future's face ---------------------------------------------------------------
 
@@ -293,14 +300,29 @@ class Generation:
     def result(self, timeout: float | None = None) -> ImageResult:
         """The `ImageResult`, waiting up to `timeout` seconds (None: as long as it takes);
         raises the run's error, or `TimeoutError` when it is still running."""
-        return self._future.result(timeout)
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:  # raised empty: say what timed out
+            raise concurrent.futures.TimeoutError(
+                f"the generation is still running after {timeout:g} s ({self.heading}); "
+                "wait longer, or .cancel() it"
+            ) from None
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         return self._future.exception(timeout)
 
     def add_done_callback(self, callback: Callable[[Generation], object]) -> None:
-        """Call `callback(self)` once the run has settled (at once if it has)."""
-        self._future.add_done_callback(lambda _: callback(self))
+        """Call `callback(self)` once the run has settled (at once if it has). A callback
+        that raises is said in one log line, never as a traceback in whatever cell runs
+        then."""
+
+        def call(_: object) -> None:
+            try:
+                callback(self)
+            except Exception as exc:
+                log.warning("mesh_magics: a run's done-callback failed: %s", describe(exc))
+
+        self._future.add_done_callback(call)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the run settles; True if it has."""

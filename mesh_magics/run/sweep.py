@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import itertools
 import queue
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GenerationCancelled
-from ..events import StreamEvent
+from ..errors import RunInterrupted
+from ..events import StreamEvent, plural
 from .wait import POLL_SECONDS, UNWIND_SECONDS
 
 if TYPE_CHECKING:
@@ -87,13 +88,16 @@ def run_sweep_blocking(
 ) -> ImageSweep:
     """Start every run and follow them on `view` from this thread until all have ended.
 
-    An interrupt cancels every run, waits for them to close their connections, and raises
-    `GenerationCancelled`. Failed runs do not raise here: the caller shows the sweep, then
-    raises `SweepError`."""
+    Failed runs do not raise here: the caller delivers the sweep, then raises `SweepError`
+    (`lifecycle.py`). An interrupt cancels every run that is left, waits for them to close
+    their connections, and raises `RunInterrupted` (still a `KeyboardInterrupt`) carrying
+    the sweep as `.partial`: the runs that had finished keep their results (they are in
+    the store), the others are marked cancelled."""
     events: queue.SimpleQueue[tuple[int, StreamEvent | None]] = queue.SimpleQueue()
     for index, generation in enumerate(generations):
         generation.watch(_IndexedWatcher(index, events))
         sweep.runs[index].run = generation
+    started = time.monotonic()
     view.start()
     left = len(generations)
     try:
@@ -103,7 +107,7 @@ def run_sweep_blocking(
             try:
                 index, event = events.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                view.tick(_elapsed(generations))
+                view.tick(time.monotonic() - started)
                 continue
             if event is not None:
                 view.update(index, event)
@@ -118,23 +122,26 @@ def run_sweep_blocking(
                 elapsed=generation.elapsed,
             )
     except KeyboardInterrupt:
+        elapsed = time.monotonic() - started
         for generation in generations:
             generation.cancel()
         for generation in generations:
             generation.wait(UNWIND_SECONDS)
-        view.fail(f"cancelled after {_elapsed(generations):.1f} s")
-        raise GenerationCancelled(
-            f"cancelled by an interrupt after {_elapsed(generations):.1f} s; every request "
-            "was closed, nothing was bound"
+        for sweep_run, generation in zip(sweep.runs, generations, strict=True):
+            if generation.done():
+                settle_run(sweep_run, generation)
+        finished = len(sweep.results)
+        view.fail(f"cancelled after {elapsed:.1f} s")
+        raise RunInterrupted(
+            f"cancelled by an interrupt after {elapsed:.1f} s; {finished} of "
+            f"{plural(len(generations), 'run')} had finished and are kept, the others were "
+            "closed",
+            partial=sweep,
         ) from None
     except BaseException:
         for generation in generations:
             generation.cancel()
-        view.fail(f"failed after {_elapsed(generations):.1f} s")
+        view.fail(f"failed after {time.monotonic() - started:.1f} s")
         raise
     view.finish(sweep.summary())
     return sweep
-
-
-def _elapsed(generations: Sequence[Generation]) -> float:
-    return max((g.elapsed for g in generations), default=0.0)

@@ -3,7 +3,8 @@
 The run's events cross a queue to the waiting thread, which alone touches the view, so
 outputs land in the cell that is running. A `KeyboardInterrupt` (a kernel interrupt)
 while waiting cancels the run, waits for it to close its connection, and raises
-`GenerationCancelled`: nothing is left running.
+`RunInterrupted`, still a `KeyboardInterrupt` (the magic turns it into a one-line
+`GenerationCancelled`): nothing is left running.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import GenerationCancelled, MeshError
+from ..errors import GenerationCancelled, MeshError, RunInterrupted
 from ..events import StreamEvent
 from .engine import engine
 
@@ -67,7 +68,7 @@ def run_blocking(run: Generation, view: ProgressView) -> ImageResult:
         run.cancel()
         run.wait(UNWIND_SECONDS)
         view.fail(f"cancelled after {run.elapsed:.1f} s")
-        raise GenerationCancelled(
+        raise RunInterrupted(
             f"cancelled by an interrupt after {run.elapsed:.1f} s; the request was closed, "
             "nothing was bound"
         ) from None

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .files import FILE_MODE
+from .files import FILE_MODE, StoreError
 
 SCHEMA_VERSION = 2  # 2: runs.inputs
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
@@ -118,6 +118,9 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 def connect(path: Path) -> sqlite3.Connection:
     """The index at `path` (0600, as are its -wal and -shm files), made if missing."""
     _create_private(path)
+    for suffix in ("-wal", "-shm"):  # SQLite would write through a link planted there
+        if os.path.islink(f"{path}{suffix}"):
+            raise StoreError(f"{path}{suffix} is a symlink; the store does not follow symlinks")
     # One connection per Store, used under its lock from whichever thread stores or reads.
     connection = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -194,16 +197,24 @@ def _rollback(connection: sqlite3.Connection) -> None:
 
 
 def _create_private(path: Path) -> None:
-    handle = os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE)
     try:
-        os.chmod(path, FILE_MODE)  # open's mode passes through the umask
+        handle = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+    except OSError:
+        if os.path.islink(path):  # ELOOP
+            raise StoreError(f"{path} is a symlink; the store does not follow symlinks") from None
+        raise
+    try:
+        if os.name == "posix":
+            os.fchmod(handle, FILE_MODE)  # open's mode passes through the umask
+        else:
+            os.chmod(path, FILE_MODE)
     finally:
         os.close(handle)
 
 
-def _contains(needle: str, *texts: str | None) -> bool:
-    wanted = needle.casefold()
-    return any(text is not None and wanted in text.casefold() for text in texts)
+def _contains(needle: str, *texts: object) -> bool:
+    wanted = needle.casefold()  # a damaged row may hold a number where text belongs
+    return any(isinstance(text, str) and wanted in text.casefold() for text in texts)
 
 
 __all__ = [

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .store import DEFAULT_MAX_BYTES, Store, StoreWarning
+from .files import StoreError, warn
+from .store import DEFAULT_MAX_BYTES, Store
 
 _stores: dict[Path, Store] = {}
 _lock = threading.Lock()
@@ -46,13 +46,11 @@ def open_store(config: Mapping[str, Any]) -> Store | None:
         if store is None:
             try:
                 store = _stores[where] = Store(directory, max_bytes=max_bytes)
-            except (OSError, sqlite3.Error) as exc:
-                warnings.warn(
-                    f"mesh-magics store: cannot open {directory} ({exc}); generations are "
-                    "not stored. Set MeshImageMagics.store_dir to a folder you can write to, "
-                    "or MeshImageMagics.store = False",
-                    StoreWarning,
-                    stacklevel=2,
+            except (OSError, sqlite3.Error, StoreError) as exc:
+                warn(
+                    f"cannot open {directory} ({exc}); generations are not stored. Set "
+                    "MeshImageMagics.store_dir to a folder you can write to, or "
+                    "MeshImageMagics.store = False"
                 )
                 return None
         store.max_bytes = max_bytes  # %config may have changed it since

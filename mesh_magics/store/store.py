@@ -20,44 +20,73 @@ an input, and `ImageResult.parents` walk an edit back to its first generation.
 
 The store serves the notebook and never stands in its way: a generation that cannot be
 stored (disk full, a read-only folder) is a `StoreWarning`, not a failed cell, and a
-stored image that has gone or changed is a miss with a warning, not a crash.
+stored image that has gone or changed is a miss with a warning, not a crash. So is a
+damaged row (JSON that does not parse, a time that is no time, a hash that is no SHA-256):
+it is skipped with a one-line warning, and the other rows are served.
+
+Opening a store reclaims what a killed process left behind: temporary files, and image
+files no row names (written, then killed before the row was committed), once they are
+older than `ORPHAN_AGE`, so a file another process is about to index is never taken.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import sqlite3
 import threading
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..errors import OptionError
 from ..images import GeneratedImage
-from ..redact import redact, redact_value
+from ..redact import one_line, redact, redact_value
 from ..results.result import ImageResult
 from . import index
 from .files import (
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
     StoredImageError,
     StoreError,
+    StoreWarning,
+    UnsafePathError,
     has_image,
+    image_name,
     image_path,
+    is_image_name,
     make_private_folder,
     read_image,
     remove,
+    warn,
     write_image,
 )
 from .images import StoredImage
 from .keys import host_of, request_key
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
+HISTORY_MAX = 1_000_000  # runs one history() may list
+ORPHAN_AGE = 3600.0  # seconds: far longer than writing a file and committing its row takes
 
 
-class StoreWarning(UserWarning):
-    """The store could not keep or give back a generation; the run itself went on."""
+def history_limit(limit: object) -> int:
+    """`limit` if it is a number of runs `history()` can list, else a one-line
+    `OptionError` saying what is (SQLite itself would overflow past 2**63 - 1)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= HISTORY_MAX:
+        raise OptionError(
+            f"history limit must be a whole number from 1 to {HISTORY_MAX:,}, "
+            f"not {one_line(repr(limit), 40)}"
+        )
+    return limit
+
+
+class _DamagedRow(Exception):
+    """A row of the index that cannot be turned back into a result (says which part)."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +104,17 @@ class Store:
     def __init__(self, directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.directory = Path(directory).expanduser()
         self.max_bytes = max_bytes
-        self._images = self.directory / "images"
-        make_private_folder(self.directory)
+        # The folder itself may be reached through a link the user made; nothing inside it.
+        root = self.directory.resolve()
+        make_private_folder(root)
+        self._images = root / "images"
         make_private_folder(self._images)
         self._lock = threading.Lock()  # one connection, used by one thread at a time
-        self._db = index.connect(self.directory / "index.db")
+        self._db = index.connect(root / "index.db")
+        try:
+            self._reclaim()
+        except (OSError, sqlite3.Error) as exc:  # a store that cannot be tidied still works
+            warn(f"could not reclaim left-over files in {self.directory} ({_reason(exc)})")
 
     # -- storing -------------------------------------------------------------------------
 
@@ -92,13 +127,8 @@ class Store:
             return
         try:
             self._put(result, host_of(api_host), cell)
-        except (OSError, sqlite3.Error, TypeError, ValueError) as exc:
-            warnings.warn(
-                f"mesh-magics store: this generation was not stored in {self.directory} "
-                f"({_reason(exc)})",
-                StoreWarning,
-                stacklevel=2,
-            )
+        except (OSError, sqlite3.Error, TypeError, ValueError, StoreError) as exc:
+            warn(f"this generation was not stored in {self.directory} ({_reason(exc)})")
 
     def _put(self, result: ImageResult, host: str, cell: str | None) -> None:
         body = json.dumps(_redacted(result.request), ensure_ascii=False, default=str)
@@ -148,31 +178,66 @@ class Store:
             self._evict(db)
 
     def _evict(self, db: sqlite3.Connection) -> None:
-        """While the store holds more than `max_bytes`, delete the oldest runs, then the
-        files no run uses any more. Inside the writer's transaction: no other process can
-        store a run that uses a file between the check and the delete."""
+        """While the store holds more than `max_bytes`, delete the oldest runs (a run whose
+        time is damaged counts as oldest), then the files no run uses any more. Inside the
+        writer's transaction: no other process can store a run that uses a file between
+        the check and the delete."""
         (total,) = db.execute("SELECT COALESCE(SUM(total_bytes), 0) FROM runs").fetchone()
         if total <= self.max_bytes:
             return
-        last = None  # (created, id) of the newest run to go
-        oldest_first = db.execute("SELECT created, id, total_bytes FROM runs ORDER BY created, id")
-        for created, run_id, size in oldest_first:
-            last, total = (created, run_id), total - size
+        going = []
+        oldest_first = db.execute(
+            "SELECT id, total_bytes FROM runs "
+            "ORDER BY typeof(created) IN ('integer', 'real'), created, id"
+        )
+        for run_id, size in oldest_first:
+            going.append(run_id)
+            total -= size if isinstance(size, int | float) else 0  # damaged: counts nothing
             if total <= self.max_bytes:
                 break
         oldest_first.close()
-        if last is None:
-            return
-        oldest = "SELECT id FROM runs WHERE created < ?1 OR (created = ?1 AND id <= ?2)"
-        unused = db.execute(
-            f"SELECT DISTINCT sha256, format FROM images WHERE run_id IN ({oldest})", last
-        ).fetchall()
-        db.execute(f"DELETE FROM images WHERE run_id IN ({oldest})", last)
-        db.execute("DELETE FROM runs WHERE created < ?1 OR (created = ?1 AND id <= ?2)", last)
+        unused: set[tuple[Any, Any]] = set()
+        for run_id in going:
+            unused.update(db.execute(_IMAGES_OF_RUN, (run_id,)))
+            db.execute("DELETE FROM images WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         for sha256, fmt in unused:
             if db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha256,)).fetchone():
                 continue  # a newer run has the same image
-            remove(image_path(self._images, sha256, fmt))
+            try:
+                remove(image_path(self._images, sha256, fmt))
+            except UnsafePathError as exc:  # an edited row: its "file" is not the store's
+                warn(f"{exc}; not deleted")
+
+    def _reclaim(self) -> None:
+        """Delete what a killed process left in the image folders: temporary files, and
+        image files no row names, older than `ORPHAN_AGE`. Under the write lock, so no
+        other process commits a row for a file between the check and the delete; links
+        are neither followed nor deleted."""
+        cutoff = time.time() - ORPHAN_AGE
+        with self._lock, index.writing(self._db) as db:
+            named: set[str] = set()
+            for sha256, fmt in db.execute("SELECT DISTINCT sha256, format FROM images"):
+                try:
+                    named.add(image_name(sha256, fmt))  # no resolving: thousands of rows
+                except UnsafePathError:
+                    continue  # a damaged row: reading it says so
+            with os.scandir(self._images) as shards:
+                for shard in shards:
+                    if shard.is_dir(follow_symlinks=False):
+                        self._reclaim_in(Path(shard.path), named, cutoff)
+
+    def _reclaim_in(self, shard: Path, named: set[str], cutoff: float) -> None:
+        with os.scandir(shard) as entries:
+            for entry in entries:
+                left_over = entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX)
+                orphan = is_image_name(entry.name) and entry.name not in named
+                if (
+                    (left_over or orphan)
+                    and entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_mtime < cutoff
+                ):
+                    remove(Path(entry.path))
 
     # -- reading -------------------------------------------------------------------------
 
@@ -184,18 +249,11 @@ class Store:
         One query, then each file read and hashed once; its bytes stay in memory, since a
         replay is shown at once."""
         rows = self._rows(index.NEWEST_OF_KEY, key)
-        if not rows:
+        try:
+            return self._run(rows, preview_max_px=preview_max_px, replayed=True, load=True)
+        except StoredImageError as exc:
+            self._lost(exc, run_id=rows[0][0])
             return None
-        images = []
-        for *_, sha256, fmt, width, height, revised in rows:
-            path = image_path(self._images, sha256, fmt)
-            try:
-                data = read_image(path, sha256)
-            except StoredImageError as exc:
-                self._lost(exc, run_id=rows[0][0])
-                return None
-            images.append(StoredImage(data, fmt, width, height, revised, path=path, sha256=sha256))
-        return _result(rows[0], images, replayed=True, preview_max_px=preview_max_px)
 
     def find_image(
         self, sha256: str, *, request_id: str | None = None, preview_max_px: int = 1024
@@ -205,9 +263,7 @@ class Store:
         newest; None if none. Lazy like `history()`: it reads no image file until a byte
         is asked for."""
         rows = self._rows(index.NEWEST_WITH_IMAGE, sha256, request_id)
-        if not rows:
-            return None
-        return _result(rows[0], self._lazy(rows), replayed=False, preview_max_px=preview_max_px)
+        return self._run(rows, preview_max_px=preview_max_px, replayed=False)
 
     def _rows(self, query: str, *values: str | None) -> list[Any]:
         """The rows of a one-run query; none (with a warning) when the index can't be read."""
@@ -215,28 +271,54 @@ class Store:
             with self._lock:
                 return self._db.execute(query, values).fetchall()
         except sqlite3.Error as exc:
-            warnings.warn(
-                f"mesh-magics store: cannot read {self.directory} ({_reason(exc)})",
-                StoreWarning,
-                stacklevel=3,
-            )
+            warn(f"cannot read {self.directory} ({_reason(exc)})")
             return []
 
-    def _lazy(self, rows: Sequence[Sequence[Any]]) -> list[StoredImage]:
-        """The images of `rows` (one run's), each reading its file only when asked."""
-        images = []
-        for row in rows:
-            sha256, fmt, width, height, revised = row[_IMAGE_AT:]
-            path = image_path(self._images, sha256, fmt)
-            images.append(StoredImage(None, fmt, width, height, revised, path=path, sha256=sha256))
-        return images
+    def _run(
+        self,
+        rows: Sequence[Sequence[Any]],
+        *,
+        preview_max_px: int,
+        replayed: bool,
+        load: bool = False,
+    ) -> ImageResult | None:
+        """The result of `rows` (one run's, with its images); None if there are none, or
+        (with a warning) they are damaged. Its images read their files now with `load`
+        (a `StoredImageError` if one has gone or changed), else only when asked."""
+        if not rows:
+            return None
+        try:
+            images = [self._image(row[_IMAGE_AT:]) for row in rows]
+        except (_DamagedRow, UnsafePathError) as exc:
+            self._damaged(rows[0][0], exc)
+            return None
+        if load:  # a replay is shown at once: read (and check) every file once, now
+            images = [_read(image) for image in images]
+        try:
+            return _result(rows[0], images, replayed=replayed, preview_max_px=preview_max_px)
+        except _DamagedRow as exc:
+            self._damaged(rows[0][0], exc)
+            return None
+
+    def _damaged(self, run_id: object, problem: Exception) -> None:
+        warn(f"run {run_id} in {self.directory} is damaged ({problem}); skipped")
+
+    def _image(self, columns: Sequence[Any]) -> StoredImage:
+        sha256, fmt, width, height, revised = columns
+        path = image_path(self._images, sha256, fmt)
+        for name, size in (("width", width), ("height", height)):
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise _DamagedRow(f"its image's {name} is {one_line(repr(size), 40)}")
+        if not isinstance(fmt, str) or not (revised is None or isinstance(revised, str)):
+            raise _DamagedRow("its image's format or revised prompt is not text")
+        return StoredImage(None, fmt, width, height, revised, path=path, sha256=sha256)
 
     def _lost(self, problem: StoredImageError, *, run_id: int) -> None:
         if problem.damaged:
             remove(problem.path)  # the next run with these bytes writes it anew
         elif not problem.path.exists() and not self._has_run(run_id):
             return  # evicted by another process since the query: a plain miss
-        warnings.warn(f"mesh-magics store: {problem}; not replayed", StoreWarning, stacklevel=3)
+        warn(f"{problem}; not replayed")
 
     def _has_run(self, run_id: int) -> bool:
         try:
@@ -252,9 +334,9 @@ class Store:
     ) -> list[ImageResult]:
         """The latest stored generations, newest first, filtered by `text` in the prompt,
         model or request id (case-insensitive). Their images read their files only when
-        their bytes are asked for."""
-        if limit <= 0:
-            return []
+        their bytes are asked for. `limit`: 1 to `HISTORY_MAX` (else an `OptionError`).
+        A damaged run is left out, with a one-line warning."""
+        limit = history_limit(limit)
         try:
             with self._lock:
                 rows = self._db.execute(index.LATEST, (text or None, limit)).fetchall()
@@ -263,10 +345,10 @@ class Store:
         runs: dict[int, list[Sequence[Any]]] = {}
         for row in rows:
             runs.setdefault(row[0], []).append(row)
-        return [
-            _result(run[0], self._lazy(run), replayed=False, preview_max_px=preview_max_px)
-            for run in runs.values()
-        ]
+        found = (
+            self._run(run, preview_max_px=preview_max_px, replayed=False) for run in runs.values()
+        )
+        return [result for result in found if result is not None]
 
     def total_bytes(self) -> int:
         """What the size cap counts: every stored run's image bytes and texts."""
@@ -282,25 +364,69 @@ class Store:
         return f"<Store {self.directory}>"
 
 
+_IMAGES_OF_RUN = "SELECT sha256, format FROM images WHERE run_id = ?"
 _IMAGE_AT = 8  # where a row's image columns start, after index.RUN_COLUMNS
+
+
+def _read(image: StoredImage) -> StoredImage:
+    """`image` with its bytes in memory: its file read, and checked, now."""
+    assert image.path is not None and image.sha256 is not None
+    data = read_image(image.path, image.sha256)
+    size = (image.width, image.height)
+    return StoredImage(
+        data, image.format, *size, image.revised_prompt, path=image.path, sha256=image.sha256
+    )
 
 
 def _result(
     row: Sequence[Any], images: Sequence[GeneratedImage], *, replayed: bool, preview_max_px: int
 ) -> ImageResult:
+    """The result of a run's row; `_DamagedRow` naming the first column that is wrong."""
     _, request, model, request_id, usage, created, elapsed, inputs = row[:_IMAGE_AT]
+    if not isinstance(model, str) or not (request_id is None or isinstance(request_id, str)):
+        raise _DamagedRow("its model or request id is not text")
     return ImageResult(
         list(images),
-        request=json.loads(request),
+        request=_json(request, dict, "request"),
         model=model,
         request_id=request_id,
-        usage=None if usage is None else json.loads(usage),
-        elapsed=elapsed,
+        usage=None if usage is None else _json(usage, dict, "usage"),
+        elapsed=_seconds(elapsed, "elapsed"),
         preview_max_px=preview_max_px,
-        created=created,
+        created=_time(created),
         replayed=replayed,
-        inputs=None if inputs is None else json.loads(inputs),
+        inputs=None if inputs is None else _json(inputs, list, "inputs"),
     )
+
+
+def _json(text: object, kind: type[dict[str, Any]] | type[list[Any]], column: str) -> Any:
+    """A JSON column: an object (`kind` dict), or a list of objects (`kind` list)."""
+    try:
+        value: Any = json.loads(text) if isinstance(text, str | bytes) else None
+    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+        value = None
+    if not isinstance(value, kind) or (
+        isinstance(value, list) and not all(isinstance(entry, dict) for entry in value)
+    ):
+        what = "object" if kind is dict else "list of objects"
+        raise _DamagedRow(f"its {column} is not a JSON {what}")
+    return value
+
+
+def _seconds(value: object, column: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _DamagedRow(f"its {column} is {one_line(repr(value), 40)}, not a number")
+    return float(value)
+
+
+def _time(value: object) -> float:
+    """A row's `created`, if it is a time the result can show (a date, in local time)."""
+    created = _seconds(value, "created")
+    try:
+        datetime.fromtimestamp(created)
+    except (OverflowError, OSError, ValueError):
+        raise _DamagedRow(f"its created is {created!r}, not a date") from None
+    return created
 
 
 def _inputs_text(inputs: Sequence[Mapping[str, Any]]) -> str:
@@ -334,4 +460,11 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-__all__ = ["DEFAULT_MAX_BYTES", "Store", "StoreWarning"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "HISTORY_MAX",
+    "ORPHAN_AGE",
+    "Store",
+    "StoreWarning",
+    "history_limit",
+]
