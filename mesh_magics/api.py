@@ -29,7 +29,17 @@ from .request import build_edit_request, build_request
 from .run.generation import Generation
 from .run.lifecycle import Delivery, deliver
 from .run.wait import run_blocking
-from .schema import PROMPTLESS, REQUEST_FIELDS, SETTINGS, check
+from .schema import (
+    MAX_JSON_DEPTH,
+    PROMPTLESS,
+    REQUEST_FIELDS,
+    SETTINGS,
+    STREAM,
+    check,
+    check_conflicts,
+    not_too_deep,
+    shown,
+)
 from .settings import ClientSettings, client_settings, configured
 
 if TYPE_CHECKING:
@@ -79,6 +89,7 @@ def prepare(
     from .store import open_store
 
     config = configured() if config is None else config
+    check_conflicts(fields, as_flags=cell is not None)  # each run of a sweep, too
     if inputs:
         request = build_edit_request(prompt, fields, defaults(config, exclude=fields), inputs)
     else:
@@ -124,16 +135,19 @@ def request_fields(fields: Mapping[str, Any], params: Mapping[str, Any] | None) 
                 f"unknown field {name!r}: {hint}pass fields the API knows but this package "
                 "does not in params={...}"
             )
-        elif name in ("prompt", "stream"):
-            raise OptionError(f"params: {name!r} is not a parameter here")
+        elif name == "stream":
+            raise OptionError("params: 'stream' is an argument of its own: pass stream=False")
+        elif name == "prompt":
+            raise OptionError("params: 'prompt' is not a parameter here")
         else:
             checked[name] = value
     for name, value in checked.items():  # NaN or an object would fail later, in the run
         try:
-            json.dumps(value, allow_nan=False)
+            json.dumps(not_too_deep(value), allow_nan=False)
         except (TypeError, ValueError):
             raise OptionError(
-                f"{name}: invalid value {value!r}; expected JSON with finite numbers"
+                f"{name}: invalid value {shown(value)}; expected JSON with finite "
+                f"numbers, nested at most {MAX_JSON_DEPTH} levels"
             ) from None
     return checked
 
@@ -162,6 +176,11 @@ def _settings_of_call(
     )
 
 
+def stream_of_call(stream: Any) -> bool:
+    """`stream=` checked as `-p stream=` is: True streams (SSE), False is a plain request."""
+    return bool(check(STREAM, stream, source="stream"))
+
+
 def _call(
     prompt: Any,
     fields: Mapping[str, Any],
@@ -171,6 +190,7 @@ def _call(
     progress: str,
     replay: bool | None,
     edit: tuple[Any, Any] | None = None,
+    stream: Any = True,
 ) -> tuple[Generation, str]:
     """The run a function call asks for, every argument checked; and its progress mode.
     `edit`: the images and mask of an edit, as given."""
@@ -185,6 +205,7 @@ def _call(
         config=config,
         base_url=base_url,
         timeout=timeout,
+        stream=stream_of_call(stream),
         replay=replay,
         inputs=inputs,
     )
@@ -239,6 +260,7 @@ def generate(
     timeout: float | None = None,
     progress: str = "auto",
     replay: bool | None = None,
+    stream: bool = True,
     params: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> ImageResult | Generation:
@@ -249,10 +271,13 @@ def generate(
 
     `background` is also the name of a request field: a string (`"transparent"`,
     `"opaque"`, `"auto"`) is that field, `True`/`False` the way to run. For both, pass
-    the field in `params={"background": "transparent"}`."""
+    the field in `params={"background": "transparent"}`. `stream=False` asks with one
+    plain request instead of a stream of events (the magic's `--no-stream`)."""
     if isinstance(background, str):  # the API's field (transparent, opaque, auto)
         fields["background"], background = background, False
-    run, progress = _call(prompt, fields, params, base_url, timeout, progress, replay)
+    run, progress = _call(
+        prompt, fields, params, base_url, timeout, progress, replay, stream=stream
+    )
     return _go(run, progress, background=bool(background))
 
 
@@ -322,13 +347,16 @@ async def agenerate(
     timeout: float | None = None,
     progress: str = "auto",
     replay: bool | None = None,
+    stream: bool = True,
     params: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> ImageResult:
     """`generate()` for asyncio code (a notebook's top-level `await` included). The work
     runs on the package's own loop thread; this coroutine only waits for it, so the
     caller's loop stays free. Cancelling it cancels the run."""
-    run, progress = _call(prompt, fields, params, base_url, timeout, progress, replay)
+    run, progress = _call(
+        prompt, fields, params, base_url, timeout, progress, replay, stream=stream
+    )
     view = _view(run, progress, _running_shell())
     run.watch(_LoopWatcher(asyncio.get_running_loop(), view))
     view.start()

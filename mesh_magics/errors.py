@@ -6,8 +6,9 @@ cell, so "Run All" stops. Bugs are not `MeshError`s and keep their full tracebac
 No error message ever contains the API key: none of these classes is given it, and
 `str`/`repr` mask it (and URL credentials) should a server echo them (`redact.py`).
 
-This module does not import IPython: scripts use these errors too. The label is red only
-when a running IPython's colour scheme has colours (`--colors=NoColor` gets plain text).
+The line starts with the class name, the name to catch (`except OptionError:`). This
+module does not import IPython: scripts use these errors too. The name is red only when a
+running IPython's colour scheme has colours (`--colors=NoColor` gets plain text).
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from .redact import redact
 class MeshError(Exception):
     """Base class of every error raised by mesh-magics on purpose."""
 
-    label = "meshimage error"
-
     def __init__(self, *args: Any) -> None:
         # Masked as made, so not even `.args` keeps a secret some text brought along.
         super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
@@ -34,11 +33,12 @@ class MeshError(Exception):
         return redact(super().__repr__())
 
     def _render_traceback_(self) -> list[str]:
-        return [f"{_coloured(self.label)}: {self}"]
+        # The class name, so the error is caught by the name the cell shows.
+        return [f"{_coloured(type(self).__name__)}: {self}"]
 
 
 def _coloured(label: str) -> str:
-    """LABEL in red, unless IPython is not running or its colour scheme is NoColor."""
+    """`label` in red, unless IPython is not running or its colour scheme is NoColor."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None or str(getattr(shell, "colors", "nocolor")).lower() == "nocolor":
@@ -50,20 +50,14 @@ class OptionError(MeshError, ValueError):
     """A bad option, value or setting; found before any request. Also a `ValueError`, so
     code calling the function API can catch it as one."""
 
-    label = "UsageError"
-
 
 class ConfigError(MeshError):
     """Missing key, unusable base URL or a bad configuration value."""
-
-    label = "ConfigError"
 
 
 class GenerationCancelled(MeshError):
     """The user interrupted the kernel or pressed Cancel. What had finished (a sweep's
     finished runs) is kept: bound, shown, and on the error as `.partial` (or None)."""
-
-    label = "Cancelled"
 
     def __init__(self, message: str, partial: Any = None) -> None:
         super().__init__(message)
@@ -73,54 +67,38 @@ class GenerationCancelled(MeshError):
 class GenerationTimeout(MeshError):
     """The whole generation took longer than `--timeout`."""
 
-    label = "Timeout"
-
 
 class TransportError(MeshError):
     """The HTTP exchange failed below the API: connection refused, TLS, reads timing out."""
 
-    label = "ConnectionError"
-
 
 class StreamError(MeshError):
     """The server's stream broke the protocol: cut short, dropped, or malformed."""
-
-    label = "StreamError"
 
 
 class ResponseTooLargeError(StreamError):
     """A response passed its size cap (derived from the request: n, size, previews), or
     did not fit in memory; the message says which cap and how to raise it."""
 
-    label = "ResponseTooLarge"
-
 
 class ImageDecodeError(MeshError):
     """An image in the response could not be fetched or is not a usable image."""
-
-    label = "ImageError"
 
 
 class SaveError(MeshError, OSError):
     """`ImageResult.save()` could not write a file; the message names the path and what to
     do. An `OSError` too, so `except OSError` around a save keeps working."""
 
-    label = "SaveError"
-
 
 class StillRunning(MeshError):
     """The images of a run (or a sweep's `save()`, `retry()`) were asked for before it
     finished."""
-
-    label = "StillRunning"
 
 
 class IncompleteResultError(MeshError):
     """Fewer good images came back than were asked for (some missing, or not decodable).
     The images that did come are kept: stored, bound and shown as any result, and on the
     error as `.result`."""
-
-    label = "IncompleteResult"
 
     def __init__(self, message: str, result: Any) -> None:
         super().__init__(message)
@@ -129,8 +107,6 @@ class IncompleteResultError(MeshError):
 
 class APIError(MeshError):
     """MeshAPI answered with an error (a status >= 400, or an `error` frame in a stream)."""
-
-    label = "APIError"
 
     def __init__(
         self,
@@ -165,49 +141,47 @@ class APIError(MeshError):
 
 
 class BadRequestError(APIError):
-    label = "BadRequest"
+    """400: the API refused the request as malformed."""
 
 
 class AuthenticationError(APIError):
-    label = "AuthenticationError"
+    """401: the key is missing, wrong or revoked."""
 
 
 class PaymentRequiredError(APIError):
-    label = "PaymentRequired"
+    """402: the account's spend limit or balance stops the request."""
 
 
 class PermissionDeniedError(APIError):
-    label = "PermissionDenied"
+    """403: the key may not use this model or endpoint."""
 
 
 class NotFoundError(APIError):
-    label = "NotFound"
+    """404: no such model or endpoint."""
 
 
 class RequestTooLargeError(APIError):
-    label = "RequestTooLarge"
+    """413: the request body is too large for the server."""
 
 
 class UnprocessableRequestError(APIError):
-    label = "ValidationError"
+    """422: a field failed the API's validation; `.details` says which."""
 
 
 class RateLimitError(APIError):
-    label = "RateLimited"
+    """429: too many requests; `.retry_after` says when to try again."""
 
 
 class InternalServerError(APIError):
-    label = "ServerError"
+    """500 (and any other 5xx not below): the server failed."""
 
 
 class ServiceUnavailableError(APIError):
-    label = "ServiceUnavailable"
+    """502, 503, 504: the service or a gateway is unavailable."""
 
 
 class StreamFailedError(APIError):
     """The server reported an error inside an already started stream."""
-
-    label = "GenerationFailed"
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -53,9 +53,9 @@ class Completed:
     undecoded: tuple[str, ...] = ()  # why each image that came but did not decode failed
 
 
-def count_images(n: int) -> str:
-    """`1 image`, `3 images`: how every view and summary says it."""
-    return f"{n} image" if n == 1 else f"{n} images"
+def plural(n: int, word: str) -> str:
+    """`1 image`, `3 images`, `1 run`: a count and its noun, as every line says it."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 StreamEvent = StatusChanged | Retrying | RateLimited | PartialImage | Completed

@@ -22,10 +22,10 @@ import io
 import os
 import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import OptionError
 from .images import sniff_format
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from .images import GeneratedImage
 
 ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+T = TypeVar("T")
+Passes = type[BaseException] | tuple[type[BaseException], ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,18 +134,34 @@ def read_source(value: Any, *, what: str, limit: int, name: str | None = None) -
     return [_checked(_bytes_of(value, what, limit), what, limit, name)]
 
 
+def users_code(what: str, doing: str, call: Callable[[], T], *, passes: Passes = ()) -> T:
+    """`call()`, which runs code of the user's object (a property, `read()`, `__fspath__`).
+    What it raises is that object's failure, not a bug of ours: a one-line `OptionError`
+    naming the source (`--edit box: box.image raised RuntimeError: ...`). Exceptions in
+    `passes` go through, for the caller to read."""
+    try:
+        return call()
+    except passes:
+        raise
+    except Exception as exc:
+        raise OptionError(f"{what}: {doing} raised {type(exc).__name__}: {exc}") from None
+
+
 def _bytes_of(value: Any, what: str, limit: int) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     if isinstance(value, str) and value.startswith("data:"):
         return _data_url_bytes(value, what, limit)
     if isinstance(value, str | os.PathLike):
-        return file_bytes(value, what, limit, missing=f"no image file {str(value)!r}")
+        path = users_code(what, "__fspath__()", lambda: os.fspath(value))
+        if not isinstance(path, str):
+            raise OptionError(f"{what}: a path of bytes; give the path as text")
+        return file_bytes(path, what, limit, missing=f"no image file {path!r}")
     if _is_pil(value):
         return _png_of(value, what)
-    read = getattr(value, "read", None)
+    read = users_code(what, ".read", lambda: getattr(value, "read", None))
     if callable(read):
-        data = read(limit + 1)
+        data = users_code(what, ".read()", lambda: read(limit + 1))
         if not isinstance(data, bytes):
             raise OptionError(f"{what}: the file is open in text mode; open it with 'rb'")
         check_size(len(data), limit, what, "the file")

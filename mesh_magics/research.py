@@ -19,8 +19,10 @@ from .api import (
     operation_of,
     prepare,
     request_fields,
+    stream_of_call,
 )
 from .errors import MeshError, OptionError
+from .events import plural
 from .schema import SETTINGS, check, check_image_count
 from .settings import ClientSettings, client_settings, configured
 
@@ -162,7 +164,8 @@ def sweep_view(
     from .views.sweep import make_sweep_view
 
     images = sum(run.request.n for run in generations or [])
-    heading = f"sweep · {len(sweep.runs)} runs" + (f" · {images} images" if images else "")
+    heading = f"sweep · {plural(len(sweep.runs), 'run')}"
+    heading += f" · {plural(images, 'image')}" if images else ""
     labels = [f"{r.label} · {r.prompt[:40]}" for r in sweep.runs]
     return make_sweep_view(heading, labels, progress, shell, on_cancel=on_cancel)
 
@@ -177,6 +180,7 @@ def sweep(
     concurrency: int | None = None,
     yes: bool = False,
     replay: bool | None = None,
+    stream: bool = True,
     raise_errors: bool = True,
     params: Mapping[str, Any] | None = None,
     edit: Any = None,
@@ -235,6 +239,7 @@ def sweep(
         timeout=timeout,
         concurrency=concurrency,
         progress=progress,
+        stream=stream_of_call(stream),
         replay=replay,
         inputs=inputs,
     )

@@ -14,15 +14,19 @@ into the one message every front end shows: `SOURCE: invalid value V; allowed: .
 
 from __future__ import annotations
 
+import builtins
 import json
 import keyword
 import math
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import OptionError
+from .events import plural
+from .redact import clip
 
 # -- kinds of values ------------------------------------------------------------------------
 
@@ -157,6 +161,42 @@ class Identifier(Kind):
         return value
 
 
+class Binding(Identifier):
+    """A variable name a result may be bound to: one that shadows nothing Python or
+    IPython needs (`-o get_ipython` would break every later magic cell)."""
+
+    allowed = "a Python variable name that is not a builtin or a name IPython keeps, e.g. -o fox"
+
+    def convert(self, value: Any) -> str:
+        name = super().convert(value)
+        reason = shadowed(name)
+        if reason is not None:
+            raise ValueError(f"binding {name} would shadow {reason}; expected {self.allowed}")
+        return name
+
+
+# Names IPython keeps in the user namespace (its history, output cache and own functions).
+_IPYTHON_NAMES = frozenset(
+    {"get_ipython", "exit", "quit", "In", "Out", "_", "__", "___", "_i", "_ii", "_iii",
+     "_ih", "_oh", "_dh", "_sh", "_exit_code"}
+)  # fmt: skip
+_IPYTHON_NUMBERED = re.compile(r"_i?[0-9]+")  # _5 is Out[5], _i5 is In[5]
+
+
+def shadowed(name: str) -> str | None:
+    """What binding `name` in a notebook would shadow (a keyword, a dunder, a builtin, a
+    name IPython keeps), or None when it is free to use. The one rule for every binding."""
+    if keyword.iskeyword(name):
+        return "a Python keyword"
+    if name.startswith("__") and name.endswith("__"):
+        return "a name Python reserves (__dunder__)"
+    if name in _IPYTHON_NAMES or _IPYTHON_NUMBERED.fullmatch(name):
+        return "a name IPython keeps"
+    if hasattr(builtins, name):
+        return f"Python's builtin {name}"
+    return None
+
+
 class BaseUrl(Kind):
     allowed = "local, or an http(s) URL such as https://api.meshapi.ai"
 
@@ -207,8 +247,16 @@ class ImageSource(Kind):
         return text
 
 
+MAX_JSON_DEPTH = 32  # no request field nests deeper; deeper would recurse later (dumps, store)
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than `MAX_JSON_DEPTH`."""
+
+
 def loads_finite(text: str) -> Any:
-    """`json.loads` that refuses NaN and Infinity (they are not JSON, and no API takes them)."""
+    """`json.loads` that refuses NaN and Infinity (they are not JSON, and no API takes them),
+    and JSON nested deeper than `MAX_JSON_DEPTH` (`TooDeep`)."""
 
     def refuse(name: str) -> Any:
         raise ValueError(f"{name} is not a finite number")
@@ -217,7 +265,34 @@ def loads_finite(text: str) -> Any:
         value = float(literal)
         return value if math.isfinite(value) else refuse(literal)  # 1e999 overflows to inf
 
-    return json.loads(text, parse_constant=refuse, parse_float=finite)
+    try:
+        value = json.loads(text, parse_constant=refuse, parse_float=finite)
+    except RecursionError:  # the parser recurses per level: 100,000 [ overflow its stack
+        raise TooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    return not_too_deep(value)
+
+
+def not_too_deep(value: Any) -> Any:
+    """`value`, once it is known to nest lists and objects at most `MAX_JSON_DEPTH` deep."""
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise TooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in `value`, walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:  # past the limit the answer is known
+                stack.extend((child, level + 1) for child in _children(item))
+    return deepest
+
+
+def _children(item: dict[str, Any] | list[Any] | tuple[Any, ...]) -> list[Any]:
+    return list(item.values()) if isinstance(item, dict) else list(item)
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -321,7 +396,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("param", ("-p", "--param"), Text(),
            "KEY=VALUE: any other request field; VALUE parsed as JSON when it parses, "
            "else a string; repeatable", request_field=False, metavar="KEY=VALUE"),
-    Option("out", ("-o", "--out"), Identifier(), "bind the result to this variable",
+    Option("out", ("-o", "--out"), Binding(), "bind the result to this variable",
            request_field=False, metavar="NAME"),
     Option("no_display", ("--no-display",), None, "bind, show no images", request_field=False),
     Option("base_url", ("--base-url",), BaseUrl(),
@@ -406,8 +481,51 @@ OPTIONS: tuple[Option, ...] = (
 )  # fmt: skip
 
 BY_FLAG: dict[str, Option] = {flag: option for option in OPTIONS for flag in option.flags}
+# `-p stream=false` in a cell, `stream=False` in the function API (`--no-stream`'s value).
+STREAM = Option("stream", (), Boolean(), "SSE streaming; false: one plain request",
+                request_field=False)  # fmt: skip
 REQUEST_FIELDS: dict[str, Option] = {o.dest: o for o in OPTIONS if o.request_field}
 SETTINGS: dict[str, Option] = {o.dest: o for o in OPTIONS if o.config}
+
+
+# -- values that cannot go together ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two values one run cannot have together, and why: each a (dest, value) pair, where
+    the value of a flag is True."""
+
+    first: tuple[str, Any]
+    second: tuple[str, Any]
+    why: str
+
+
+CONFLICTS: tuple[Conflict, ...] = (
+    Conflict(("replay", True), ("fresh", True), "one answers from the store, the other asks "
+             "anew; give one"),
+    Conflict(("background", "transparent"), ("output_format", "jpeg"), "jpeg has no alpha "
+             "channel, so nothing could be transparent; use png or webp"),
+)  # fmt: skip
+
+
+def check_conflicts(values: Mapping[str, Any], *, as_flags: bool) -> None:
+    """An `OptionError` naming both values when `values` (fields and settings, by dest)
+    hold a pair of `CONFLICTS`. `as_flags`: name them as a cell writes them
+    (`--output-format jpeg`), else as keyword arguments (`output_format='jpeg'`)."""
+    for conflict in CONFLICTS:
+        if all(values.get(dest) == value for dest, value in (conflict.first, conflict.second)):
+            first, second = (
+                _spelled(*pair, as_flags) for pair in (conflict.first, conflict.second)
+            )
+            raise OptionError(f"{first} and {second} conflict: {conflict.why}")
+
+
+def _spelled(dest: str, value: Any, as_flags: bool) -> str:
+    if not as_flags:
+        return f"{dest}={value!r}"
+    flag = next(o.flags[0] for o in OPTIONS if o.dest == dest and o.flags)
+    return flag if value is True else f"{flag} {value}"
 
 
 def check(option: Option, value: Any, *, source: str | None = None) -> Any:
@@ -420,7 +538,13 @@ def check(option: Option, value: Any, *, source: str | None = None) -> Any:
     try:
         return kind.convert(value)
     except ValueError as exc:
-        raise OptionError(f"{source or option.flag}: invalid value {value!r}; {exc}") from None
+        raise OptionError(f"{source or option.flag}: invalid value {shown(value)}; {exc}") from None
+
+
+def shown(value: Any) -> str:
+    """`value` as a message shows it: a short, shallow repr (a value may be megabytes long
+    or nested 100,000 deep, and the message is one line)."""
+    return clip(reprlib.repr(value), 80)
 
 
 # -- help, derived ----------------------------------------------------------------------------
@@ -431,9 +555,9 @@ def check_image_count(images: int, runs: int, config: Mapping[str, Any], *, allo
     models is 6) is an error before anything is sent, unless `allow` (`--yes`)."""
     limit = config["max_images_per_cell"]
     if images > limit and not allow:
-        runs_text = f" in {runs} runs" if runs != 1 else ""
+        runs_text = f" in {plural(runs, 'run')}" if runs != 1 else ""
         raise OptionError(
-            f"this would make {images} images{runs_text}, more than "
+            f"this would make {plural(images, 'image')}{runs_text}, more than "
             f"MeshImageMagics.max_images_per_cell ({limit}); add --yes to go ahead"
         )
 
@@ -464,7 +588,8 @@ def magic_help() -> str:
         "Options go on the magic line, or on lines starting with `-` at the top of the cell;",
         "a line `--` ends them. `# ...` is a comment. `{name}` in the prompt is filled from",
         "your variables; `{{` and `}}` are braces. `%meshimage [options] PROMPT` is the",
-        "one-line form.",
+        "one-line form; there a word starting with `#` among the options begins a comment",
+        "(`%meshimage -o fox  # note`), and `--` goes before a prompt that starts with `#`.",
         "",
     ]
     for option in OPTIONS:

@@ -167,3 +167,25 @@ def at_once(script: str, argvs: list[list[str]], timeout: float) -> None:
                 process.kill()
     for process, (out, err) in zip(processes, outcomes, strict=True):
         assert process.returncode == 0 and out == "done\n", err
+
+
+def refused(shell: InteractiveShell, server: LocalServer, text: str, out: str = "t_out") -> str:
+    """Run `text` as a cell and check it was refused as the user should see it: the cell
+    failed with an `OptionError` shown as one line by its class name, `out` (the cell's
+    -o NAME) holds what it held before, and the server got no request. Returns the message."""
+    from mesh_magics.errors import OptionError
+
+    had, before = out in shell.user_ns, shell.user_ns.get(out)
+    received = server.request_count
+    run = run_cell(shell, text)
+    assert not run.success and isinstance(run.error, OptionError), repr(run.error)
+    (line,) = run.error._render_traceback_()
+    assert line.startswith("OptionError: ") and "\n" not in line, line
+    assert len(line) < 400, line
+    after = shell.user_ns.get(out)
+    ours = type(after).__module__.startswith("mesh_magics")
+    assert after is before or not ours, f"it bound {out}"
+    if not out.startswith("_"):  # IPython itself moves _, _i, _ii... on every cell
+        assert (out in shell.user_ns, after) == (had, before), f"it bound {out}"
+    assert server.request_count == received, "the server got a request"
+    return str(run.error)

@@ -38,6 +38,14 @@ from .test_faults import settled
 WITHIN = 20.0  # seconds: a generous bound for a subprocess on a loaded 2-core machine
 
 
+def nested(depth: int) -> list[Any]:
+    """A list in a list ... `depth` deep, built without recursion."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 # -- plain scripts ---------------------------------------------------------------------------
 
 
@@ -87,6 +95,54 @@ def test_a_script_gets_its_images_with_progress_on_stderr(server: LocalServer) -
     assert lines[-1].startswith("✓ 2 images · openai/gpt-image-1 · 64x64 png · ")
     assert "\x1b" not in done.stderr  # not a terminal: plain lines, no rewriting
     assert server.requests[-1].body["n"] == 2
+
+
+def test_widget_progress_in_a_script_says_it_needs_a_kernel(server: LocalServer) -> None:
+    done = run_script(f"""
+        import mesh_magics as mm
+        for call in (mm.generate, mm.sweep):
+            try:
+                call("a fox", base_url={server.url!r}, size="64x64", progress="widget")
+            except mm.OptionError as exc:
+                print(type(exc).__name__ + ": " + str(exc))
+    """)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout + done.stderr
+    for line in lines:
+        assert line.startswith("OptionError: progress 'widget' needs a Jupyter kernel"), line
+        assert "'auto', 'text' or 'none'" in line
+    assert server.request_count == 0
+
+
+def test_stream_false_from_a_script_sends_one_plain_request(server: LocalServer) -> None:
+    done = run_script(f"""
+        import asyncio
+        import mesh_magics as mm
+        where = dict(base_url={server.url!r}, size="64x64", progress="none", stream=False)
+        result = mm.generate("a plain fox", n=2, **where)
+        print(len(result), result[0].size, result.request["stream"], result.prompt)
+        result = asyncio.run(mm.agenerate("an async fox", **where))
+        print(len(result), result.request["stream"])
+        sweep = mm.sweep(["a fox", "an owl"], **where)
+        print(len(sweep.results), [r.request["stream"] for r in sweep.results])
+        try:
+            mm.generate("a fox", stream="sometimes", base_url={server.url!r})
+        except mm.OptionError as exc:
+            print(exc)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "2 (64, 64) False a plain fox",
+        "1 False",
+        "2 [False, False]",
+        "stream: invalid value 'sometimes'; allowed: true or false",
+    ]
+    received = [r for r in server.requests if r.path.endswith("/images/generations")]
+    assert len(received) == 4
+    for request in received:
+        assert request.body["stream"] is False
+        assert request.headers.get("accept") != "text/event-stream"  # not an SSE request
 
 
 def test_a_script_with_progress_none_prints_nothing(server: LocalServer) -> None:
@@ -421,10 +477,14 @@ def test_agenerate_raises_the_runs_error(server: LocalServer) -> None:
         ({"qualty": "low"}, "unknown field 'qualty': did you mean quality? pass fields"),
         ({"params": {"seed": math.nan}}, "seed: invalid value nan; expected a whole number"),
         ({"params": {"prompt": "an owl"}}, "params: 'prompt' is not a parameter here"),
-        ({"params": {"stream": False}}, "params: 'stream' is not a parameter here"),
+        ({"params": {"stream": False}}, "params: 'stream' is an argument of its own: pass stream"),
         ({"params": {"style": math.nan}}, "style: invalid value nan"),
         ({"params": {"style": [1, math.inf]}}, "style: invalid value [1, inf]"),
         ({"params": {"user": {1, 2}}}, "user: invalid value {1, 2}; expected JSON"),
+        (
+            {"params": {"deep": nested(100_000)}},
+            "deep: invalid value [[[[[[[...]]]]]]]; expected",
+        ),
         (
             {"optimize_prompt_options": {"weight": math.nan}},
             "optimize_prompt_options: invalid value {'weight': nan}",
@@ -443,6 +503,26 @@ def test_bad_keywords_are_option_errors_before_anything_is_sent(
             call()
         assert isinstance(raised.value, ValueError)
         assert str(raised.value).startswith(message), str(raised.value)
+    assert server.request_count == 0
+
+
+def test_a_transparent_jpeg_is_refused_naming_both_before_anything_is_sent(
+    server: LocalServer,
+) -> None:
+    where = {"base_url": server.url, "progress": "none"}
+    calls = [
+        lambda: mm.generate("a fox", background="transparent", output_format="jpg", **where),
+        lambda: mm.generate(
+            "a fox", params={"background": "transparent"}, output_format="jpeg", **where
+        ),
+        lambda: mm.sweep(
+            "a fox", background=["opaque", "transparent"], output_format="jpeg", **where
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(OptionError) as raised:
+            call()
+        assert "background='transparent' and output_format='jpeg' conflict" in str(raised.value)
     assert server.request_count == 0
 
 

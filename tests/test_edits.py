@@ -32,7 +32,7 @@ from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
 from mesh_magics.run.generation import Generation
 
-from .conftest import CellRun, run_cell
+from .conftest import CellRun, refused, run_cell
 from .servers import (
     Route,
     ScriptedServer,
@@ -458,6 +458,74 @@ def test_the_function_api_makes_the_same_checks(
             mm.edit(**kwargs, base_url=server.url, progress="none")
         assert all(part in str(raised.value) for part in says), str(raised.value)
     assert sent() == 0
+
+
+class Box:
+    """A user's object whose properties raise, as a half-built wrapper's may."""
+
+    @property
+    def image(self) -> bytes:
+        raise RuntimeError("not loaded yet")
+
+    @property
+    def read(self) -> Callable[[int], bytes]:
+        raise ConnectionResetError("the stream went away")
+
+    def __getitem__(self, index: int) -> bytes:
+        raise RuntimeError(f"no frame {index}")
+
+
+class BrokenPath:
+    def __fspath__(self) -> str:
+        raise PermissionError("locked")
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("t_box.image", "--edit t_box.image: t_box.image raised RuntimeError: not loaded yet"),
+        ("t_box[2]", "--edit t_box[2]: t_box[2] raised RuntimeError: no frame 2"),
+        ("t_box", "--edit t_box: .read raised ConnectionResetError: the stream went away"),
+        ("t_path", "--edit t_path: __fspath__() raised PermissionError: locked"),
+    ],
+)
+def test_a_source_whose_property_raises_is_a_one_line_error(
+    ip: InteractiveShell, server: LocalServer, source: str, says: str
+) -> None:
+    ip.user_ns.update(t_box=Box(), t_path=BrokenPath())
+    message = refused(ip, server, f"%%meshimage -o t_out --edit {source}\n{PROMPT}")
+    assert message == says
+    with pytest.raises(mm.OptionError, match=r"images: \.read raised ConnectionResetError"):
+        mm.edit(Box(), PROMPT, base_url=server.url, progress="none")
+
+
+def test_a_bug_of_ours_keeps_its_traceback(
+    ip: InteractiveShell, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mesh_magics import inputs
+
+    def broken(*args: object, **kw: object) -> bytes:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(inputs, "file_bytes", broken)
+    ip.user_ns["t_path"] = Path("anything.png")
+    run = run_cell(ip, f"%%meshimage -o t_out --edit t_path\n{PROMPT}")
+    assert isinstance(run.error, ZeroDivisionError)  # not an OptionError: a traceback shows
+
+
+def test_a_file_named_like_an_attribute_of_a_variable_is_the_file(
+    ip: InteractiveShell, server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t_img.png").write_bytes(picture())
+    ip.user_ns["t_img"] = Image.new("RGB", (8, 8))  # has no attribute `png`
+    sent = Sent(server)
+    ok(ip, f"%%meshimage -o t_out --edit t_img.png\n{PROMPT}")
+    assert sent() == 1
+    assert ip.user_ns["t_out"].inputs[0]["sha256"] == sha(picture())
+    assert ip.user_ns["t_out"].inputs[0]["name"] == "t_img.png"
+    failed = cell(ip, f"%%meshimage -o t_out2 --edit t_img.jpg\n{PROMPT}")  # no such file
+    assert "t_img.jpg" in failed.error_text and "AttributeError" in failed.error_text
 
 
 # -- 3. every operation against the embedded backend ------------------------------------------

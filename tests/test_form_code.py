@@ -13,13 +13,12 @@ character are fine.
 from __future__ import annotations
 
 import json
-import keyword
 import math
 import shlex
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mesh_magics.errors import OptionError
@@ -50,6 +49,8 @@ from mesh_magics.schema import (
     Size,
     Text,
     check,
+    check_conflicts,
+    shadowed,
 )
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,7 +122,7 @@ PARAM_KEYS = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter
 )
 PARAMS = st.dictionaries(PARAM_KEYS, JSON_VALUES, max_size=2)
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True).filter(
-    lambda n: not keyword.iskeyword(n)
+    lambda n: shadowed(n) is None  # -o refuses the others
 )
 BASE_URLS = st.just("local") | st.builds(
     "{}://{}{}".format,
@@ -141,12 +142,21 @@ def states(draw: st.DrawFn) -> FormState:
     names = draw(st.lists(st.sampled_from(SHOWN), unique=True, max_size=7))
     fields = {name: draw(converted(REQUEST_FIELDS[name])) for name in names}
     fields.update(draw(PARAMS))
+    assume(not conflicting(fields))  # a cell refuses these (schema.CONFLICTS)
     return FormState(
         prompt=draw(PROMPTS),
         fields=fields,
         out=draw(st.none() | NAMES),
         base_url=draw(st.none() | BASE_URLS),
     )
+
+
+def conflicting(fields: dict[str, Any]) -> bool:
+    try:
+        check_conflicts(fields, as_flags=True)
+    except OptionError:
+        return True
+    return False
 
 
 def value_text(value: Any) -> str:

@@ -21,7 +21,7 @@ from mesh_magics.errors import (
 from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
 
-from .conftest import FAKE_KEY, run_cell
+from .conftest import FAKE_KEY, refused, run_cell
 from .servers import KeyRelay, png_bytes
 from .test_interrupts import CANCEL_BOUND_SECONDS, interrupt_when
 
@@ -86,6 +86,7 @@ def test_failures_are_short_fail_the_cell_and_keep_the_old_value(
     assert ip.user_ns["t_keep"] == "old value"
     rendered = run.error._render_traceback_()  # type: ignore[union-attr]
     assert len(rendered) == 1 and "Traceback" not in rendered[0]
+    assert rendered[0].startswith(f"{error.__name__}: ")  # the name to catch it by
 
 
 def test_usage_errors_happen_before_any_request(ip: InteractiveShell, server: LocalServer) -> None:
@@ -172,7 +173,7 @@ def test_error_labels_follow_the_colour_scheme(ip: InteractiveShell) -> None:
     saved = ip.colors
     try:
         ip.colors = "nocolor"
-        assert error._render_traceback_() == ["UsageError: bad"]
+        assert error._render_traceback_() == ["OptionError: bad"]
         ip.colors = "linux"
         assert "\x1b[" in error._render_traceback_()[0]
     finally:
@@ -277,3 +278,16 @@ def test_dry_run_shows_the_request_and_sends_nothing(
     assert "characters)" in shown and len(shown) < 2000  # the data URL is shortened
     assert FAKE_KEY not in shown
     assert server.requests == [] and "t_dry" not in ip.user_ns
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["get_ipython", "print", "len", "exit", "quit", "In", "Out", "_", "__", "___", "_i", "_ii",
+     "_i3", "_3", "_ih", "_oh", "_dh", "_sh", "__builtins__", "__name__", "class"],
+)  # fmt: skip
+def test_a_name_python_or_ipython_needs_is_refused_for_o(
+    ip: InteractiveShell, server: LocalServer, name: str
+) -> None:
+    message = refused(ip, server, f"%%meshimage -o {name} --size 64x64\nfox", out=name)
+    assert f"-o: invalid value '{name}'" in message and "Python variable name" in message
+    assert run_cell(ip, "%%meshimage -o t_after --size 64x64\nfox").success  # IPython still works

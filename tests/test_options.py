@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from IPython.core.interactiveshell import InteractiveShell
 
 from mesh_magics.errors import OptionError
 from mesh_magics.ipython.cell import CellOptions, interpolate, parse_cell
+from mesh_magics.local import LocalServer
 from mesh_magics.request import ImageRequest, build_request
 
+from .conftest import refused
 from .servers import png_bytes
 
 PNG_URL = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
@@ -380,7 +383,59 @@ def test_each_listed_value_is_checked_like_the_option() -> None:
 
 def test_prompts_from_a_variable() -> None:
     options = parse_cell("--prompts ideas", None, {"ideas": ["A fox", "An {x}"], "x": "owl"})
-    assert options.prompt_list == ["A fox", "An owl"]
+    assert options.prompt_list == ["A fox", "An {x}"]  # a list's items are text, not templates
     assert "non-empty list of strings" in usage_error("--prompts ideas", None, ideas="A fox")
     assert "no variable 'nope'" in usage_error("--prompts nope", None)
     assert "leave the cell text out" in usage_error("--prompts ideas", "A fox", ideas=["x"])
+
+
+# -- malformed input: one line, nothing sent, nothing bound ---------------------------------
+
+
+def test_json_nested_100000_deep_is_a_one_line_error(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    message = refused(ip, server, f"%%meshimage -o t_out -p x={deep}\nA fox")
+    assert "-p x" in message and "nested deeper" in message
+    message = refused(ip, server, f"%%meshimage -o t_out --optimize-prompt-options {deep}\nA fox")
+    assert "--optimize-prompt-options" in message
+    assert body(f"-p x={'[' * 30}{']' * 30}", "A fox")["x"]  # reasonable nesting still goes
+
+
+@pytest.mark.parametrize(
+    ("cell", "named"),
+    [
+        ("%%meshimage -o t_out --replay --fresh\nA fox", ("--replay", "--fresh")),
+        ("%%meshimage -o t_out --fresh\n--replay\nA fox", ("--replay", "--fresh")),
+        (
+            "%%meshimage -o t_out --background transparent --format jpg\nA fox",
+            ("--background transparent", "--output-format jpeg"),
+        ),
+        (
+            "%%meshimage -o t_out -p background=transparent\n--output-format jpeg\nA fox",
+            ("--background transparent", "--output-format jpeg"),
+        ),
+        (  # one run of the sweep would be transparent jpeg: none is sent
+            "%%meshimage -o t_out --background opaque,transparent --format jpeg\nA fox",
+            ("--background transparent", "--output-format jpeg"),
+        ),
+    ],
+)
+def test_conflicting_options_are_refused_naming_both(
+    ip: InteractiveShell, server: LocalServer, cell: str, named: tuple[str, str]
+) -> None:
+    message = refused(ip, server, cell)
+    assert f"{named[0]} and {named[1]} conflict" in message, message
+
+
+def test_a_comment_in_the_line_magic_is_no_prompt(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    message = refused(ip, server, "%meshimage -o t_out --size 64x64 # note to self")
+    assert "no prompt" in message
+    assert "needs a value" in refused(ip, server, "%meshimage -o t_out --size # forgot it")
+    assert "no prompt" in usage_error("-n 2  # two of them", None)
+    assert parse_cell("-n 2 a fox #1 in the snow", None, {}).prompt == "a fox #1 in the snow"
+    assert parse_cell("-n 2 -- #1 fox", None, {}).prompt == "#1 fox"
+    assert parse_cell("--list-models  # the image models", None, {}).list_models

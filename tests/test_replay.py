@@ -165,7 +165,7 @@ def test_usage_counts_requests_images_and_replays(
     assert line.tokens.get("total_tokens", 0) > 0
     assert report.cost(line) == pytest.approx(2 * 0.042)  # the price /v1/models gives
     text = repr(report)
-    assert "openai/gpt-image-1: 1 requests, 2 images, 1 replays (2 images), " in text
+    assert "openai/gpt-image-1: 1 request, 2 images, 1 replay (2 images), " in text
     assert "~$0.084" in text
     page = report._repr_html_()
     assert "<th>requests</th>" in page and "<th>replays</th>" in page

@@ -154,7 +154,7 @@ def test_the_grid_has_a_row_per_prompt_and_a_column_per_combination() -> None:
     ]
     assert widths == [[[10], [11], [12], []], [[14], [15], [16], [17]]]
     failed = rows[0][4]["text"]
-    assert "✗ RateLimited: 429 rate_limit_exceeded: Slow <down>" in failed
+    assert "✗ RateLimitError: 429 rate_limit_exceeded: Slow <down>" in failed
     assert "req_429" not in failed  # the table has the request id; the grid stays short
 
 
@@ -198,7 +198,7 @@ def test_an_incomplete_run_shows_its_images_and_its_error() -> None:
     run.error = IncompleteResultError("asked for 2 images, the server returned 1", partial)
     sweep = ImageSweep([run], swept=["seed"])
     cell = Grid(sweep._repr_mimebundle_()[0]["text/html"]).rows[1][1]
-    assert len(cell["images"]) == 1 and "✗ IncompleteResult: asked for 2" in cell["text"]
+    assert len(cell["images"]) == 1 and "✗ IncompleteResultError: asked for 2" in cell["text"]
     assert run.status == "failed" and sweep.results == [] and sweep.failed == [run]
 
 
@@ -208,7 +208,7 @@ def test_the_text_fallback_is_a_readable_table() -> None:
     assert lines[0] == "<ImageSweep ✗ 7 of 8 runs · 1 failed · 7 images · 1.5 s>"
     assert lines[1].split() == ["prompt", "model", "seed", "outcome"]
     assert "1 image · 1.5 s" in lines[2]
-    assert "✗ RateLimited: 429" in lines[5] and "google/imagen-4" in lines[5]
+    assert "✗ RateLimitError: 429" in lines[5] and "google/imagen-4" in lines[5]
     assert len(lines) == 10
 
 
@@ -237,8 +237,8 @@ def test_a_runs_status_follows_its_generation_until_the_runner_settles_it() -> N
 
 
 def test_short_errors_name_the_class_and_leave_the_request_id_to_the_table() -> None:
-    assert short_error(rate_limited()) == ("RateLimited: 429 rate_limit_exceeded: Slow <down>")
-    assert short_error(GenerationCancelled("cancelled after 2.0 s")) == "Cancelled"
+    assert short_error(rate_limited()) == ("RateLimitError: 429 rate_limit_exceeded: Slow <down>")
+    assert short_error(GenerationCancelled("cancelled after 2.0 s")) == "GenerationCancelled"
     assert short_error(KeyError("x")) == "KeyError: 'x'"
 
 
@@ -261,7 +261,7 @@ def test_the_table_has_a_row_per_run_and_the_same_keys_in_each() -> None:
     failed = rows[3]
     assert (failed["model"], failed["seed"], failed["status"]) == (MODELS[1], 2, "failed")
     assert failed["request_id"] == "req_abc" and failed["images"] == 0
-    assert failed["error"] == "RateLimited: 429 rate_limit_exceeded: Slow <down>"
+    assert failed["error"] == "RateLimitError: 429 rate_limit_exceeded: Slow <down>"
 
 
 def test_input_images_in_the_body_are_named_not_copied() -> None:
@@ -371,7 +371,7 @@ def test_a_retry_that_fails_again_raises_with_the_whole_sweep() -> None:
         raise SweepError(ImageSweep(again, swept=["model", "seed"], retry=retry), "try later")
 
     sweep = make_sweep({3: server_error()}, retry=retry)
-    with pytest.raises(SweepError, match="1 of 8 runs failed: RateLimited") as caught:
+    with pytest.raises(SweepError, match="1 of 8 runs failed: RateLimitError") as caught:
         sweep.retry()
     assert len(caught.value.sweep) == 8 and str(caught.value).endswith("; try later")
     assert caught.value.sweep[3].error is not None and caught.value.sweep[0] is sweep[0]
@@ -384,9 +384,9 @@ def test_sweep_error_says_how_many_failed_and_why() -> None:
     sweep = make_sweep({1: rate_limited("req_a"), 3: rate_limited("req_b"), 6: server_error()})
     error = SweepError.of(sweep)
     assert str(error) == (
-        "3 of 8 runs failed: RateLimited: 429 rate_limit_exceeded: Slow <down> (2), "
-        "ServerError: 500 server_error: boom (1); the sweep is bound and shown; .retry() runs "
-        "only the failed ones"
+        "3 of 8 runs failed: RateLimitError: 429 rate_limit_exceeded: Slow <down> (2), "
+        "InternalServerError: 500 server_error: boom (1); the sweep is bound and shown; "
+        ".retry() runs only the failed ones"
     )
     assert error.sweep is sweep and isinstance(error, MeshError)
     assert error._render_traceback_() == [f"SweepError: {error}"]
@@ -441,11 +441,11 @@ def test_a_script_gets_the_sweep_on_stderr(capsys: pytest.CaptureFixture[str]) -
     view = make_sweep_view("sweep · 2 runs", LABELS, "auto", None)
     view.start()
     view.run_ended(0, "done", elapsed=3.4)  # the run's own time, when the runner knows it
-    view.run_ended(1, "failed", "NotFound: 404")  # ended before any event: no time to show
+    view.run_ended(1, "failed", "NotFoundError: 404")  # ended before any event: no time to show
     assert capsys.readouterr().err.splitlines() == [
         "⏳ sweep · 2 runs · started",
         "   ✓ openai/gpt-image-1 · seed 1 · A fox · done · 3.4 s",
-        "   ✗ openai/gpt-image-1 · seed 2 · A fox · failed: NotFound: 404",
+        "   ✗ openai/gpt-image-1 · seed 2 · A fox · failed: NotFoundError: 404",
     ]
 
 
@@ -460,13 +460,13 @@ def test_a_terminal_rewrites_the_totals_and_prints_each_end() -> None:
     view.run_ended(0, "done")
     clock.now += 1.0
     view.tick(2.2)
-    view.run_ended(1, "failed", "RateLimited: 429 slow down")
+    view.run_ended(1, "failed", "RateLimitError: 429 slow down")
     view.finish("✗ 1 of 2 runs · 1 failed · 1 image · 2.2 s")
     text = terminal.getvalue()
     assert "\r\x1b[K   0 of 2 done · 2 running · 1 s" in text  # the totals, in place
     assert "retrying in 1.5 s (attempt 2)" in text
     assert "\r\x1b[K   ✓ openai/gpt-image-1 · seed 1 · A fox · done · 1.2 s\n" in text
-    assert "✗ openai/gpt-image-1 · seed 2 · A fox · failed: RateLimited: 429 slow down" in text
+    assert "✗ openai/gpt-image-1 · seed 2 · A fox · failed: RateLimitError: 429 slow down" in text
     assert text.endswith("\r\x1b[K✗ 1 of 2 runs · 1 failed · 1 image · 2.2 s\n")
 
 

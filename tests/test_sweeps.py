@@ -183,7 +183,7 @@ def test_mixed_failures_bind_show_and_store_the_successes_and_retry_only_the_fai
         assert isinstance(run.error, SweepError), repr(run.error)
         message = str(run.error)
         assert message.startswith("3 of 5 runs failed: "), message
-        for label in ("RateLimited", "ServerError", "StreamError"):
+        for label in ("RateLimitError", "InternalServerError", "StreamError"):
             assert label in message, message
         assert len(run.error._render_traceback_()) == 1  # one line, not a traceback
         # A 429 is retried (max_retries, 2), the 500 and the dropped stream are not.
@@ -211,6 +211,58 @@ def test_mixed_failures_bind_show_and_store_the_successes_and_retry_only_the_fai
         assert [r.params["seed"] for r in merged] == [1, 2, 3, 4, 5]
         assert merged[0].result is sweep[0].result  # the old successes, kept in place
     assert len(stored(ip)) == 5
+
+
+def test_prompts_from_a_list_are_sent_verbatim_never_formatted(
+    ip: InteractiveShell, server: LocalServer
+) -> None:
+    rows = ["A fox {os.environ[MESHAPI_API_KEY]}", "An owl {0:>999999999}", "{{kept}} {t_x}"]
+    ip.user_ns.update(t_rows=rows, t_x="filled")
+    run_cell(ip, "import os")
+    run = run_cell(ip, "%meshimage -o t_sw --size 64x64 --prompts t_rows")
+    assert run.success, run.error
+    assert sorted(r.body["prompt"] for r in generations(server)) == sorted(rows)
+    assert [r.prompt for r in ip.user_ns["t_sw"]] == rows
+    assert FAKE_KEY not in repr([r.body for r in server.requests]) + run.stdout + repr(run.outputs)
+
+
+@pytest.mark.parametrize(
+    ("models", "says", "hint"),
+    [
+        ("nope/a,nope/a", "its one run failed: NotFoundError: ", ".retry() runs it again"),
+        ("nope/a,nope/b", "both runs failed: NotFoundError: ", ".retry() runs them again"),
+        ("nope/a,nope/b,nope/c", "all 3 runs failed: NotFoundError: ", "runs them again"),
+        (
+            f"nope/a,{MODELS[0]}",
+            "1 of 2 runs failed: NotFoundError: ",
+            ".retry() runs only the failed one",
+        ),
+    ],
+)
+def test_a_sweep_error_reads_right_for_one_two_and_many_runs(
+    ip: InteractiveShell, server: LocalServer, models: str, says: str, hint: str
+) -> None:
+    run = run_cell(ip, f"%%meshimage -o t_sw --size 64x64 --model {models}\nA fox")
+    assert isinstance(run.error, SweepError), repr(run.error)
+    message = str(run.error)
+    assert message.startswith(says) and message.endswith(hint), message
+    if says.startswith(("its one", "1 of")):
+        assert "(1)" not in message  # a count says nothing when one run failed
+    (line,) = run.error._render_traceback_()
+    assert line.startswith("SweepError: ")
+
+
+def test_counts_of_one_are_singular(ip: InteractiveShell, server: LocalServer) -> None:
+    dry = run_cell(ip, "%%meshimage --dry-run --size 64x64 --seed 1,1\nA fox")
+    assert dry.success, dry.error
+    assert dry.outputs[0]["text/plain"].startswith("dry run, nothing sent: 1 run, 1 image, ")
+    run = run_cell(ip, "%%meshimage -o t_sw --size 64x64 --seed 1,1\nA fox")
+    assert run.success, run.error
+    assert "sweep · 1 run · 1 image" in run.stdout, run.stdout
+    assert ip.user_ns["t_sw"].summary().startswith("✓ 1 run · 1 image · ")
+    shown = run.stdout + repr(run.outputs)
+    for wrong in ("1 runs", "1 images", "1 requests", "1 replays"):
+        assert wrong not in shown
 
 
 # -- before anything is sent ---------------------------------------------------------------

@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import OptionError
+from ..events import plural
 from ..ipython.cell import SWEEPABLE, CellOptions, parse_cell
 from ..schema import BY_FLAG, OPTIONS, REQUEST_FIELDS, Number, Option, check, loads_finite
 from .state import FormState, is_unset
@@ -249,8 +250,7 @@ def from_cell(text: str, namespace: Mapping[str, Any] | None = None) -> FormStat
         )
     if options.is_sweep:
         what = [
-            f"{_flag_of(dest)} lists {len(v)} value{'s' if len(v) > 1 else ''}"
-            for dest, v in options.sweep.items()
+            f"{_flag_of(dest)} lists {plural(len(v), 'value')}" for dest, v in options.sweep.items()
         ]
         if len(options.prompt_list) > 1:
             what.append(f"{len(options.prompt_list)} prompts")

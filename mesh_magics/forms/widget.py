@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import OptionError
+from ..events import plural
 from ..schema import BY_FLAG, check
 from .code import MAGIC, normal_prompt, prompt_problem, to_cell
 from .controls import field_row, shown
@@ -233,7 +234,7 @@ class MeshForm:
             self.problems["prompt"].value = (
                 "<span style='color:#b00'>" + html.escape(problems.get("prompt", "")) + "</span>"
             )
-            self._say(f"✗ fix {len(problems)} field(s) first: nothing was sent")
+            self._say(f"✗ fix {plural(len(problems), 'field')} first: nothing was sent")
             return None
         from ..api import prepare
 
@@ -243,7 +244,7 @@ class MeshForm:
             run = prepare(normal_prompt(state.prompt), state.fields, config=self._config,
                           base_url=self._base_url, cell=code)  # fmt: skip
         except Exception as exc:
-            self._say(f"✗ {getattr(exc, 'label', type(exc).__name__)}: {exc}")
+            self._say(f"✗ {type(exc).__name__}: {exc}")
             return None
         run.watch(_FormWatcher(self, state))
         self.run = run

@@ -31,7 +31,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationCancelled
-from ..events import StreamEvent
+from ..events import StreamEvent, plural
 from ..run.jobs import jobs
 from ..run.lifecycle import Delivery, deliver, describe_failure
 from ..run.wait import UNWIND_SECONDS
@@ -86,7 +86,7 @@ def start_sweep_in_cell(
     live = can_update_later(shell)
     on_cancel = sweep.cancel if live else None
     view = sweep_view(sweep, progress, shell, generations, on_cancel=on_cancel)
-    place, slot = _places(shell, f"⏳ sweep · {len(generations)} runs · starting")
+    place, slot = _places(shell, f"⏳ sweep · {plural(len(generations), 'run')} · starting")
     end = _SweepEnd(sweep, generations, view, slot, effects)
     if not live:
         end.held = held_runs(shell)

@@ -8,7 +8,12 @@
 - The first other line starts the prompt, which runs to the end of the cell. A later line
   that looks like an option is prompt text, with a warning naming it.
 - In the line magic the prompt is the rest of the line after the options (`--` ends the
-  options early). An option given twice: the last wins.
+  options early). There too a word starting with `#` where an option could be begins a
+  comment (`%meshimage -o fox  # note` has no prompt; a `#` inside the prompt is text).
+  An option given twice: the last wins.
+- `{name}` fields of the cell's own text are filled from the namespace. The items of a
+  `--prompts NAME` list are data, not templates: they are sent verbatim (a dataset row
+  `{os.environ[...]}` must not read a secret, nor `{0:>999999999}` fill the memory).
 
 The options themselves (flags, kinds, allowed values) are `schema.OPTIONS`. Every mistake
 raises `OptionError` naming the option, the bad value and what is allowed, before any
@@ -26,7 +31,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import OptionError
-from ..schema import BY_FLAG, PROMPTLESS, REQUEST_FIELDS, Boolean, Option, check, loads_finite
+from ..schema import (
+    BY_FLAG,
+    PROMPTLESS,
+    REQUEST_FIELDS,
+    STREAM,
+    Option,
+    TooDeep,
+    check,
+    check_conflicts,
+    loads_finite,
+)
 
 # -- the parsed cell ------------------------------------------------------------------------
 
@@ -102,11 +117,15 @@ def parse_cell(line: str, cell: str | None, namespace: Mapping[str, Any]) -> Cel
     else:
         _apply(options, line, magic_line=True)
         _read_body(options, cell)
+    check_conflicts({**options.fields, "replay": options.replay, "fresh": options.fresh},
+                    as_flags=True)  # fmt: skip
     if options.command is not None:
         _check_command(options)
         return options
     texts = _prompt_texts(options, namespace, cell is None)
-    options.prompt_list = [_filled(text, namespace, i, len(texts)) for i, text in enumerate(texts)]
+    if options.prompts is None:  # the cell's own text is a template; a list's items are text
+        texts = [_filled(text, namespace, i, len(texts)) for i, text in enumerate(texts)]
+    options.prompt_list = texts
     options.prompt = options.prompt_list[0]
     return options
 
@@ -281,8 +300,8 @@ def _apply(
         if line_magic and word.raw == "--":
             rest = text[word.start + 2 :]
             return word.start + 2 + (len(rest) - len(rest.lstrip())) if rest.strip() else None
-        if not line_magic and word.raw.startswith("#"):
-            return None  # a comment to the end of the line
+        if word.raw.startswith("#"):
+            return None  # a comment to the end of the line, in the line magic too
         if not word.text.startswith("-") or word.text == "-":
             if line_magic:
                 return word.start
@@ -299,7 +318,7 @@ def _apply(
             continue
         if value is None:
             following = next(words, None)
-            if following is None or (not line_magic and following.raw.startswith("#")):
+            if following is None or following.raw.startswith("#"):
                 raise OptionError(f"{flag} needs a value ({option.kind.allowed})")
             value, raw_value = following.text, following.raw
         _store(options, option, flag, value, raw_value)
@@ -350,15 +369,12 @@ def _store_param(options: CellOptions, flag: str, text: str, raw: str | None) ->
     if key == "prompt":
         raise OptionError(f"{source}: the prompt is the cell text, not a parameter")
     if key == "stream":
-        options.stream = check(_STREAM, value, source=source)
+        options.stream = check(STREAM, value, source=source)
         return
     if key in REQUEST_FIELDS:
         options.fields[key] = check(REQUEST_FIELDS[key], value, source=source)
         return
     options.fields[key] = _json_or_text(source, key, value, raw)
-
-
-_STREAM = Option("stream", ("-p stream",), Boolean(), "stream")
 
 
 def _json_or_text(source: str, key: str, value: str, raw: str | None) -> Any:
@@ -370,6 +386,8 @@ def _json_or_text(source: str, key: str, value: str, raw: str | None) -> Any:
             continue
         try:
             return loads_finite(candidate)
+        except TooDeep as exc:
+            raise OptionError(f"{source}: {exc}") from None
         except ValueError:
             continue
     if value.lstrip()[:1] in ("{", "["):

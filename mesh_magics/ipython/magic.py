@@ -22,6 +22,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import Bool, Float, Int, TraitError, TraitType, Unicode, validate
 
 from ..errors import GenerationCancelled, OptionError
+from ..events import plural
 from ..schema import SETTINGS, check, check_image_count, magic_help
 from .cell import CellOptions, parse_cell
 
@@ -38,8 +39,6 @@ class SettingError(OptionError, TraitError):
     """A `MeshImageMagics` setting was given a value its option would refuse.
 
     A `TraitError` too, so traitlets keeps the old value."""
-
-    label = "ConfigError"
 
 
 def _help(text: str) -> Any:
@@ -246,7 +245,8 @@ class MeshImageMagics(Magics):
 
         prices = usage_prices(generations[0].settings, {g.request.model for g in generations})
         target = display_url(generations[0].settings.base_url)
-        lines = [f"dry run, nothing sent: {len(generations)} runs, {images} images, to {target}"]
+        counts = f"{plural(len(generations), 'run')}, {plural(images, 'image')}"
+        lines = [f"dry run, nothing sent: {counts}, to {target}"]
         cost, unknown = 0.0, set()
         for sweep_run, run in zip(sweep.runs, generations, strict=True):
             price = prices.get(run.request.model)
@@ -293,7 +293,9 @@ class MeshImageMagics(Magics):
 
             left = jobs().wait(options.timeout)
             if left:
-                _note(f"--wait: {len(left)} background run(s) still going after the timeout")
+                _note(
+                    f"--wait: {plural(len(left), 'background run')} still going after the timeout"
+                )
             return None
         self._bind(options.out, value)
         return value

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from ..events import count_images
+from ..events import plural
 from ..images import GeneratedImage
 from ..redact import one_line
 from .previews import Preview, make_preview, preview_pool
@@ -168,10 +168,10 @@ class ImageResult(Sequence["Image.Image"]):
 
     def summary(self) -> str:
         """One line: what was made, by which model, how long it took."""
-        count = count_images(len(self))
+        count = plural(len(self), "image")
         asked = int(self.request.get("n", len(self)))
         if asked > len(self):
-            count = f"{len(self)} of {asked} images"
+            count = f"{len(self)} of {plural(asked, 'image')}"
         sizes = sorted({f"{w}x{h}" for w, h in self.sizes})
         formats = sorted(set(self.formats))
         made = f"{one_line(self.model, 80)} · {', '.join(sizes)} {'/'.join(formats)}"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from ..errors import GenerationCancelled, MeshError, OptionError, StillRunning
-from ..events import count_images
+from ..events import plural
 from ..redact import one_line, redact
 from .names import MAX_BYTES, MAX_CHARS, safe_stem
 from .result import ImageResult
@@ -54,12 +54,12 @@ def label_of(params: dict[str, Any], names: Sequence[str] | None = None) -> str:
 
 
 def short_error(error: BaseException, limit: int = 120) -> str:
-    """`RateLimited: 429 rate_limit_exceeded: slow down`: the label users catch by, and the
+    """`RateLimitError: 429 rate_limit_exceeded: slow down`: the class users catch, and the
     message on one line, without the request id (the table has it, and it differs per
     run, so equal failures read equal)."""
+    label = type(error).__name__
     if isinstance(error, GenerationCancelled):
-        return "Cancelled"
-    label = error.label if isinstance(error, MeshError) else type(error).__name__
+        return label
     text = one_line(_REQUEST_NOTE.sub("", redact(str(error))), limit)
     return f"{label}: {text}" if text else label
 
@@ -223,7 +223,7 @@ class ImageSweep(Sequence[SweepRun]):
 
     def _progress(self) -> str:
         ended = sum(1 for run in self._runs if run.run is None or run.run.done())
-        return f"{ended} of {_count_runs(len(self))} ended"
+        return f"{ended} of {plural(len(self), 'run')} ended"
 
     def _require_ended(self, what: str) -> None:
         if not self.done():
@@ -320,7 +320,7 @@ class ImageSweep(Sequence[SweepRun]):
         if self._retry is None:
             raise OptionError("this sweep cannot run again: it was not made by a sweep run")
         if not failed:
-            raise OptionError(f"nothing to retry: all {_count_runs(len(self))} succeeded")
+            raise OptionError(f"nothing to retry: all {plural(len(self), 'run')} succeeded")
         try:
             again = self._retry(failed)
         except SweepError as exc:
@@ -352,10 +352,10 @@ class ImageSweep(Sequence[SweepRun]):
         images = sum(len(result) for result in self.results)
         done, total = statuses["done"], len(self)
         if done == total:
-            head = f"✓ {_count_runs(total)}"
+            head = f"✓ {plural(total, 'run')}"
         else:
             mark = "⏳" if statuses["running"] or statuses["pending"] else "✗"
-            head = f"{mark} {done} of {_count_runs(total)}"
+            head = f"{mark} {done} of {plural(total, 'run')}"
         parts = [head]
         parts += [f"{statuses[s]} {s}" for s in ("failed", "cancelled", "running") if statuses[s]]
         if statuses["pending"]:
@@ -363,7 +363,7 @@ class ImageSweep(Sequence[SweepRun]):
         replayed = sum(result.replayed for result in self.results)
         if replayed:
             parts.append(f"↺ {replayed} replayed")
-        parts += [count_images(images), f"{self.elapsed:.1f} s"]
+        parts += [plural(images, "image"), f"{self.elapsed:.1f} s"]
         return " · ".join(parts)
 
     def __repr__(self) -> str:
@@ -391,38 +391,52 @@ class ImageSweep(Sequence[SweepRun]):
 
 class SweepError(MeshError):
     """Some runs of a sweep failed. The sweep (with every image that did come) is
-    `.sweep`; `.sweep.retry()` runs only the failed runs again."""
+    `.sweep`; `.sweep.retry()` runs only the failed runs again. `hint` says what to do
+    next; None: the default, which says that and reads right for one run or many."""
 
-    label = "SweepError"
-    DEFAULT_HINT = "the sweep is bound and shown; .retry() runs only the failed ones"
-
-    def __init__(self, sweep: ImageSweep, hint: str = DEFAULT_HINT) -> None:
+    def __init__(self, sweep: ImageSweep, hint: str | None = None) -> None:
         failed = sweep.failed
         reasons = Counter(short_error(run.error) for run in failed if run.error is not None)
-        listed = [f"{text} ({count})" for text, count in reasons.most_common(3)]
+        # A count after each reason only says something when more than one run failed.
+        listed = [
+            f"{text} ({count})" if len(failed) > 1 else text
+            for text, count in reasons.most_common(3)
+        ]
         if len(reasons) > 3:
-            listed.append(f"{len(reasons) - 3} other errors")
+            listed.append(plural(len(reasons) - 3, "other error"))
         because = f": {', '.join(listed)}" if listed else ""
-        super().__init__(f"{len(failed)} of {_count_runs(len(sweep))} failed{because}; {hint}")
+        said = hint if hint is not None else _retry_hint(len(failed), len(sweep))
+        super().__init__(f"{_how_many_failed(len(failed), len(sweep))}{because}; {said}")
         self.sweep = sweep
         self.hint = hint
 
     @classmethod
-    def of(cls, sweep: ImageSweep, hint: str = DEFAULT_HINT) -> SweepError:
+    def of(cls, sweep: ImageSweep, hint: str | None = None) -> SweepError:
         return cls(sweep, hint)
+
+
+def _how_many_failed(failed: int, runs: int) -> str:
+    """`its one run failed`, `both runs failed`, `all 8 runs failed`, `3 of 8 runs failed`."""
+    if runs == 1:
+        return "its one run failed"
+    if failed == runs:
+        return "both runs failed" if runs == 2 else f"all {runs} runs failed"
+    return f"{failed} of {plural(runs, 'run')} failed"
+
+
+def _retry_hint(failed: int, runs: int) -> str:
+    if failed == runs:
+        again = "it again" if runs == 1 else "them again"
+    else:
+        again = "only the failed one" if failed == 1 else "only the failed ones"
+    return f"the sweep is bound and shown; .retry() runs {again}"
 
 
 class MissingDependency(MeshError, ImportError):
     """An optional package a method needs is not installed."""
 
-    label = "MissingDependency"
-
 
 # -- pieces --------------------------------------------------------------------------
-
-
-def _count_runs(n: int) -> str:
-    return f"{n} run" if n == 1 else f"{n} runs"
 
 
 def _key(run: SweepRun) -> str:
@@ -441,7 +455,7 @@ def _cell_value(value: Any) -> Any:
 def _outcome(run: SweepRun) -> str:
     status = run.status
     if status == "done" and run.result is not None:
-        return f"{count_images(len(run.result))} · {run.result.elapsed:.1f} s"
+        return f"{plural(len(run.result), 'image')} · {run.result.elapsed:.1f} s"
     if run.error is not None:
         return f"✗ {short_error(run.error, 80)}"
     return status

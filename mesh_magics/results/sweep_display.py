@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
-from ..events import count_images
+from ..events import plural
 from ..redact import one_line
 from .display import TILE_DENSITY, fit
 from .sweep import label_of, short_error
@@ -116,7 +116,7 @@ def _tiles_html(run: SweepRun, result: ImageResult) -> str:
         )
     across = max(1, min(len(result), TILES_PER_LINE))  # a set width: else a table cell's
     width = across * TILE_CSS_PX + (across - 1) * 4  # narrowest fit wraps every tile
-    note = f"{count_images(len(result))} · {result.elapsed:.1f} s" if len(result) != 1 else ""
+    note = f"{plural(len(result), 'image')} · {result.elapsed:.1f} s" if len(result) != 1 else ""
     note = note or f"{result.elapsed:.1f} s"
     return (
         f'<div style="display:flex;flex-wrap:wrap;gap:4px;width:{width}px">'

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
+from ..events import plural
 from ..run.usage import ModelUsage
 
 
@@ -31,8 +32,8 @@ class UsageReport:
         if not self.lines:
             return "no requests this session"
         rows = [
-            f"{line.model}: {line.requests} requests, {line.images} images, "
-            f"{line.replays} replays ({line.replayed_images} images), "
+            f"{line.model}: {plural(line.requests, 'request')}, {plural(line.images, 'image')}, "
+            f"{plural(line.replays, 'replay')} ({plural(line.replayed_images, 'image')}), "
             f"{line.tokens.get('total_tokens', 0)} tokens, {self._cost_text(line)}"
             for line in self.lines
         ]

@@ -35,7 +35,7 @@ from ..errors import (
     IncompleteResultError,
     StillRunning,
 )
-from ..events import Completed, StreamEvent, count_images
+from ..events import Completed, StreamEvent, plural
 from .engine import Engine, engine
 from .lifecycle import describe
 from .usage import session_usage
@@ -238,13 +238,13 @@ class Generation:
         if completed.undecoded:
             raise IncompleteResultError(
                 f"{completed.undecoded[0]} (request {result.request_id}); the "
-                f"{count_images(len(result))} that decoded are kept (stored, bound and shown; "
+                f"{plural(len(result), 'image')} that decoded are kept (stored, bound and shown; "
                 "also the error's .result)",
                 result,
             )
         if len(result) < self.request.n:
             raise IncompleteResultError(
-                f"asked for {count_images(self.request.n)}, the server returned {len(result)} "
+                f"asked for {plural(self.request.n, 'image')}, the server returned {len(result)} "
                 f"(request {result.request_id}); the images that came are kept (stored, "
                 "bound and shown; also the error's .result)",
                 result,
@@ -348,9 +348,9 @@ class Generation:
         if request.inputs:
             operation = request.body.get("operation", "edit")
             return f"{operation} of {request.inputs[0].label} · {request.model} · " + (
-                count_images(request.n)
+                plural(request.n, "image")
             )
-        return f"{request.model} · {request.size} · {count_images(request.n)}"
+        return f"{request.model} · {request.size} · {plural(request.n, 'image')}"
 
     def _cancel_message(self) -> str:
         return f"cancelled after {self.elapsed:.1f} s; the request was closed, no images"

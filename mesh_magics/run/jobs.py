@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import MeshError
+from ..events import plural
 
 if TYPE_CHECKING:
     from .generation import Generation
@@ -48,7 +49,7 @@ class Jobs:
         except KeyboardInterrupt:
             left = len(self.running())
             raise WaitInterrupted(
-                f"stopped waiting; {left} background run{'s' if left != 1 else ''} "
+                f"stopped waiting; {plural(left, 'background run')} "
                 "still going (see %meshimage --jobs)"
             ) from None
         return self.running()
@@ -56,8 +57,6 @@ class Jobs:
 
 class WaitInterrupted(MeshError):
     """An interrupt stopped `--wait`; the runs go on."""
-
-    label = "Interrupted"
 
 
 _jobs = Jobs()

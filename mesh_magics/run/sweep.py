@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunInterrupted
-from ..events import StreamEvent
+from ..events import StreamEvent, plural
 from .wait import POLL_SECONDS, UNWIND_SECONDS
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def run_sweep_blocking(
         view.fail(f"cancelled after {elapsed:.1f} s")
         raise RunInterrupted(
             f"cancelled by an interrupt after {elapsed:.1f} s; {finished} of "
-            f"{count_runs(len(generations))} had finished and are kept, the others were "
+            f"{plural(len(generations), 'run')} had finished and are kept, the others were "
             "closed",
             partial=sweep,
         ) from None
@@ -145,8 +145,3 @@ def run_sweep_blocking(
         raise
     view.finish(sweep.summary())
     return sweep
-
-
-def count_runs(n: int) -> str:
-    """`1 run`, `3 runs`."""
-    return f"{n} run" if n == 1 else f"{n} runs"

@@ -107,4 +107,4 @@ def _not_on_the_engine() -> None:
 
 
 class BlockingOnTheEngine(MeshError):
-    label = "UsageError"
+    """A run's done-callback tried to wait for another run, on the engine's own thread."""

@@ -38,8 +38,6 @@ _WARNED: dict[str | tuple[str, type[Warning], int], int] = {}
 class StoreError(MeshError):
     """The store cannot be read."""
 
-    label = "StoreError"
-
 
 class UnsafePathError(StoreError):
     """An index row names a file that is not the store's: no SHA-256, or a path that

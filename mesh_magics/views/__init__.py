@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import OptionError
 from .base import NullView, ProgressView
 
 
@@ -35,6 +36,22 @@ def interactive_frontend(shell: Any) -> bool:
     return bool(parent.get("content", {}).get("allow_stdin"))
 
 
+def view_mode(mode: str, shell: Any) -> str:
+    """The view `mode` (`auto`, `widget`, `text`, `none`) gives here: `auto` picks. A forced
+    `widget` with no Jupyter kernel to show it (a script, terminal IPython) or no
+    ipywidgets is a one-line `OptionError` saying what else works."""
+    if mode == "auto":
+        return "widget" if interactive_frontend(shell) and _ipywidgets_importable() else "text"
+    if mode == "widget" and not (in_kernel(shell) and _ipywidgets_importable()):
+        needs = (
+            "a Jupyter kernel" if not in_kernel(shell) else "ipywidgets (pip install ipywidgets)"
+        )
+        raise OptionError(
+            f"progress 'widget' needs {needs}, and there is none here; use 'auto', 'text' or 'none'"
+        )
+    return mode
+
+
 def make_view(
     heading: str,
     mode: str = "auto",
@@ -42,10 +59,9 @@ def make_view(
     *,
     on_cancel: Callable[[], object] | None = None,
 ) -> ProgressView:
+    mode = view_mode(mode, shell)
     if mode == "none":
         return NullView(heading)
-    if mode == "auto":
-        mode = "widget" if interactive_frontend(shell) and _ipywidgets_importable() else "text"
     if mode == "widget":
         from .widget import WidgetProgressView
 

@@ -19,7 +19,7 @@ from ..events import (
     Retrying,
     StatusChanged,
     StreamEvent,
-    count_images,
+    plural,
 )
 
 
@@ -34,7 +34,7 @@ def describe(event: StreamEvent) -> str:
     if isinstance(event, PartialImage):
         return f"preview {event.index + 1} received"
     if isinstance(event, Completed):
-        return f"received {count_images(len(event.images))}"
+        return f"received {plural(len(event.images), 'image')}"
     return ""
 
 

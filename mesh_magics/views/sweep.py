@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..events import RateLimited, Retrying, StreamEvent
 from ..redact import one_line
-from . import _ipywidgets_importable, in_kernel, interactive_frontend
+from . import in_kernel, view_mode
 from .base import describe, failure_line
 
 if TYPE_CHECKING:
@@ -346,10 +346,9 @@ def make_sweep_view(
     on_cancel: Callable[[], object] | None = None,
 ) -> SweepView:
     """The view a sweep gets, chosen as `views.make_view` chooses a run's."""
+    mode = view_mode(mode, shell)
     if mode == "none":
         return NullSweepView(heading, labels)
-    if mode == "auto":
-        mode = "widget" if interactive_frontend(shell) and _ipywidgets_importable() else "text"
     if mode == "widget":
         return WidgetSweepView(heading, labels, on_cancel)
     if in_kernel(shell):

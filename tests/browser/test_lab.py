@@ -108,7 +108,7 @@ def test_a_misspelt_option_is_a_short_error(page: Page, lab: Lab) -> None:
     error = error_text(typo)
     expect(error).to_contain_text("did you mean --quality")
     text = error.inner_text()
-    assert text.startswith("UsageError") and "Traceback" not in text
+    assert text.startswith("OptionError") and "Traceback" not in text
     assert len(text.strip().splitlines()) < 5, text
     expect(typo.locator(".widget-vbox")).to_have_count(0)  # no request was started
 
@@ -140,7 +140,7 @@ def test_a_blocking_cell_says_to_interrupt_and_an_interrupt_cancels_it(
 
     page.locator(f"{NOTEBOOK} [data-command='notebook:interrupt-kernel']").click()
     interrupted = time.monotonic()
-    expect(error_text(slow_cell)).to_contain_text("Cancelled: cancelled by an interrupt")
+    expect(error_text(slow_cell)).to_contain_text("GenerationCancelled: cancelled by an interrupt")
     assert time.monotonic() - interrupted < 5  # generous: a loaded CI machine; it takes ~0.1 s
     expect(progress).to_have_count(0)
     expect(slow_cell).to_contain_text("✗ openai/gpt-image-1")
@@ -216,7 +216,7 @@ def test_cancel_stops_a_background_run_within_two_seconds(page: Page, lab: Lab) 
     took = time.monotonic() - clicked
     assert took < 2, f"the widget was replaced {took:.1f} s after the click"
     expect(bg.locator(".jp-OutputArea-output").first).to_have_text(
-        re.compile(r"^✗ openai/gpt-image-1 · .*Cancelled: cancelled after [\d.]+ s")
+        re.compile(r"^✗ openai/gpt-image-1 · .*GenerationCancelled: cancelled after [\d.]+ s")
     )
 
     run_cell(page, 2)  # the kernel still runs cells; the server saw the client hang up
