@@ -29,7 +29,7 @@ from .plan import Plan
 from .report import Goal, Row
 
 if TYPE_CHECKING:
-    from mesh_magics.run.jobs import Jobs
+    from mesh_magics.engine.jobs import Jobs
 
 BG_GOAL = Goal(1.2)  # the --bg cell returns in <= 1.2x the time of the --dry-run cell
 OPTIONS = "--base-url local --size 256x256"
@@ -123,7 +123,7 @@ def measure_in_kernel(reps: int, *, warm_up: bool) -> None:
     """In the kernel: time the cells in turn; print the medians as one JSON line."""
     from IPython import get_ipython
 
-    from mesh_magics.run.jobs import jobs
+    from mesh_magics.engine.jobs import jobs
     from mesh_magics.views import interactive_frontend
 
     from .timing import rounds

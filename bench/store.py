@@ -36,8 +36,8 @@ from .report import Goal, Row
 from .timing import ms, rounds
 
 if TYPE_CHECKING:
+    from mesh_magics.engine.generation import Generation
     from mesh_magics.results.result import ImageResult
-    from mesh_magics.run.generation import Generation
 
 REPLAY_GOAL = Goal(1.5)  # Store.get + touching the bytes <= 1.5x read + Pillow decode
 STORE_GOAL = Goal(1.1)  # a cell with the store on <= 1.1x the same with it off
@@ -112,8 +112,9 @@ def cell(
 ) -> tuple[Generation, ImageResult]:
     """`mm.generate(PROMPT, n=n, size=size, seed=seed, progress="none")` with `config`
     (which `mm.generate` takes from the settings alone): the same steps."""
-    from mesh_magics.api import prepare, request_fields
-    from mesh_magics.run.wait import run_blocking
+    from mesh_magics.client.generation import prepare, request_fields
+
+    from mesh_magics.engine.wait import run_blocking
     from mesh_magics.views import make_view
 
     fields = request_fields({"n": n, "size": size, "seed": seed}, None)
@@ -135,7 +136,7 @@ def configs(store: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def measure_replay(n: int, size: str, reps: int, *, warm_up: bool) -> dict[str, float]:
     from PIL import Image
 
-    from mesh_magics.store.files import image_path
+    from mesh_magics.store.disk import image_path
 
     with tempfile.TemporaryDirectory() as folder, ServerProcess(latency=0) as server:
         on, _ = configs(Path(folder))

@@ -44,7 +44,7 @@ from .timing import ms, rounds
 
 if TYPE_CHECKING:
     from mesh_magics.request import ImageRequest
-    from mesh_magics.results.sweep import ImageSweep
+    from mesh_magics.results.image_sweep import ImageSweep
     from mesh_magics.settings import ClientSettings
 
 OVERHEAD_GOAL = Goal(1.3)  # the sweep <= 1.3x a bare gather of the same requests
@@ -139,12 +139,13 @@ def sweep_without_store(
 ) -> tuple[float, ImageSweep]:
     """`mm.sweep(PROMPT, seed=seeds, size=size, progress="none")` with the store off (which
     `mm.sweep` takes from the settings alone): the same steps, timed as a whole."""
-    from mesh_magics.api import request_fields
-    from mesh_magics.research import prepare_sweep
-    from mesh_magics.run.sweep import run_sweep_blocking
+    from mesh_magics.client.generation import request_fields
+
+    from mesh_magics.client.sweeps import prepare_sweep
+    from mesh_magics.engine.sweeps import run_sweep_blocking
     from mesh_magics.schema import check_image_count
     from mesh_magics.settings import configured
-    from mesh_magics.views.sweep import make_sweep_view
+    from mesh_magics.views.sweep_progress import make_sweep_view
 
     started = time.perf_counter()
     config = {**configured(), "store": False}

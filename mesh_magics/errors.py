@@ -51,6 +51,11 @@ class OptionError(MeshError, ValueError):
     code calling the function API can catch it as one."""
 
 
+class SettingError(OptionError):
+    """A `MeshImageMagics` setting was given a value its option would refuse; the old
+    value is kept (`%config`, a profile)."""
+
+
 class ConfigError(MeshError):
     """Missing key, unusable base URL or a bad configuration value."""
 
@@ -93,6 +98,47 @@ class SaveError(MeshError, OSError):
 class StillRunning(MeshError):
     """The images of a run (or a sweep's `save()`, `retry()`) were asked for before it
     finished."""
+
+
+class WaitInterrupted(MeshError):
+    """An interrupt stopped a wait for background runs (`%mesh wait`); the runs go on."""
+
+
+class BlockingOnTheEngine(MeshError):
+    """A run's done-callback tried to wait for another run, on the engine's own thread."""
+
+
+class MissingDependency(MeshError, ImportError):
+    """An optional package a method needs is not installed."""
+
+
+class StoreError(MeshError):
+    """The store cannot be read."""
+
+
+class UnsafePathError(StoreError):
+    """An index row names a file that is not the store's: no SHA-256, or a path that
+    leads outside the store (`..`, a symlink)."""
+
+
+class StoredImageError(StoreError):
+    """A stored image file is missing, or its bytes no longer hash to its name."""
+
+    def __init__(self, path: Any, problem: str, *, damaged: bool = False) -> None:
+        super().__init__(f"stored image {path} {problem}")
+        self.path = path
+        self.damaged = damaged  # there, but not the bytes that were stored
+
+
+class SweepError(MeshError):
+    """Some runs of a sweep failed. The sweep (with every image that did come) is
+    `.sweep`; `.sweep.retry()` runs only the failed runs again. Its message says how many
+    failed and why (`results.image_sweep.sweep_error` writes it)."""
+
+    def __init__(self, message: str, sweep: Any, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.sweep = sweep
+        self.hint = hint
 
 
 class IncompleteResultError(MeshError):
@@ -225,3 +271,11 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, partial: Any = None) -> None:
         super().__init__(redact(message))
         self.partial = partial
+
+
+class StoreWarning(UserWarning):
+    """The store could not keep or give back a generation; the run itself went on."""
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than `schema.MAX_JSON_DEPTH` (turned into an `OptionError`)."""

@@ -53,9 +53,4 @@ class Completed:
     undecoded: tuple[str, ...] = ()  # why each image that came but did not decode failed
 
 
-def plural(n: int, word: str) -> str:
-    """`1 image`, `3 images`, `1 run`: a count and its noun, as every line says it."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 StreamEvent = StatusChanged | Retrying | RateLimited | PartialImage | Completed

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import OptionError
 from .images import sniff_format
@@ -105,28 +105,31 @@ def _original_of(image: Image.Image) -> tuple[GeneratedImage, str | None] | None
 # -- reading sources ---------------------------------------------------------------------------
 
 
-def read_source(value: Any, *, what: str, limit: int, name: str | None = None) -> list[InputImage]:
-    """The images of one SOURCE (an `ImageResult` gives all of its own). `what` names it in
-    errors (`--edit fox`); `name` is recorded with each image."""
-    from .results.result import ImageResult
-    from .run.generation import Generation
+class ImageSource(Protocol):
+    """What gives all its images to an edit: an `ImageResult`, a run's handle once done.
+    Anything with this method is a SOURCE, so this module needs neither of them."""
 
-    if isinstance(value, Generation):
-        if not value.done():
-            raise OptionError(f"{what}: that run is still running; wait for it (.result())")
-        if value.status != "done":
-            raise OptionError(f"{what}: that run {value.status}; it has no images")
-        value = value.result()
-    if isinstance(value, ImageResult):
-        if not len(value):
-            raise OptionError(f"{what}: the result has no images")
-        many = len(value) > 1
+    def _mesh_images_(self) -> tuple[Sequence[bytes], str | None]:
+        """Its images' bytes and the request id that made them; an `OptionError` (the
+        reason, without the source's name) when it has none to give."""
+        ...
+
+
+def read_source(value: Any, *, what: str, limit: int, name: str | None = None) -> list[InputImage]:
+    """The images of one SOURCE (an `ImageSource` gives all of its own). `what` names it in
+    errors (`--edit fox`); `name` is recorded with each image."""
+    if hasattr(type(value), "_mesh_images_"):
+        try:
+            images, request_id = value._mesh_images_()
+        except OptionError as exc:
+            raise OptionError(f"{what}: {exc}") from None
+        many = len(images) > 1
         return [
             replace(
                 _checked(data, what, limit, f"{name}[{i}]" if name and many else name),
-                request_id=value.request_id,
+                request_id=request_id,
             )
-            for i, data in enumerate(value.data)
+            for i, data in enumerate(images)
         ]
     if _is_pil(value) and (original := _original_of(value)) is not None:
         data, request_id = original[0].data, original[1]

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import OptionError
-from .events import plural
+from .errors import OptionError, TooDeep
 from .redact import clip
+from .wording import plural
 
 # -- kinds of values ------------------------------------------------------------------------
 
@@ -247,11 +247,13 @@ class ImageSource(Kind):
         return text
 
 
+# The fields a sweep takes comma lists of, in the order they make columns and labels.
+SWEEPABLE = ("model", "size", "quality", "seed", "output_format", "background", "moderation")
+# Of those, the ones whose values read alone in a label ("openai/gpt-image-1 · 1024x1024 ·
+# png"); the others read as "seed 1", "quality high".
+READ_BARE = ("model", "size", "output_format")
+
 MAX_JSON_DEPTH = 32  # no request field nests deeper; deeper would recurse later (dumps, store)
-
-
-class TooDeep(ValueError):
-    """JSON nested deeper than `MAX_JSON_DEPTH`."""
 
 
 def loads_finite(text: str) -> Any:

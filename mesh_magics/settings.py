@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .local.addresses import is_loopback as is_loopback  # one definition, for both
-from .local.registry import LOCAL_TOKEN, is_serving
+from .hosts import is_loopback
+from .local import LOCAL_TOKEN, is_serving  # the embedded backend's one narrow entry
 from .redact import display_url, register_secret, strip_userinfo
 
 if TYPE_CHECKING:

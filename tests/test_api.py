@@ -25,11 +25,11 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import mesh_magics as mm
 from mesh_magics import api
+from mesh_magics.engine.generation import Generation
+from mesh_magics.engine.loop import engine
 from mesh_magics.errors import AuthenticationError, GenerationCancelled, OptionError
 from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
-from mesh_magics.run.engine import engine
-from mesh_magics.run.generation import Generation
 
 from .conftest import run_cell
 from .servers import ScriptedServer, b64, png_bytes, sse_frame

@@ -15,18 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mesh_magics.client.generation import generate
 from PIL import Image
 
 from mesh_magics import settings as mesh_settings
-from mesh_magics.api import generate
 from mesh_magics.images import check_image
 from mesh_magics.local import LocalServer
-from mesh_magics.results.files import MANIFEST
 from mesh_magics.results.metadata import read_metadata
 from mesh_magics.results.result import ImageResult
+from mesh_magics.results.saving import MANIFEST
 from mesh_magics.settings import configured
 from mesh_magics.store import Store, StoredImage, open_store, request_key
-from mesh_magics.store.files import image_path, make_private_folder, write_image
+from mesh_magics.store.disk import image_path, make_private_folder, write_image
 
 from .conftest import FAKE_KEY, at_once, key_is_absent
 from .servers import KeyRelay

@@ -28,9 +28,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from PIL import Image
 
 import mesh_magics as mm
+from mesh_magics.engine.generation import Generation
 from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
-from mesh_magics.run.generation import Generation
 
 from .conftest import CellRun, refused, run_cell
 from .servers import (

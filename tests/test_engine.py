@@ -18,6 +18,10 @@ from typing import Any
 
 import pytest
 
+from mesh_magics.engine.generation import Generation
+from mesh_magics.engine.jobs import Jobs
+from mesh_magics.engine.loop import Engine, engine
+from mesh_magics.engine.wait import run_blocking
 from mesh_magics.errors import (
     GenerationCancelled,
     GenerationTimeout,
@@ -29,10 +33,6 @@ from mesh_magics.events import Completed, PartialImage, StatusChanged, StreamEve
 from mesh_magics.images import GeneratedImage, check_image
 from mesh_magics.request import build_request
 from mesh_magics.results.result import ImageResult
-from mesh_magics.run.engine import Engine, engine
-from mesh_magics.run.generation import Generation
-from mesh_magics.run.jobs import Jobs
-from mesh_magics.run.wait import run_blocking
 from mesh_magics.settings import ClientSettings
 from mesh_magics.views.base import ProgressView
 
@@ -472,7 +472,7 @@ def test_jobs_lists_the_running_and_waits_for_them() -> None:
 
 
 def test_jobs_keep_only_the_latest_ended_runs() -> None:
-    from mesh_magics.run.jobs import KEEP
+    from mesh_magics.engine.jobs import KEEP
 
     jobs = Jobs()
     ended = [run_of(Source()).start() for _ in range(KEEP + 5)]

@@ -34,7 +34,7 @@ from .servers import (
 def open_sockets() -> int:
     """Sockets this process has open. The engine's loop keeps a socket pair (its wake-up
     pipe) for its whole life: it is started first, so it is counted on both sides."""
-    from mesh_magics.run.engine import engine
+    from mesh_magics.engine.loop import engine
 
     engine().loop  # noqa: B018
     fds = Path("/proc/self/fd")
@@ -49,7 +49,7 @@ def open_sockets() -> int:
 
 def worker_threads() -> list[object]:
     """What still runs on the engine's loop (a run that did not end)."""
-    from mesh_magics.run.engine import engine
+    from mesh_magics.engine.loop import engine
 
     return [object()] * engine().running_tasks()
 

@@ -12,8 +12,8 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import mesh_magics as mm
+from mesh_magics.cell import parse_cell
 from mesh_magics.forms.widget import WIDGET_VIEW, MeshForm
-from mesh_magics.ipython.cell import parse_cell
 from mesh_magics.local import LocalServer
 
 from .conftest import wait_for
@@ -257,7 +257,7 @@ def test_the_form_in_a_kernel_generates_and_cancels_on_clicks(kernel: Frontend) 
         assert body["prompt"] == "A kernel fox" and body["model"] == MODEL
         k.wait_for(lambda: len(opened(k, "ImageModel")) > images, "a gallery entry")
         check = k.run(
-            "import json\nfrom mesh_magics.ipython.cell import parse_cell\n"
+            "import json\nfrom mesh_magics.cell import parse_cell\n"
             "head, body = form.code.split('\\n', 1)\n"
             "o = parse_cell(head.removeprefix('%%meshimage'), body, {})\n"
             "print(fox is form.result, o.prompt, o.fields['model'], o.fields['size'])"

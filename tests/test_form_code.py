@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from mesh_magics.cell import CellOptions, parse_cell
 from mesh_magics.errors import OptionError
 from mesh_magics.forms import (
     MAIN_FIELDS,
@@ -36,10 +37,10 @@ from mesh_magics.forms import (
     to_cell,
 )
 from mesh_magics.forms.code import LINE_BREAKS
-from mesh_magics.ipython.cell import SWEEPABLE, CellOptions, parse_cell
 from mesh_magics.schema import (
     BY_FLAG,
     REQUEST_FIELDS,
+    SWEEPABLE,
     Boolean,
     Choice,
     ImageSource,

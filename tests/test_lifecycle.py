@@ -20,11 +20,11 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import mesh_magics as mm
+from mesh_magics.engine.usage import session_usage
 from mesh_magics.errors import GenerationCancelled, IncompleteResultError, SaveError
 from mesh_magics.local import LocalServer
+from mesh_magics.results.image_sweep import ImageSweep, SweepError
 from mesh_magics.results.result import ImageResult
-from mesh_magics.results.sweep import ImageSweep, SweepError
-from mesh_magics.run.usage import session_usage
 from mesh_magics.settings import configured
 from mesh_magics.store import open_store
 

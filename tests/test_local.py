@@ -33,7 +33,7 @@ from mesh_magics.errors import ConfigError
 from mesh_magics.local import MODELS, LocalServer, ensure_local_server, pictures
 from mesh_magics.local import server as server_module
 from mesh_magics.local.attempts import AttemptCounter, attempt_key
-from mesh_magics.local.files import FileStore
+from mesh_magics.local.published import FileStore
 
 from .servers import lent
 

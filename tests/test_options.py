@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 
+from mesh_magics.cell import CellOptions, interpolate, parse_cell
 from mesh_magics.errors import OptionError
-from mesh_magics.ipython.cell import CellOptions, interpolate, parse_cell
 from mesh_magics.local import LocalServer
 from mesh_magics.request import ImageRequest, build_request
 

@@ -27,9 +27,9 @@ from mesh_magics._version import __version__
 from mesh_magics.images import check_image
 from mesh_magics.local import LocalServer
 from mesh_magics.results import metadata
-from mesh_magics.results.files import MANIFEST, append_line
 from mesh_magics.results.metadata import read_metadata
 from mesh_magics.results.result import ImageResult
+from mesh_magics.results.saving import MANIFEST, append_line
 
 from .conftest import FAKE_KEY
 from .servers import KeyRelay
@@ -320,7 +320,7 @@ def test_two_processes_appending_interleave_whole_lines(tmp_path: Path) -> None:
     target = tmp_path / MANIFEST
     script = (
         "import sys, json; from pathlib import Path\n"
-        "from mesh_magics.results.files import append_line\n"
+        "from mesh_magics.results.saving import append_line\n"
         "who = sys.argv[2]\n"
         "for i in range(300):\n"
         "    line = json.dumps({'who': who, 'i': i, 'pad': who * (i * 97 % 20000)})\n"

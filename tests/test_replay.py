@@ -17,10 +17,10 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import mesh_magics as mm
-from mesh_magics.http.hosts import host_of
+from mesh_magics.hosts import host_of
 from mesh_magics.local import LocalServer
 from mesh_magics.results.history import History
-from mesh_magics.results.usage import UsageReport
+from mesh_magics.results.usage_report import UsageReport
 from mesh_magics.store import Store
 
 from .conftest import FAKE_KEY, CellRun, run_cell, wait_for

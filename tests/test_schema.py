@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mesh_magics.cell import parse_cell
 from mesh_magics.errors import OptionError
-from mesh_magics.ipython.cell import parse_cell
 from mesh_magics.ipython.magic import MeshImageMagics
 from mesh_magics.schema import OPTIONS, SETTINGS, Number, check
 

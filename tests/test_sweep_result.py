@@ -32,17 +32,18 @@ from mesh_magics.errors import (
 )
 from mesh_magics.events import Completed, PartialImage, Retrying, StatusChanged
 from mesh_magics.images import check_image
-from mesh_magics.results.metadata import read_metadata
-from mesh_magics.results.result import ImageResult
-from mesh_magics.results.sweep import (
+from mesh_magics.results.image_sweep import (
     ImageSweep,
     MissingDependency,
     SweepError,
     SweepRun,
     label_of,
     short_error,
+    sweep_error,
 )
-from mesh_magics.views.sweep import (
+from mesh_magics.results.metadata import read_metadata
+from mesh_magics.results.result import ImageResult
+from mesh_magics.views.sweep_progress import (
     DisplayTextSweepView,
     NullSweepView,
     StreamTextSweepView,
@@ -368,7 +369,7 @@ def test_retry_runs_only_the_failed_runs_and_keeps_the_rest() -> None:
 def test_a_retry_that_fails_again_raises_with_the_whole_sweep() -> None:
     def retry(failed: list[SweepRun]) -> ImageSweep:
         again = [SweepRun(r.prompt, dict(r.params), r.label, error=rate_limited()) for r in failed]
-        raise SweepError(ImageSweep(again, swept=["model", "seed"], retry=retry), "try later")
+        raise sweep_error(ImageSweep(again, swept=["model", "seed"], retry=retry), "try later")
 
     sweep = make_sweep({3: server_error()}, retry=retry)
     with pytest.raises(SweepError, match="1 of 8 runs failed: RateLimitError") as caught:
@@ -382,7 +383,7 @@ def test_a_retry_that_fails_again_raises_with_the_whole_sweep() -> None:
 
 def test_sweep_error_says_how_many_failed_and_why() -> None:
     sweep = make_sweep({1: rate_limited("req_a"), 3: rate_limited("req_b"), 6: server_error()})
-    error = SweepError.of(sweep)
+    error = sweep_error(sweep)
     assert str(error) == (
         "3 of 8 runs failed: RateLimitError: 429 rate_limit_exceeded: Slow <down> (2), "
         "InternalServerError: 500 server_error: boom (1); the sweep is bound and shown; "

@@ -17,12 +17,12 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import mesh_magics as mm
+from mesh_magics.engine.loop import engine
 from mesh_magics.errors import GenerationCancelled, OptionError
 from mesh_magics.local import LocalServer
 from mesh_magics.local.faults import RequestControls, parse_fault
 from mesh_magics.local.recording import RecordedRequest
-from mesh_magics.results.sweep import ImageSweep, MissingDependency, SweepError
-from mesh_magics.run.engine import engine
+from mesh_magics.results.image_sweep import ImageSweep, MissingDependency, SweepError
 from mesh_magics.store import open_store
 
 from .conftest import FAKE_KEY, run_cell

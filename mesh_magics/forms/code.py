@@ -37,10 +37,19 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from ..cell import CellOptions, parse_cell
 from ..errors import OptionError
-from ..events import plural
-from ..ipython.cell import SWEEPABLE, CellOptions, parse_cell
-from ..schema import BY_FLAG, OPTIONS, REQUEST_FIELDS, Number, Option, check, loads_finite
+from ..schema import (
+    BY_FLAG,
+    OPTIONS,
+    REQUEST_FIELDS,
+    SWEEPABLE,
+    Number,
+    Option,
+    check,
+    loads_finite,
+)
+from ..wording import plural
 from .state import FormState, is_unset
 
 MAGIC = "%%meshimage"

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import OptionError
-from ..events import plural
 from ..schema import BY_FLAG, check
+from ..wording import plural
 from .code import MAGIC, normal_prompt, prompt_problem, to_cell
 from .controls import field_row, shown
 from .gallery import Gallery
@@ -36,9 +36,9 @@ from .state import (
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
 
+    from ..engine.generation import Generation
     from ..events import StreamEvent
     from ..results.result import ImageResult
-    from ..run.generation import Generation
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 SHOW_EVERY = 0.5  # seconds between progress updates (comm messages are rate-limited)
@@ -121,8 +121,8 @@ class MeshForm:
 
     def _fetch_models(self) -> None:
         """Fill the model list from `/v1/models` without holding the form up."""
+        from ..engine.loop import engine
         from ..http.client import fetch_models
-        from ..run.engine import engine
         from ..settings import client_settings
 
         try:
@@ -236,7 +236,7 @@ class MeshForm:
             )
             self._say(f"✗ fix {plural(len(problems), 'field')} first: nothing was sent")
             return None
-        from ..api import prepare
+        from ..client.generation import prepare
 
         state = self.state
         try:
@@ -253,7 +253,7 @@ class MeshForm:
         self.bar.bar_style, self.bar.value = "info", 0
         self._say(f"⏳ {run.heading} · connecting")
         run.start()
-        from ..run.jobs import jobs
+        from ..engine.jobs import jobs
 
         jobs().add(run)
         return run
@@ -282,7 +282,7 @@ class MeshForm:
         """On the engine's thread, the run's lifecycle (`run/lifecycle.py`): bind the
         result (an incomplete one too: it was billed), show it in the gallery and the
         display; then the outcome line, and Generate is enabled again."""
-        from ..run.lifecycle import Delivery, deliver, describe_failure
+        from ..engine.lifecycle import Delivery, deliver, describe_failure
 
         self.bar.value = 100
         error = run.exception() if run.status != "done" else None
@@ -387,7 +387,7 @@ def form(
 ) -> MeshForm:
     """An interactive form prefilled with `prompt` and `fields` (checked like
     `generate()`'s); `out` is `-o NAME`. Display it (the last line of a cell)."""
-    from ..api import _running_shell, request_fields
+    from ..client.generation import _running_shell, request_fields
     from ..schema import SETTINGS
 
     base_url = check(SETTINGS["base_url"], base_url, source="base_url")

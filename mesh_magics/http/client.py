@@ -53,6 +53,7 @@ from ..errors import (
     TransportError,
 )
 from ..events import Completed, RateLimited, Retrying, StatusChanged, StreamEvent
+from ..hosts import is_loopback
 from ..images import GeneratedImage, check_image, decode_base64, decode_data_url
 from ..redact import clip, display_url, guard_loggers, redact, redact_value, strip_userinfo
 from ..request import ImageRequest
@@ -60,7 +61,6 @@ from ..settings import (
     ClientSettings,
     LocalToken,
     is_embedded_backend,
-    is_loopback,
     normalize_base_url,
 )
 from .bodies import WireBody, wire_body
@@ -74,7 +74,6 @@ from .envelopes import (
 )
 from .failures import Progress, Retryable, describe, request_failure, ssl_error_in
 from .frames import Frame, checked, images_of, kind_of, preview_of
-from .hosts import gate_for
 from .limits import (
     MODELS_CAP,
     Cap,
@@ -84,6 +83,7 @@ from .limits import (
     read_body,
     response_cap,
 )
+from .pacing import gate_for
 from .sse import aiter_sse
 
 log = logging.getLogger("mesh_magics")

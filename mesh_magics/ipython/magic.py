@@ -19,26 +19,21 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, Float, Int, TraitError, TraitType, Unicode, validate
+from traitlets import Bool, Float, Int, TraitType, Unicode, validate
 
-from ..errors import GenerationCancelled, OptionError
-from ..events import plural
+from ..cell import CellOptions, parse_cell
+from ..errors import GenerationCancelled, OptionError, SettingError
+from ..results.image_sweep import sweep_error
 from ..schema import SETTINGS, check, check_image_count, magic_help
-from .cell import CellOptions, parse_cell
+from ..wording import plural
 
 if TYPE_CHECKING:
+    from ..engine.generation import Generation
+    from ..engine.jobs import JobList
+    from ..engine.lifecycle import Delivery
     from ..inputs import InputImage
-    from ..results.models import ModelList
+    from ..results.model_list import ModelList
     from ..results.result import ImageResult
-    from ..run.generation import Generation
-    from ..run.jobs import JobList
-    from ..run.lifecycle import Delivery
-
-
-class SettingError(OptionError, TraitError):
-    """A `MeshImageMagics` setting was given a value its option would refuse.
-
-    A `TraitError` too, so traitlets keeps the old value."""
 
 
 def _help(text: str) -> Any:
@@ -109,7 +104,7 @@ class MeshImageMagics(Magics):
         inputs = self._inputs(options)
         if options.is_sweep:
             return self._sweep(options, source, replay, inputs)
-        from ..api import prepare
+        from ..client.generation import prepare
 
         with _notes_on_stderr():
             run = prepare(
@@ -130,8 +125,8 @@ class MeshImageMagics(Magics):
         if options.bg:
             self._background(run, options)
             return None
+        from ..engine.wait import run_blocking
         from ..errors import IncompleteResultError
-        from ..run.wait import run_blocking
         from ..views import make_view
 
         view = make_view(run.heading, self.progress, self.shell)
@@ -169,7 +164,7 @@ class MeshImageMagics(Magics):
     def _delivery(self, options: CellOptions) -> Delivery:
         """Where a cell's value goes: `-o NAME`, the cell's output (unless
         `--no-display`), then `--save DIR` (`run/lifecycle.py`)."""
-        from ..run.lifecycle import Delivery
+        from ..engine.lifecycle import Delivery
 
         folder = options.save
         return Delivery(
@@ -184,7 +179,7 @@ class MeshImageMagics(Magics):
     ) -> None:
         """Record (done by the run), bind, show, then side effects: the lifecycle of a
         blocking cell, whose value shows as the cell's own (`Out[n]`) when it succeeds."""
-        from ..run.lifecycle import deliver
+        from ..engine.lifecycle import deliver
 
         deliver(value, self._delivery(options), failure=failure, returns=True)
 
@@ -195,9 +190,9 @@ class MeshImageMagics(Magics):
         replay: bool | None,
         inputs: tuple[InputImage, ...],
     ) -> Any:
-        from ..research import prepare_sweep, sweep_view
-        from ..results.sweep import SweepError
-        from ..run.sweep import run_sweep_blocking
+        from ..client.sweeps import prepare_sweep
+        from ..engine.sweeps import run_sweep_blocking
+        from ..views.sweep_progress import sweep_view
 
         config = self.settings()
         with _notes_on_stderr():
@@ -220,7 +215,7 @@ class MeshImageMagics(Magics):
             self._show_sweep_dry_run(sweep, generations, images)
             return None
         if options.bg:
-            from .background import start_sweep_in_cell
+            from ..views.in_cell import start_sweep_in_cell
 
             delivery = self._delivery(options)
             self._bind(options.out, sweep)  # the handle, at once; it fills in
@@ -234,14 +229,14 @@ class MeshImageMagics(Magics):
             kept = exc.partial if exc.partial is not None and exc.partial.results else None
             self._deliver(kept, options, failure=exc)
             raise
-        self._deliver(sweep, options, failure=SweepError.of(sweep) if sweep.failed else None)
+        self._deliver(sweep, options, failure=sweep_error(sweep) if sweep.failed else None)
         return None if options.no_display else sweep
 
     def _show_sweep_dry_run(self, sweep: Any, generations: list[Generation], images: int) -> None:
         from IPython.display import display
 
+        from ..client.history import usage_prices
         from ..redact import display_url
-        from ..research import usage_prices
 
         prices = usage_prices(generations[0].settings, {g.request.model for g in generations})
         target = display_url(generations[0].settings.base_url)
@@ -266,7 +261,7 @@ class MeshImageMagics(Magics):
         display({"text/plain": "\n".join(lines)}, raw=True)
 
     def _background(self, run: Generation, options: CellOptions) -> None:
-        from .background import start_in_cell
+        from ..views.in_cell import start_in_cell
 
         self._bind(options.out, run)  # the handle, at once; once done, it is the result
         start_in_cell(run, self.shell, self.progress, self._delivery(options).effects)
@@ -277,19 +272,19 @@ class MeshImageMagics(Magics):
         if options.list_models:
             value: Any = self._list_models(options.base_url)
         elif options.jobs:
-            from ..run.jobs import JobList, jobs
+            from ..engine.jobs import JobList, jobs
 
             value = JobList(jobs().all())
         elif options.history:
-            from ..research import history
+            from ..client.history import history
 
             value = history(options.prompt or None, config=self.settings())
         elif options.usage:
-            from ..research import usage_report
+            from ..client.history import usage_report
 
             return usage_report(config=self.settings())
         else:
-            from ..run.jobs import jobs
+            from ..engine.jobs import jobs
 
             left = jobs().wait(options.timeout)
             if left:
@@ -306,16 +301,16 @@ class MeshImageMagics(Magics):
             from ..forms.widget import MeshForm
         except ImportError as exc:
             raise OptionError(f"--form needs ipywidgets ({exc}): pip install ipywidgets") from None
-        from .cell import interpolate
+        from ..cell import interpolate
 
         prompt = interpolate(options.prompt, self.shell.user_ns if self.shell else {})
         return MeshForm(prompt, options.fields, out=options.out, base_url=options.base_url,
                         shell=self.shell, config=self.settings())  # fmt: skip
 
     def _list_models(self, base_url: str | None) -> ModelList:
+        from ..engine.wait import call
         from ..http.client import fetch_models
-        from ..results.models import ModelList
-        from ..run.wait import call
+        from ..results.model_list import ModelList
         from ..settings import client_settings
 
         with _notes_on_stderr():

@@ -24,15 +24,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .registry import LOCAL_TOKEN, is_serving
+
 if TYPE_CHECKING:
-    from .models import MODELS
+    from .catalogue import MODELS
     from .recording import RecordedRequest
     from .server import LocalServer, ensure_local_server
 
-__all__ = ["MODELS", "LocalServer", "RecordedRequest", "ensure_local_server"]
+__all__ = [
+    "LOCAL_TOKEN",
+    "MODELS",
+    "LocalServer",
+    "RecordedRequest",
+    "ensure_local_server",
+    "is_serving",
+]
 
 _HOMES = {
-    "MODELS": ".models",
+    "MODELS": ".catalogue",
     "LocalServer": ".server",
     "RecordedRequest": ".recording",
     "ensure_local_server": ".server",

@@ -17,16 +17,6 @@ _HOST_HEADER = re.compile(
 )
 
 
-def is_loopback(host: str) -> bool:
-    """`localhost`, or an address of the loopback network (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def is_ip_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))

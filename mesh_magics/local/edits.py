@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import pictures
+from .catalogue import DEFAULT_MODEL
 from .faults import Fault
 from .inputs import InputImage, decode_image
-from .models import DEFAULT_MODEL
 from .validation import BACKGROUNDS, MAX_SIDE, RESPONSE_FORMATS, Detail, ImageParams, _Checker
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import Message
 
-from .addresses import is_ip_address, is_loopback
+from ..hosts import is_loopback
+from .addresses import is_ip_address
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from .addresses import base_url_from_host_header
 from .attempts import attempt_key
 from .backend import Backend
 from .bodies import BodyError, read_body
+from .catalogue import MODEL_TYPES, accepts_image_input, find_model, image_model_ids, select_models
 from .faults import (
     RETRY_AFTER_STATUSES,
     Fault,
@@ -37,7 +38,6 @@ from .faults import (
     status_error,
     text_page,
 )
-from .models import MODEL_TYPES, accepts_image_input, find_model, image_model_ids, select_models
 from .recording import RecordedRequest
 from .validation import ImageParams, summarize, validate_generation
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .models import image_model_ids
+from .catalogue import image_model_ids
 
 
 def seconds(value: Any, what: str) -> float:

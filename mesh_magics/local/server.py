@@ -18,14 +18,15 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from ..hosts import is_loopback
 from . import numbers, registry
-from .addresses import base_url, is_loopback, is_wildcard, reachable_host
+from .addresses import base_url, is_wildcard, reachable_host
 from .attempts import AttemptCounter
 from .bodies import MAX_BODY_BYTES
 from .connections import MAX_CONNECTIONS, READ_TIMEOUT, BoundedHTTPServer, Connections
 from .faults import RequestControls, parse_fault, retry_after_value
-from .files import FileStore
 from .handler import Handler
+from .published import FileStore
 from .recording import KEEP_REQUESTS, RecordedRequest, RequestLog
 from .traffic import MAX_GENERATIONS, Slots, Traffic
 from .validation import MAX_REQUEST_PIXELS

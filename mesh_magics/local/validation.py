@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .catalogue import DEFAULT_MODEL
 from .inputs import InputImage, check_images
-from .models import DEFAULT_MODEL
 
 QUALITIES = ("auto", "low", "medium", "high", "hd", "standard")
 RESPONSE_FORMATS = ("url", "b64_json")

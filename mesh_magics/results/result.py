@@ -12,15 +12,25 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
-from ..events import plural
+from ..errors import OptionError
 from ..images import GeneratedImage
 from ..redact import one_line
+from ..wording import plural
 from .previews import Preview, make_preview, preview_pool
 
 if TYPE_CHECKING:
     from PIL import Image
+
+
+class Lineage(Protocol):
+    """Where the results that made an edit's inputs are found: the store (which sits above
+    this module, so it is handed in, not imported)."""
+
+    def find_image(
+        self, sha256: str, *, request_id: str | None = None, preview_max_px: int = 1024
+    ) -> ImageResult | None: ...
 
 
 class ImageResult(Sequence["Image.Image"]):
@@ -52,6 +62,7 @@ class ImageResult(Sequence["Image.Image"]):
         created: float | None = None,
         replayed: bool = False,
         inputs: list[dict[str, Any]] | None = None,
+        lineage: Lineage | None = None,
     ) -> None:
         self._images = images
         self.request = dict(request)
@@ -63,6 +74,7 @@ class ImageResult(Sequence["Image.Image"]):
         self.created = time.time() if created is None else created
         self.replayed = replayed
         self.inputs = [dict(entry) for entry in inputs or ()]
+        self.lineage = lineage  # the store that holds it, which finds its parents
         self._decoded: dict[int, Image.Image] = {}
         self._previews: dict[tuple[int, int], Preview] = {}
 
@@ -133,19 +145,20 @@ class ImageResult(Sequence["Image.Image"]):
         """Whether these images were made from others (an edit), not from a prompt alone."""
         return bool(self.inputs)
 
+    def _mesh_images_(self) -> tuple[list[bytes], str | None]:
+        """Its images for an edit (`inputs.ImageSource`): all of them, original bytes."""
+        if not len(self):
+            raise OptionError("the result has no images")
+        return self.data, self.request_id
+
     @property
     def parents(self) -> list[ImageResult]:
         """The stored results that made this edit's input images, in input order, one per
         distinct input; an input the store does not hold (a file from disk) is skipped,
         and a generation has none. Each is lazy and has its own `parents`, so an edit can
         be walked back to the generation it started from."""
-        if not self.is_edit:
-            return []
-        from ..settings import configured  # the store imports this module, not the reverse
-        from ..store import open_store
-
-        store = open_store(configured())
-        if store is None:
+        store = self.lineage
+        if not self.is_edit or store is None:
             return []
         found: list[ImageResult] = []
         asked: set[str] = set()
@@ -218,7 +231,7 @@ class ImageResult(Sequence["Image.Image"]):
         `MeshImageMagics.embed_prompt` setting) leaves the prompt out of both, and out of
         the names. A failure is a `SaveError` (an `OSError`) naming the path and what to do.
         """
-        from .files import save_result
+        from .saving import save_result
 
         return save_result(self, path, stem=stem, overwrite=overwrite, embed_prompt=embed_prompt)
 

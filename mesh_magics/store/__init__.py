@@ -13,7 +13,7 @@ lazy bytes), keys.py (request_key), location.py (which folder; open_store).
 
 from __future__ import annotations
 
-from .files import StoredImageError, StoreError
+from .disk import StoredImageError, StoreError
 from .images import StoredImage
 from .keys import host_of, request_key
 from .location import open_store, store_dir

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..images import GeneratedImage
-from .files import read_image
+from .disk import read_image
 
 
 class StoredImage(GeneratedImage):

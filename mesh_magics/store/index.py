@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .files import FILE_MODE, StoreError
+from .disk import FILE_MODE, StoreError
 
 SCHEMA_VERSION = 2  # 2: runs.inputs
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction

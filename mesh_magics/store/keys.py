@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..http.hosts import host_of
+from ..hosts import host_of
 
 DELIVERY_FIELDS = frozenset({"stream", "partial_images", "response_format"})
 

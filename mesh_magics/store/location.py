@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .files import StoreError, warn
+from .disk import StoreError, warn
 from .store import DEFAULT_MAX_BYTES, Store
 
 _stores: dict[Path, Store] = {}

@@ -47,9 +47,9 @@ from typing import Any
 from ..errors import OptionError
 from ..images import GeneratedImage
 from ..redact import one_line, redact, redact_value
-from ..results.result import ImageResult
+from ..results.result import ImageResult, Lineage
 from . import index
-from .files import (
+from .disk import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
     StoredImageError,
@@ -295,7 +295,9 @@ class Store:
         if load:  # a replay is shown at once: read (and check) every file once, now
             images = [_read(image) for image in images]
         try:
-            return _result(rows[0], images, replayed=replayed, preview_max_px=preview_max_px)
+            return _result(
+                rows[0], images, replayed=replayed, preview_max_px=preview_max_px, lineage=self
+            )
         except _DamagedRow as exc:
             self._damaged(rows[0][0], exc)
             return None
@@ -379,7 +381,12 @@ def _read(image: StoredImage) -> StoredImage:
 
 
 def _result(
-    row: Sequence[Any], images: Sequence[GeneratedImage], *, replayed: bool, preview_max_px: int
+    row: Sequence[Any],
+    images: Sequence[GeneratedImage],
+    *,
+    replayed: bool,
+    preview_max_px: int,
+    lineage: Lineage | None = None,
 ) -> ImageResult:
     """The result of a run's row; `_DamagedRow` naming the first column that is wrong."""
     _, request, model, request_id, usage, created, elapsed, inputs = row[:_IMAGE_AT]
@@ -396,6 +403,7 @@ def _result(
         created=_time(created),
         replayed=replayed,
         inputs=None if inputs is None else _json(inputs, list, "inputs"),
+        lineage=lineage,
     )
 
 

@@ -19,8 +19,8 @@ from ..events import (
     Retrying,
     StatusChanged,
     StreamEvent,
-    plural,
 )
+from ..wording import plural
 
 
 def describe(event: StreamEvent) -> str:

@@ -1,90 +1,35 @@
-"""The function API of research notebooks: sweeps, the store's history, the session's
-usage. Same road as `api.py` (settings -> request -> runs -> results), many runs at once.
+"""Sweeps: many runs on the road of `prepare.py` (settings -> request -> runs -> results),
+one per combination of prompts and swept values, at a bounded concurrency.
 
     s = mm.sweep(["A fox", "An owl"], model=["openai/gpt-image-1", "vertex/imagen-3"], seed=[1, 2])
-    mm.history("fox")           # the latest stored generations
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .api import (
-    _prompt,
-    _running_shell,
-    _settings_of_call,
-    _show_in_notebook,
+from ..errors import OptionError
+from ..results.image_sweep import sweep_error
+from ..schema import SETTINGS, check, check_image_count
+from ..settings import client_settings, configured
+from ..views.sweep_progress import sweep_view
+from .prepare import (
     edit_inputs_of_call,
     operation_of,
     prepare,
+    prompt_of,
     request_fields,
+    running_shell,
+    settings_of_call,
+    show_in_notebook,
     stream_of_call,
 )
-from .errors import MeshError, OptionError
-from .events import plural
-from .schema import SETTINGS, check, check_image_count
-from .settings import ClientSettings, client_settings, configured
 
 if TYPE_CHECKING:
-    from .inputs import InputImage
-    from .results.history import History
-    from .results.sweep import ImageSweep
-    from .results.usage import UsageReport
-    from .run.generation import Generation
-    from .views.sweep import SweepView
-
-
-# -- history and usage ------------------------------------------------------------------------
-
-
-def history(
-    text: str | None = None, limit: int = 20, *, config: Mapping[str, Any] | None = None
-) -> History:
-    """The latest stored generations, newest first, filtered by `text` (in the prompt, the
-    model or the request id); each an `ImageResult` whose images load when touched."""
-    from .results.history import History
-    from .store import open_store
-    from .store.store import history_limit
-
-    limit = history_limit(limit)  # checked even when the store is off
-    store = open_store(configured() if config is None else config)
-    return History(store.history(text, limit) if store is not None else [])
-
-
-def usage_prices(settings: ClientSettings, models: set[str]) -> dict[str, float | None]:
-    """The per-image price of each of `models` that `/v1/models` gives (None: no price,
-    or the list could not be had)."""
-    from .http.client import fetch_models
-    from .run.usage import price_per_image
-    from .run.wait import call
-
-    try:
-        listed = call(fetch_models(settings), "asking for prices")
-    except MeshError:
-        listed = []
-    by_id = {str(m.get("id")): m for m in listed}
-    return {model: price_per_image(by_id.get(model)) for model in models}
-
-
-def usage_report(*, config: Mapping[str, Any] | None = None) -> UsageReport:
-    """This session's requests, images and replays per model, with an estimated cost where
-    `/v1/models` gives a per-image price (asked once per API host)."""
-    from .results.usage import UsageReport
-    from .run.usage import session_usage
-
-    config = configured() if config is None else config
-    lines = session_usage().lines()
-    prices: dict[str, float | None] = {}
-    for host in {line.api_host for line in lines}:
-        models = {line.model for line in lines if line.api_host == host}
-        for model, price in usage_prices(client_settings(config, host), models).items():
-            if prices.get(model) is None:  # a host without a price hides no other's
-                prices[model] = price
-    return UsageReport(lines, prices)
-
-
-# -- sweeps ------------------------------------------------------------------------------------
+    from ..engine.generation import Generation
+    from ..inputs import InputImage
+    from ..results.image_sweep import ImageSweep
 
 
 def prepare_sweep(
@@ -106,16 +51,17 @@ def prepare_sweep(
     `prompts` and the `swept` values (fields and swept values already checked), at most
     `concurrency` in flight per API host. Its `retry()` runs the failed ones again,
     blocking, with their own progress view."""
-    from .results.sweep import ImageSweep, SweepRun, label_of
-    from .run.sweep import SWEPT_ORDER, plan
+    from ..engine.sweeps import plan
+    from ..results.image_sweep import ImageSweep, SweepRun, label_of
+    from ..schema import SWEEPABLE
 
     config = configured() if config is None else config
     limit = concurrency or config["concurrency"]
-    swept_names = [name for name in SWEPT_ORDER if name in swept]
+    swept_names = [name for name in SWEEPABLE if name in swept]
 
     def generations_for(runs: list[SweepRun], replay: bool | None) -> list[Generation]:
-        from .http.client import SharedClient
-        from .run.sweep import in_flight_limit
+        from ..engine.sweeps import in_flight_limit
+        from ..http.client import SharedClient
 
         settings = client_settings(config, base_url)  # once: every run goes to the same API
         slot = in_flight_limit(limit)
@@ -140,34 +86,18 @@ def prepare_sweep(
         return made
 
     def retry(failed: list[SweepRun]) -> ImageSweep:
-        from .run.sweep import run_sweep_blocking
+        from ..engine.sweeps import run_sweep_blocking
 
         again = [SweepRun(r.prompt, dict(r.params), r.label) for r in failed]
         sweep = ImageSweep(again, swept=swept_names, retry=retry)
         generations = generations_for(again, False)  # a retry asks anew
-        view = sweep_view(sweep, progress or config["progress"], _running_shell(), generations)
+        view = sweep_view(sweep, progress or config["progress"], running_shell(), generations)
         return run_sweep_blocking(sweep, generations, view)
 
     runs = [
         SweepRun(prompt, values, label_of(values)) for prompt, values in plan(prompts, dict(swept))
     ]
     return ImageSweep(runs, swept=swept_names, retry=retry), generations_for(runs, replay)
-
-
-def sweep_view(
-    sweep: ImageSweep,
-    progress: str,
-    shell: Any,
-    generations: list[Generation] | None = None,
-    on_cancel: Callable[[], object] | None = None,
-) -> SweepView:
-    from .views.sweep import make_sweep_view
-
-    images = sum(run.request.n for run in generations or [])
-    heading = f"sweep · {plural(len(sweep.runs), 'run')}"
-    heading += f" · {plural(images, 'image')}" if images else ""
-    labels = [f"{r.label} · {r.prompt[:40]}" for r in sweep.runs]
-    return make_sweep_view(heading, labels, progress, shell, on_cancel=on_cancel)
 
 
 def sweep(
@@ -202,10 +132,9 @@ def sweep(
 
     `edit` (and `mask`): every run edits these images, as `mm.edit()` takes them; e.g.
     `mm.sweep("At night", edit=fox, model=["openai/gpt-image-1", "local/sketch"])`."""
-    from .ipython.cell import SWEEPABLE
-    from .results.sweep import SweepError
-    from .run.lifecycle import Delivery, deliver
-    from .run.sweep import run_sweep_blocking
+    from ..engine.lifecycle import Delivery, deliver
+    from ..engine.sweeps import run_sweep_blocking
+    from ..schema import SWEEPABLE
 
     if isinstance(background, str | list):  # the API's field, not the way to run
         fields["background"], background = background, False
@@ -221,7 +150,7 @@ def sweep(
         name: [request_fields({name: value}, None)[name] for value in values]
         for name, values in swept.items()
     }
-    base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
+    base_url, timeout, progress = settings_of_call(base_url, timeout, progress)
     if concurrency is not None:
         concurrency = check(SETTINGS["concurrency"], concurrency, source="concurrency")
     config = configured()
@@ -231,7 +160,7 @@ def sweep(
     elif mask is not None:
         raise OptionError("mask goes with edit=: the images it masks")
     made, generations = prepare_sweep(
-        [_prompt(text, operation_of(fields, inputs)) for text in texts],
+        [prompt_of(text, operation_of(fields, inputs)) for text in texts],
         request_fields(fields, params),
         checked_swept,
         config=config,
@@ -245,16 +174,16 @@ def sweep(
     )
     images = sum(run.request.n for run in generations)
     check_image_count(images, len(generations), config, allow=yes)
-    shell = _running_shell()
+    shell = running_shell()
     if background:
         if shell is not None:
-            from .ipython.background import start_sweep_in_cell
+            from ..views.in_cell import start_sweep_in_cell
 
             return start_sweep_in_cell(made, generations, shell, progress)
         for sweep_run, run in zip(made.runs, generations, strict=True):
             sweep_run.run = run.start()
         return made
     run_sweep_blocking(made, generations, sweep_view(made, progress, shell, generations))
-    failure = SweepError.of(made) if made.failed and raise_errors else None
-    deliver(made, Delivery(show=_show_in_notebook), failure=failure, returns=True)
+    failure = sweep_error(made) if made.failed and raise_errors else None
+    deliver(made, Delivery(show=show_in_notebook), failure=failure, returns=True)
     return made

@@ -9,14 +9,14 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
-from ..events import plural
 from ..redact import one_line
+from ..wording import plural
 from .display import TILE_DENSITY, fit
-from .sweep import label_of, short_error
+from .run_labels import label_of, short_error
 
 if TYPE_CHECKING:
+    from .image_sweep import ImageSweep, SweepRun
     from .result import ImageResult
-    from .sweep import ImageSweep, SweepRun
 
 TILE_CSS_PX = 256  # the box a sweep tile is shown in (display.py's grid uses 320)
 TILES_PER_LINE = 2  # a run of n images wraps to this many tiles side by side

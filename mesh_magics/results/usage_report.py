@@ -4,10 +4,22 @@ and reported usage per model, with an estimated cost where `/v1/models` gives a 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..events import plural
-from ..run.usage import ModelUsage
+from ..wording import plural
+
+
+@dataclass
+class ModelUsage:
+    """What one model on one API host was asked this session."""
+
+    model: str
+    api_host: str
+    requests: int = 0  # sent to the API (a replay sends none)
+    images: int = 0  # made by those requests
+    replays: int = 0
+    replayed_images: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)  # summed numeric usage fields
 
 
 @dataclass

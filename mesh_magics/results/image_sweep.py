@@ -15,7 +15,6 @@ Billed images are never thrown away: a sweep with failed runs is still a sweep, 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -23,45 +22,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from ..errors import GenerationCancelled, MeshError, OptionError, StillRunning
-from ..events import plural
-from ..redact import one_line, redact
+from ..errors import (
+    GenerationCancelled,
+    MissingDependency,
+    OptionError,
+    StillRunning,
+    SweepError,
+)
+from ..redact import one_line
+from ..schema import READ_BARE
+from ..wording import plural
 from .names import MAX_BYTES, MAX_CHARS, safe_stem
 from .result import ImageResult
+from .run_labels import label_of, short_error
 
 if TYPE_CHECKING:
     import pandas
 
-    from ..run.generation import Generation
+    from ..engine.generation import Generation
 
-# Names whose values read alone in a label ("openai/gpt-image-1 · 1024x1024 · png");
-# the others read as "seed 1", "quality high".
-_BARE = ("model", "size", "output_format")
-_REQUEST_NOTE = re.compile(r"\s*\(request [^()\s]*\)")  # differs per run; the table has it
 _ENDED = ("failed", "cancelled")
-
-
-def label_of(params: dict[str, Any], names: Sequence[str] | None = None) -> str:
-    """`{"model": "a/b", "seed": 1}` -> `a/b · seed 1`, in the order of `names` (default:
-    the params' own). Sweeps label their columns this way."""
-    parts = []
-    for name in names if names is not None else list(params):
-        if name in params:
-            value = params[name]
-            text = str(value)
-            parts.append(text if name in _BARE else f"{name.replace('_', ' ')} {text}")
-    return " · ".join(parts)
-
-
-def short_error(error: BaseException, limit: int = 120) -> str:
-    """`RateLimitError: 429 rate_limit_exceeded: slow down`: the class users catch, and the
-    message on one line, without the request id (the table has it, and it differs per
-    run, so equal failures read equal)."""
-    label = type(error).__name__
-    if isinstance(error, GenerationCancelled):
-        return label
-    text = one_line(_REQUEST_NOTE.sub("", redact(str(error))), limit)
-    return f"{label}: {text}" if text else label
 
 
 @dataclass(eq=False, repr=False)
@@ -218,7 +198,7 @@ class ImageSweep(Sequence[SweepRun]):
                 "wait longer, or .cancel() it"
             )
         if self.failed:
-            raise SweepError(self)
+            raise sweep_error(self)
         return self
 
     def _progress(self) -> str:
@@ -325,7 +305,7 @@ class ImageSweep(Sequence[SweepRun]):
             again = self._retry(failed)
         except SweepError as exc:
             merged = self._merged(failed, exc.sweep)
-            raise SweepError(merged, exc.hint) from None
+            raise sweep_error(merged, exc.hint) from None
         return self._merged(failed, again)
 
     def _merged(self, failed: list[SweepRun], again: ImageSweep) -> ImageSweep:
@@ -384,35 +364,25 @@ class ImageSweep(Sequence[SweepRun]):
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        from .sweep_display import grid_html  # the renderer knows the model, not the reverse
+        from .sweep_grid import grid_html  # the renderer knows the model, not the reverse
 
         return {"text/plain": repr(self), "text/html": grid_html(self)}, {}
 
 
-class SweepError(MeshError):
-    """Some runs of a sweep failed. The sweep (with every image that did come) is
-    `.sweep`; `.sweep.retry()` runs only the failed runs again. `hint` says what to do
-    next; None: the default, which says that and reads right for one run or many."""
-
-    def __init__(self, sweep: ImageSweep, hint: str | None = None) -> None:
-        failed = sweep.failed
-        reasons = Counter(short_error(run.error) for run in failed if run.error is not None)
-        # A count after each reason only says something when more than one run failed.
-        listed = [
-            f"{text} ({count})" if len(failed) > 1 else text
-            for text, count in reasons.most_common(3)
-        ]
-        if len(reasons) > 3:
-            listed.append(plural(len(reasons) - 3, "other error"))
-        because = f": {', '.join(listed)}" if listed else ""
-        said = hint if hint is not None else _retry_hint(len(failed), len(sweep))
-        super().__init__(f"{_how_many_failed(len(failed), len(sweep))}{because}; {said}")
-        self.sweep = sweep
-        self.hint = hint
-
-    @classmethod
-    def of(cls, sweep: ImageSweep, hint: str | None = None) -> SweepError:
-        return cls(sweep, hint)
+def sweep_error(sweep: ImageSweep, hint: str | None = None) -> SweepError:
+    """The `SweepError` that says how many runs of `sweep` failed and why, and what to do
+    next (`hint`; None: `.retry()`, worded for one run or many)."""
+    failed = sweep.failed
+    reasons = Counter(short_error(run.error) for run in failed if run.error is not None)
+    # A count after each reason only says something when more than one run failed.
+    listed = [
+        f"{text} ({count})" if len(failed) > 1 else text for text, count in reasons.most_common(3)
+    ]
+    if len(reasons) > 3:
+        listed.append(plural(len(reasons) - 3, "other error"))
+    because = f": {', '.join(listed)}" if listed else ""
+    said = hint if hint is not None else _retry_hint(len(failed), len(sweep))
+    return SweepError(f"{_how_many_failed(len(failed), len(sweep))}{because}; {said}", sweep, hint)
 
 
 def _how_many_failed(failed: int, runs: int) -> str:
@@ -430,10 +400,6 @@ def _retry_hint(failed: int, runs: int) -> str:
     else:
         again = "only the failed one" if failed == 1 else "only the failed ones"
     return f"the sweep is bound and shown; .retry() runs {again}"
-
-
-class MissingDependency(MeshError, ImportError):
-    """An optional package a method needs is not installed."""
 
 
 # -- pieces --------------------------------------------------------------------------
@@ -486,7 +452,7 @@ def _value_word(name: str, value: Any) -> str:
     text = str(value)
     if name == "model":
         return text.rpartition("/")[2] or text  # the provider is in the manifest
-    return text if name in _BARE else f"{name} {text}"
+    return text if name in READ_BARE else f"{name} {text}"
 
 
 def _fit_stem(prompt: str, tail: str) -> str:

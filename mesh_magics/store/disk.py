@@ -22,7 +22,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from ..errors import MeshError
+from ..errors import StoredImageError, StoreError, StoreWarning, UnsafePathError
 from ..redact import one_line
 
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".part"  # write_image's temporary files: `.abc123.part`
@@ -33,19 +33,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # Windows has none (and no symlinks by default)
 # The warnings registry of `warn`: under the "default" filter each text shows once.
 _WARNED: dict[str | tuple[str, type[Warning], int], int] = {}
-
-
-class StoreError(MeshError):
-    """The store cannot be read."""
-
-
-class UnsafePathError(StoreError):
-    """An index row names a file that is not the store's: no SHA-256, or a path that
-    leads outside the store (`..`, a symlink)."""
-
-
-class StoreWarning(UserWarning):
-    """The store could not keep or give back a generation; the run itself went on."""
 
 
 def warn(text: str) -> None:
@@ -59,15 +46,6 @@ def warn(text: str) -> None:
         module="mesh_magics.store",
         registry=_WARNED,
     )
-
-
-class StoredImageError(StoreError):
-    """A stored image file is missing, or its bytes no longer hash to its name."""
-
-    def __init__(self, path: Path, problem: str, *, damaged: bool = False) -> None:
-        super().__init__(f"stored image {path} {problem}")
-        self.path = path
-        self.damaged = damaged  # there, but not the bytes that were stored
 
 
 def make_private_folder(path: Path) -> None:

@@ -19,22 +19,21 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunInterrupted
-from ..events import StreamEvent, plural
+from ..events import StreamEvent
+from ..schema import SWEEPABLE
+from ..wording import plural
 from .wait import POLL_SECONDS, UNWIND_SECONDS
 
 if TYPE_CHECKING:
-    from ..results.sweep import ImageSweep, SweepRun
-    from ..views.sweep import SweepView
+    from ..results.image_sweep import ImageSweep, SweepRun
+    from ..views.sweep_progress import SweepView
     from .generation import Generation
-
-# The order swept values make columns in, and labels read in.
-SWEPT_ORDER = ("model", "size", "quality", "seed", "output_format", "background", "moderation")
 
 
 def plan(prompts: Sequence[str], swept: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]]:
     """Every (prompt, values) combination: prompt by prompt, then the swept values in
-    `SWEPT_ORDER`, each list in the order given."""
-    names = [name for name in SWEPT_ORDER if name in swept]
+    `SWEEPABLE`, each list in the order given."""
+    names = [name for name in SWEEPABLE if name in swept]
     combinations = list(itertools.product(*(swept[name] for name in names)))
     return [
         (prompt, dict(zip(names, combo, strict=True)))
@@ -78,7 +77,7 @@ def settle_run(sweep_run: SweepRun, generation: Generation) -> None:
 
 
 def short_error(error: BaseException | None) -> str:
-    from ..results.sweep import short_error as shortened
+    from ..results.image_sweep import short_error as shortened
 
     return "" if error is None else shortened(error)
 

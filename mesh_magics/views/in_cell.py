@@ -30,20 +30,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from ..engine.jobs import jobs
+from ..engine.lifecycle import Delivery, deliver, describe_failure
+from ..engine.wait import UNWIND_SECONDS
 from ..errors import GenerationCancelled
-from ..events import StreamEvent, plural
-from ..run.jobs import jobs
-from ..run.lifecycle import Delivery, deliver, describe_failure
-from ..run.wait import UNWIND_SECONDS
-from ..views import in_kernel, interactive_frontend, make_view
+from ..events import StreamEvent
+from ..results.image_sweep import sweep_error
+from ..wording import plural
+from . import in_kernel, interactive_frontend, make_view
+from .sweep_progress import sweep_view
 
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
 
-    from ..results.sweep import ImageSweep
-    from ..run.generation import Generation
-    from ..views.base import ProgressView
-    from ..views.sweep import SweepView
+    from ..engine.generation import Generation
+    from ..results.image_sweep import ImageSweep
+    from .base import ProgressView
+    from .sweep_progress import SweepView
 
 CELL_GRACE = 0.02  # seconds a background run waits, so that its cell returns first
 
@@ -81,8 +84,6 @@ def start_sweep_in_cell(
     """A sweep in the background: one view for all its runs in the running cell, then
     the labelled grid in the slot below it; the sweep at once, as its handle (`status`,
     `cancel()`, `wait()`, `result()`), its runs filling in."""
-    from ..research import sweep_view
-
     live = can_update_later(shell)
     on_cancel = sweep.cancel if live else None
     view = sweep_view(sweep, progress, shell, generations, on_cancel=on_cancel)
@@ -237,8 +238,7 @@ class _SweepEnd:
         self.delivered = threading.Event()  # set once the sweep's lifecycle has run
 
     def run_ended(self, index: int) -> None:  # on the engine's thread: no lock needed
-        from ..results.sweep import SweepError
-        from ..run.sweep import settle_run, short_error
+        from ..engine.sweeps import settle_run, short_error
 
         run = self._runs[index]
         settle_run(self._sweep.runs[index], run)
@@ -248,7 +248,7 @@ class _SweepEnd:
         if self._left:
             return
         sweep = self._sweep
-        failure = SweepError.of(sweep) if sweep.failed else None
+        failure = sweep_error(sweep) if sweep.failed else None
         try:
             deliver(sweep, Delivery(show=_show_in(self._slot), effects=self._effects,
                                     note=print), failure=failure)  # fmt: skip

@@ -10,8 +10,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import MeshError
-from ..events import plural
+from ..errors import WaitInterrupted
+from ..wording import plural
 
 if TYPE_CHECKING:
     from .generation import Generation
@@ -53,10 +53,6 @@ class Jobs:
                 "still going (see %meshimage --jobs)"
             ) from None
         return self.running()
-
-
-class WaitInterrupted(MeshError):
-    """An interrupt stopped `--wait`; the runs go on."""
 
 
 _jobs = Jobs()

@@ -1,22 +1,13 @@
-"""The function API, and the one road every front end takes to a run:
-settings (environment and `%config`) -> request -> `Generation` -> result.
+"""The one road every front end takes to a run, and the checks on the way:
+settings (environment and `%config`) -> request -> `Generation`.
 
-    import mesh_magics as mm
-    r = mm.generate("A fox", size="1024x1024", n=2)            # blocks, shows progress
-    r = await mm.agenerate("A fox", quality="high")            # any asyncio program
-    h = mm.generate("A fox", background=True)                  # a Generation handle
-
-Keyword arguments are the request fields, checked exactly like the magic's options (a bad
-value is an `OptionError`, also a `ValueError`); `params={...}` passes any other field,
-like `-p`. `replay=True` answers from the store like `--replay`, `False` asks anew like
-`--fresh`, None follows the settings. Works in a plain script: nothing here imports
-IPython or ipywidgets unless IPython is already running.
+`prepare()` makes a run ready to start; the function API (`functions.py`), sweeps
+(`sweeps.py`), the magic and the form all call it. Keyword arguments are checked exactly
+like the magic's options (a bad value is an `OptionError`, also a `ValueError`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import difflib
 import json
 import os
@@ -24,12 +15,10 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import IncompleteResultError, OptionError
-from .request import build_edit_request, build_request
-from .run.generation import Generation
-from .run.lifecycle import Delivery, deliver
-from .run.wait import run_blocking
-from .schema import (
+from ..engine.generation import Generation
+from ..errors import OptionError
+from ..request import build_edit_request, build_request
+from ..schema import (
     MAX_JSON_DEPTH,
     PROMPTLESS,
     REQUEST_FIELDS,
@@ -40,13 +29,12 @@ from .schema import (
     not_too_deep,
     shown,
 )
-from .settings import ClientSettings, client_settings, configured
+from ..settings import ClientSettings, client_settings, configured
 
 if TYPE_CHECKING:
-    from .events import StreamEvent
-    from .inputs import InputImage
-    from .results.result import ImageResult
-    from .views.base import ProgressView
+    from ..inputs import InputImage
+    from ..views.base import ProgressView
+
 
 REQUEST_DEFAULTS = ("model", "size", "quality", "n")  # settings that are request fields
 
@@ -86,7 +74,7 @@ def prepare(
     `replay`: True (`--replay`) answers from the store when it holds the same request,
     False (`--fresh`) never does, None follows `MeshImageMagics.replay` or
     `MESHAPI_REPLAY=1`."""
-    from .store import open_store
+    from ..store import open_store
 
     config = configured() if config is None else config
     check_conflicts(fields, as_flags=cell is not None)  # each run of a sweep, too
@@ -157,7 +145,7 @@ def operation_of(fields: Mapping[str, Any], inputs: tuple[InputImage, ...]) -> s
     return str(fields.get("operation", "edit")) if inputs else None
 
 
-def _prompt(prompt: Any, operation: str | None = None) -> str:
+def prompt_of(prompt: Any, operation: str | None = None) -> str:
     """The prompt; an edit whose operation needs none (`operation`) may leave it empty."""
     if operation in PROMPTLESS and prompt in ("", None):
         return ""
@@ -166,7 +154,7 @@ def _prompt(prompt: Any, operation: str | None = None) -> str:
     return prompt
 
 
-def _settings_of_call(
+def settings_of_call(
     base_url: str | None, timeout: float | None, progress: str
 ) -> tuple[str | None, float | None, str]:
     return (
@@ -181,7 +169,7 @@ def stream_of_call(stream: Any) -> bool:
     return bool(check(STREAM, stream, source="stream"))
 
 
-def _call(
+def prepare_call(
     prompt: Any,
     fields: Mapping[str, Any],
     params: Mapping[str, Any] | None,
@@ -194,13 +182,13 @@ def _call(
 ) -> tuple[Generation, str]:
     """The run a function call asks for, every argument checked; and its progress mode.
     `edit`: the images and mask of an edit, as given."""
-    base_url, timeout, progress = _settings_of_call(base_url, timeout, progress)
+    base_url, timeout, progress = settings_of_call(base_url, timeout, progress)
     fields = request_fields(fields, params)
     config = configured()
     limit = config["max_input_image_bytes"]
     inputs = () if edit is None else edit_inputs_of_call(*edit, limit=limit)
     run = prepare(
-        _prompt(prompt, operation_of(fields, inputs)),
+        prompt_of(prompt, operation_of(fields, inputs)),
         fields,
         config=config,
         base_url=base_url,
@@ -215,24 +203,24 @@ def _call(
 def edit_inputs_of_call(images: Any, mask: Any, *, limit: int) -> tuple[InputImage, ...]:
     """`mm.edit()`'s images and mask read and checked; each named after the variable that
     holds it in a notebook, where there is one."""
-    from .inputs import Source, edit_inputs
+    from ..inputs import Source, edit_inputs
 
     given = list(images) if isinstance(images, list | tuple) else [images]
-    namer = _namer()
+    name_of = namer()
     sources = [
-        Source(value, f"images[{i}]" if len(given) > 1 else "images", namer(value))
+        Source(value, f"images[{i}]" if len(given) > 1 else "images", name_of(value))
         for i, value in enumerate(given)
     ]
-    masked = None if mask is None else Source(mask, "mask", namer(mask))
+    masked = None if mask is None else Source(mask, "mask", name_of(mask))
     return edit_inputs(sources, masked, limit=limit)
 
 
-def _namer() -> Callable[[Any], str | None]:
+def namer() -> Callable[[Any], str | None]:
     """The name of a value in the running notebook's namespace (`fox`, `fox[0]` for an
     image of a result named fox), else its file name, else None."""
-    from .results.result import ImageResult
+    from ..results.result import ImageResult
 
-    shell = _running_shell()
+    shell = running_shell()
     namespace = getattr(shell, "user_ns", None) or {}
     named = [(k, v) for k, v in namespace.items() if not k.startswith("_")]
 
@@ -249,161 +237,22 @@ def _namer() -> Callable[[Any], str | None]:
     return name_of
 
 
-# -- the functions -----------------------------------------------------------------------------
-
-
-def generate(
-    prompt: str,
-    *,
-    background: bool | str = False,
-    base_url: str | None = None,
-    timeout: float | None = None,
-    progress: str = "auto",
-    replay: bool | None = None,
-    stream: bool = True,
-    params: Mapping[str, Any] | None = None,
-    **fields: Any,
-) -> ImageResult | Generation:
-    """Generate images for `prompt`; block until they are here and return the
-    `ImageResult`. `background=True` returns a `Generation` handle at once instead (in a
-    notebook its progress and images land in the running cell's output; where nothing
-    could show them later, it waits before returning, so a saved notebook holds them).
-
-    `background` is also the name of a request field: a string (`"transparent"`,
-    `"opaque"`, `"auto"`) is that field, `True`/`False` the way to run. For both, pass
-    the field in `params={"background": "transparent"}`. `stream=False` asks with one
-    plain request instead of a stream of events (the magic's `--no-stream`)."""
-    if isinstance(background, str):  # the API's field (transparent, opaque, auto)
-        fields["background"], background = background, False
-    run, progress = _call(
-        prompt, fields, params, base_url, timeout, progress, replay, stream=stream
-    )
-    return _go(run, progress, background=bool(background))
-
-
-def edit(
-    images: Any,
-    prompt: str = "",
-    mask: Any = None,
-    *,
-    background: bool | str = False,
-    base_url: str | None = None,
-    timeout: float | None = None,
-    progress: str = "auto",
-    replay: bool | None = None,
-    params: Mapping[str, Any] | None = None,
-    **fields: Any,
-) -> ImageResult | Generation:
-    """Edit images through `/v1/images/edits`; block until the result is here and return
-    it (`background=True`: a `Generation` handle at once, as `generate()`).
-
-    `images`: one SOURCE or a list of them (at most 16 images in all): an `ImageResult`
-    (all its images), one of its images (`result[0]`), a PIL image, bytes, a path or a
-    `data:` URL. The first image is edited, the others are references. `mask`: a PNG
-    with an alpha channel at the first image's size; its transparent pixels mark what to
-    change. Fields are the edit's: `operation` ("edit", "inpaint", "outpaint", "mix",
-    "reframe", "upscale", "remove_background"), `upscale_factor`, `expand_factor`,
-    `mask_feather`, `model`, `n`, `size`, ... Every input is checked before anything is
-    sent; the result records each input's hash and name (`result.inputs`) and finds the
-    stored results they came from (`result.parents`)."""
-    if isinstance(background, str):
-        fields["background"], background = background, False
-    run, progress = _call(
-        prompt, fields, params, base_url, timeout, progress, replay, edit=(images, mask)
-    )
-    return _go(run, progress, background=bool(background))
-
-
-def _go(run: Generation, progress: str, *, background: bool) -> ImageResult | Generation:
-    """Start `run` in the background (in the running cell, if there is one), or run it
-    with a progress view and return its result."""
-    shell = _running_shell()
-    if background:
-        if shell is not None:
-            from .ipython.background import start_in_cell
-
-            return start_in_cell(run, shell, progress)
-        return run.start()
-    try:
-        return run_blocking(run, _view(run, progress, shell))
-    except IncompleteResultError as exc:  # billed images are kept and shown, then raised
-        deliver(exc.result, Delivery(show=_show_in_notebook), failure=exc, returns=True)
-        raise
-
-
-def _show_in_notebook(value: Any) -> None:
+def show_in_notebook(value: Any) -> None:
     """Display `value` where a notebook shows it: a function's value is shown by its cell
     only when the call returns, so one that is about to raise is shown here."""
-    if _running_shell() is not None:
+    if running_shell() is not None:
         from IPython.display import display
 
         display(value)
 
 
-async def agenerate(
-    prompt: str,
-    *,
-    base_url: str | None = None,
-    timeout: float | None = None,
-    progress: str = "auto",
-    replay: bool | None = None,
-    stream: bool = True,
-    params: Mapping[str, Any] | None = None,
-    **fields: Any,
-) -> ImageResult:
-    """`generate()` for asyncio code (a notebook's top-level `await` included). The work
-    runs on the package's own loop thread; this coroutine only waits for it, so the
-    caller's loop stays free. Cancelling it cancels the run."""
-    run, progress = _call(
-        prompt, fields, params, base_url, timeout, progress, replay, stream=stream
-    )
-    view = _view(run, progress, _running_shell())
-    run.watch(_LoopWatcher(asyncio.get_running_loop(), view))
-    view.start()
-    run.start()
-    try:
-        result = await asyncio.wrap_future(run.future)
-    except asyncio.CancelledError:
-        run.cancel()
-        view.fail(f"cancelled after {run.elapsed:.1f} s")
-        raise
-    except BaseException:
-        view.fail(f"failed after {run.elapsed:.1f} s")
-        raise
-    view.finish(result.summary())
-    return result
-
-
-class _LoopWatcher:
-    """Hands a run's events to the awaiting loop, in the awaiting code's context (so a
-    notebook cell's view updates land in that cell)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, view: ProgressView) -> None:
-        self._loop = loop
-        self._view = view
-        self._context = contextvars.copy_context()
-
-    def _call(self, callback: Callable[..., object], *args: object) -> None:
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(callback, *args, context=self._context)
-
-    def event(self, event: StreamEvent) -> None:
-        self._call(self._view.update, event)
-
-    def tick(self, elapsed: float) -> None:
-        self._call(self._view.tick, elapsed)
-
-    def ended(self, run: Generation) -> None:
-        pass  # agenerate() finishes the view itself, on its own loop
-
-
-def _running_shell() -> Any:
+def running_shell() -> Any:
     """The running IPython shell, without importing IPython when it is not loaded."""
     ipython = sys.modules.get("IPython")
     return ipython.get_ipython() if ipython is not None else None
 
 
-def _view(run: Generation, progress: str, shell: Any) -> ProgressView:
-    from .views import make_view
+def progress_view(run: Generation, progress: str, shell: Any) -> ProgressView:
+    from ..views import make_view
 
     return make_view(run.heading, progress, shell)

@@ -4,22 +4,12 @@ API reported, per model; `%meshimage --usage` shows it with an estimated cost.""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ..results.usage_report import ModelUsage
 
 if TYPE_CHECKING:
     from ..results.result import ImageResult
-
-
-@dataclass
-class ModelUsage:
-    model: str
-    api_host: str
-    requests: int = 0  # sent to the API (a replay sends none)
-    images: int = 0  # made by those requests
-    replays: int = 0
-    replayed_images: int = 0
-    tokens: dict[str, int] = field(default_factory=dict)  # summed numeric usage fields
 
 
 class SessionUsage:

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import GenerationCancelled, MeshError, RunInterrupted
+from ..errors import BlockingOnTheEngine, GenerationCancelled, RunInterrupted
 from ..events import StreamEvent
-from .engine import engine
+from .loop import engine
 
 if TYPE_CHECKING:
     from ..results.result import ImageResult
@@ -104,7 +104,3 @@ def _not_on_the_engine() -> None:
             "a run's callback cannot wait for another run (it would freeze every run): "
             "start it with background=True, or wait for it outside the callback"
         )
-
-
-class BlockingOnTheEngine(MeshError):
-    """A run's done-callback tried to wait for another run, on the engine's own thread."""

@@ -33,11 +33,13 @@ from ..errors import (
     GenerationCancelled,
     GenerationTimeout,
     IncompleteResultError,
+    OptionError,
     StillRunning,
 )
-from ..events import Completed, StreamEvent, plural
-from .engine import Engine, engine
+from ..events import Completed, StreamEvent
+from ..wording import plural
 from .lifecycle import describe
+from .loop import Engine, engine
 from .usage import session_usage
 
 if TYPE_CHECKING:
@@ -171,7 +173,7 @@ class Generation:
                 self.replayed = True
                 return stored
         if self.request.inputs:  # refused before an upload of megabytes, where the list says
-            from .models import check_edit_model
+            from .model_check import check_edit_model
 
             await check_edit_model(self.settings, self.api_host, self.request.model)
         async with self.slot() if self.slot is not None else contextlib.nullcontext():
@@ -191,7 +193,7 @@ class Generation:
     def api_host(self) -> str:
         """The API this run asks: `scheme://host:port`, or `local` (the embedded backend,
         whose port changes from one kernel to the next)."""
-        from ..http.hosts import host_of
+        from ..hosts import host_of
 
         return self.settings.name or host_of(self.settings.base_url)
 
@@ -224,6 +226,7 @@ class Generation:
             preview_max_px=self.preview_max_px,
             created=_epoch(completed.extra.get("created")),
             inputs=[image.record() for image in self.request.inputs],
+            lineage=self.store,
         )
         if self.store is not None:  # billed images are kept, before anything shows them
             put = asyncio.ensure_future(
@@ -364,6 +367,14 @@ class Generation:
                 ".result(), or check .done()"
             )
         return self._future.result()
+
+    def _mesh_images_(self) -> tuple[list[bytes], str | None]:
+        """Its images for an edit (`inputs.ImageSource`), once it is done."""
+        if not self.done():
+            raise OptionError("that run is still running; wait for it (.result())")
+        if self.status != "done":
+            raise OptionError(f"that run {self.status}; it has no images")
+        return self.result()._mesh_images_()
 
     def __len__(self) -> int:
         return len(self._finished())

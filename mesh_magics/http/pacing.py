@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import urlsplit
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+from ..hosts import host_of
 
 
 class HostGate:
@@ -36,29 +35,6 @@ class HostGate:
 
 
 _gates: dict[str, HostGate] = {}
-
-
-def host_of(url: str) -> str:
-    """`https://user:pw@API.example.com/v1` -> `https://api.example.com:443`: the server
-    alone, so the same API reached by another spelling is the same host, and nothing
-    secret (userinfo, a signed query) is ever part of what the store keeps.
-
-    A name that is not a URL (`local`, for the embedded backend whatever its port) is
-    kept as it is."""
-    text = url.strip().rpartition("@")[2] if "://" not in url else url.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:  # an unclosed `[`, a port that is not a number
-        return text.lower()
-    if not parts.scheme or not parts.hostname:
-        return text.lower()
-    scheme = parts.scheme.lower()
-    host = parts.hostname  # lower-cased, without userinfo or brackets
-    if ":" in host:
-        host = f"[{host}]"
-    port = port if port is not None else _DEFAULT_PORTS.get(scheme)
-    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def gate_for(base_url: str) -> HostGate:

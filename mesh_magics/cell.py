@@ -30,12 +30,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import OptionError
-from ..schema import (
+from .errors import OptionError
+from .schema import (
     BY_FLAG,
     PROMPTLESS,
     REQUEST_FIELDS,
     STREAM,
+    SWEEPABLE,
     Option,
     TooDeep,
     check,
@@ -95,7 +96,6 @@ class CellOptions:
 
 
 # Fields that take comma-separated values; every combination is one run of a sweep.
-SWEEPABLE = ("model", "size", "quality", "seed", "output_format", "background", "moderation")
 
 # Commands do something other than generate; each takes only these options.
 _COMMANDS_TAKE = {

@@ -25,11 +25,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..events import RateLimited, Retrying, StreamEvent
 from ..redact import one_line
+from ..wording import plural
 from . import in_kernel, view_mode
 from .base import describe, failure_line
 
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
+
+    from ..engine.generation import Generation
+    from ..results.image_sweep import ImageSweep
 
 MARKS = {"pending": "·", "running": "…", "done": "✓", "failed": "✗", "cancelled": "⊘"}
 DETAIL_CHARS = 100  # a run's status or error, on its line
@@ -364,3 +368,17 @@ __all__ = [
     "WidgetSweepView",
     "make_sweep_view",
 ]
+
+
+def sweep_view(
+    sweep: ImageSweep,
+    progress: str,
+    shell: Any,
+    generations: list[Generation] | None = None,
+    on_cancel: Callable[[], object] | None = None,
+) -> SweepView:
+    images = sum(run.request.n for run in generations or [])
+    heading = f"sweep · {plural(len(sweep.runs), 'run')}"
+    heading += f" · {plural(images, 'image')}" if images else ""
+    labels = [f"{r.label} · {r.prompt[:40]}" for r in sweep.runs]
+    return make_sweep_view(heading, labels, progress, shell, on_cancel=on_cancel)
