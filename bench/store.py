@@ -112,8 +112,7 @@ def cell(
 ) -> tuple[Generation, ImageResult]:
     """`mm.generate(PROMPT, n=n, size=size, seed=seed, progress="none")` with `config`
     (which `mm.generate` takes from the settings alone): the same steps."""
-    from mesh_magics.client.generation import prepare, request_fields
-
+    from mesh_magics.client.prepare import prepare, request_fields
     from mesh_magics.engine.wait import run_blocking
     from mesh_magics.views import make_view
 

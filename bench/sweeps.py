@@ -139,8 +139,7 @@ def sweep_without_store(
 ) -> tuple[float, ImageSweep]:
     """`mm.sweep(PROMPT, seed=seeds, size=size, progress="none")` with the store off (which
     `mm.sweep` takes from the settings alone): the same steps, timed as a whole."""
-    from mesh_magics.client.generation import request_fields
-
+    from mesh_magics.client.prepare import request_fields
     from mesh_magics.client.sweeps import prepare_sweep
     from mesh_magics.engine.sweeps import run_sweep_blocking
     from mesh_magics.schema import check_image_count

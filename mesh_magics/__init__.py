@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .client.functions import agenerate, edit, generate
+    from .client.clients import AsyncClient, Client, Handle
+    from .client.fields import ImageFields
+    from .client.functions import aedit, agenerate, asweep, edit, generate, start, sweep
     from .client.history import history
-    from .client.sweeps import sweep
     from .engine.generation import Generation
     from .errors import (
         APIError,
@@ -67,7 +68,14 @@ _LAZY = {
     "generate": "client.functions",
     "agenerate": "client.functions",
     "edit": "client.functions",
-    "sweep": "client.sweeps",
+    "aedit": "client.functions",
+    "sweep": "client.functions",
+    "asweep": "client.functions",
+    "start": "client.functions",
+    "Client": "client.clients",
+    "AsyncClient": "client.clients",
+    "Handle": "client.clients",
+    "ImageFields": "client.fields",
     "history": "client.history",
     "form": "forms.widget",
     "ImageSweep": "results.image_sweep",
@@ -136,14 +144,18 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "APIError",
+    "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
     "BlockingOnTheEngine",
+    "Client",
     "ConfigError",
     "Generation",
     "GenerationCancelled",
     "GenerationTimeout",
+    "Handle",
     "ImageDecodeError",
+    "ImageFields",
     "ImageResult",
     "ImageSweep",
     "IncompleteResultError",
@@ -174,13 +186,16 @@ __all__ = [
     "UnsafePathError",
     "WaitInterrupted",
     "__version__",
+    "aedit",
     "agenerate",
+    "asweep",
     "edit",
     "form",
     "generate",
     "history",
     "load_ipython_extension",
     "read_metadata",
+    "start",
     "sweep",
     "unload_ipython_extension",
 ]

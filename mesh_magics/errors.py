@@ -13,8 +13,9 @@ running IPython's colour scheme has colours (`--colors=NoColor` gets plain text)
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .redact import redact
 
@@ -49,11 +50,6 @@ def _coloured(label: str) -> str:
 class OptionError(MeshError, ValueError):
     """A bad option, value or setting; found before any request. Also a `ValueError`, so
     code calling the function API can catch it as one."""
-
-
-class SettingError(OptionError):
-    """A `MeshImageMagics` setting was given a value its option would refuse; the old
-    value is kept (`%config`, a profile)."""
 
 
 class ConfigError(MeshError):
@@ -275,6 +271,34 @@ class RunInterrupted(KeyboardInterrupt):
 
 class StoreWarning(UserWarning):
     """The store could not keep or give back a generation; the run itself went on."""
+
+
+if TYPE_CHECKING:
+
+    class SettingError(OptionError):
+        """A `MeshImageMagics` setting was given a value its option would refuse."""
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "SettingError":
+            return _setting_error()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _setting_error() -> type[OptionError]:
+    """`SettingError`: a `MeshImageMagics` setting was given a value its option would
+    refuse; the old value is kept (`%config`, a profile). Also a traitlets `TraitError`,
+    which is what makes traitlets put the old value back; made on first use, so that only
+    the magic, which has traitlets, pays for importing it."""
+    from traitlets import TraitError
+
+    return type(
+        "SettingError",
+        (OptionError, TraitError),
+        {"__doc__": _setting_error.__doc__, "__module__": __name__},
+    )
 
 
 class TooDeep(ValueError):

@@ -24,7 +24,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import mesh_magics as mm
-from mesh_magics import api
+from mesh_magics.client import prepare as road
 from mesh_magics.engine.generation import Generation
 from mesh_magics.engine.loop import engine
 from mesh_magics.errors import AuthenticationError, GenerationCancelled, OptionError
@@ -260,7 +260,7 @@ def test_background_in_a_script_returns_a_handle_at_once_and_the_result_later(
     script = start_script(f"""
         import sys
         import mesh_magics as mm
-        handle = mm.generate("a fox", base_url={scripted.url!r}, background=True)
+        handle = mm.start("a fox", base_url={scripted.url!r})
         print(type(handle).__name__, handle.status, handle.done(), flush=True)
         try:
             handle[0]
@@ -291,7 +291,7 @@ def test_a_script_exits_promptly_with_a_background_run_still_going(server: Local
     script = start_script(f"""
         import sys
         import mesh_magics as mm
-        handle = mm.generate("a fox", base_url={server.url!r}, size="64x64", background=True)
+        handle = mm.start("a fox", base_url={server.url!r}, size="64x64")
         handle.add_done_callback(lambda run: print("settled:", run.status, file=sys.stderr))
         print(handle.status, flush=True)
         input()  # the test says when to end, once the server has the request
@@ -330,7 +330,7 @@ def test_a_done_callback_can_chain_another_generation(server: LocalServer) -> No
             except Exception as error:  # a clear refusal is fine too
                 print("refused:", type(error).__name__, flush=True)
             chained.set()
-        first = mm.generate("a fox", base_url={server.url!r}, size="64x64", background=True)
+        first = mm.start("a fox", base_url={server.url!r}, size="64x64")
         first.add_done_callback(chain)
         print("in time:", chained.wait(10), flush=True)
     """)
@@ -385,14 +385,14 @@ def test_agenerate_leaves_the_callers_loop_free(server: LocalServer) -> None:
 def runs(monkeypatch: pytest.MonkeyPatch) -> list[Generation]:
     """The handles of the runs `generate()`/`agenerate()` start in this test."""
     made: list[Generation] = []
-    prepare = api.prepare
+    prepare = road.prepare
 
     def keep(*args: Any, **kwargs: Any) -> Generation:
         run = prepare(*args, **kwargs)
         made.append(run)
         return run
 
-    monkeypatch.setattr(api, "prepare", keep)
+    monkeypatch.setattr(road, "prepare", keep)
     return made
 
 
@@ -625,7 +625,7 @@ def test_background_runs_in_a_terminal_session_run_together_and_their_cell_waits
     run = run_cell(
         ip,
         "import mesh_magics as mm\n"
-        "t_handles = [mm.generate(f'a fox {i}', size='64x64', background=True, "
+        "t_handles = [mm.start(f'a fox {i}', size='64x64', "
         "progress='none') for i in range(4)]\n"
         "t_started = [h.status for h in t_handles]",
     )
@@ -644,7 +644,7 @@ def test_a_failed_background_run_in_a_terminal_session_fails_its_cell(
     run = run_cell(
         ip,
         "import mesh_magics as mm\n"
-        "t_failing = mm.generate('a fox', size='64x64', background=True, progress='none', "
+        "t_failing = mm.start('a fox', size='64x64', progress='none', "
         "params={'mesh_local': {'fault': 'status:401'}})",
     )
     assert not run.success

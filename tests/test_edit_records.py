@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mesh_magics.client.generation import generate
 from PIL import Image
 
-from mesh_magics import settings as mesh_settings
+from mesh_magics.client.functions import generate
 from mesh_magics.images import check_image
 from mesh_magics.local import LocalServer
 from mesh_magics.results.metadata import read_metadata
@@ -236,14 +235,13 @@ def test_an_edit_that_gave_its_input_back_is_not_its_own_parent(
     assert same.parents == []  # rather than itself, for ever
 
 
-def test_no_store_no_parents(configured_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_result_no_store_holds_has_no_parents(configured_store: Store) -> None:
     fox = png(40)
     configured_store.put(generation(fox), api_host=API)
     night = edit(png(41), [sent(fox)])
-    assert len(night.parents) == 1
-    real = mesh_settings.configured
-    monkeypatch.setattr(mesh_settings, "configured", lambda: {**real(), "store": False})
-    assert night.parents == []
+    assert night.parents == []  # made by hand, held by no store: nowhere to look
+    configured_store.put(night, api_host=API)
+    assert len(night.parents) == 1  # the store that holds it finds its parent
 
 
 # -- a store made before edits ----------------------------------------------------------------

@@ -704,7 +704,7 @@ def test_a_background_edit_in_a_plain_script_returns_a_handle_that_finishes(
         buffer = io.BytesIO()
         Image.new("RGB", (64, 48), (30, 90, 200)).save(buffer, "PNG")
         picture = buffer.getvalue()
-        handle = mm.edit(picture, "Make it night", background=True,
+        handle = mm.start("Make it night", edit=picture,
                          base_url={server.url!r}, progress="none")
         kind = type(handle).__name__
         result = handle.result(timeout=30)

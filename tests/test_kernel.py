@@ -345,8 +345,7 @@ def test_under_nbclient_background_runs_run_together_and_a_failure_fails_their_c
         tmp_path,
         f"%load_ext mesh_magics\n%config MeshImageMagics.base_url = '{api.url}'\n"
         "import mesh_magics as mm",
-        "runs = [mm.generate(f'a fox {i}', size='64x64', background=True, progress='none') "
-        "for i in range(4)]",
+        "runs = [mm.start(f'a fox {i}', size='64x64', progress='none') for i in range(4)]",
         f"%%meshimage --bg -o grid --size 64x64 --seed 1,2 --save {save_to}\nA fox",
         f"%%meshimage --bg -o lost --size 64x64 --save {unwritable / 'x'}\nAn owl",
         "print('after the failure')",

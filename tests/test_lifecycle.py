@@ -277,8 +277,8 @@ def test_a_background_sweep_handle_has_status_cancel_and_result(server: LocalSer
             "-c",
             textwrap.dedent(f"""
             import mesh_magics as mm
-            h = mm.sweep("a fox", seed=[1, 2], size="64x64", progress="none",
-                         base_url={server.url!r}, background=True)
+            h = mm.start("a fox", seed=[1, 2], size="64x64", progress="none",
+                         base_url={server.url!r})
             print(h.status, h.done())
             for touch in (lambda: h.save("anywhere"), h.retry, lambda: h.result(timeout=0.1)):
                 try:
@@ -290,8 +290,7 @@ def test_a_background_sweep_handle_has_status_cancel_and_result(server: LocalSer
                 h.result()
             except mm.SweepError as error:
                 print("SweepError", len(error.sweep.failed))
-            g = mm.generate("a fox", size="64x64", progress="none", base_url={server.url!r},
-                            background=True)
+            g = mm.start("a fox", size="64x64", progress="none", base_url={server.url!r})
             try:
                 g.result(timeout=0.1)
             except TimeoutError as error:

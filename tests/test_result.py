@@ -19,7 +19,7 @@ from PIL import Image
 
 from mesh_magics.errors import MeshError, SaveError
 from mesh_magics.images import check_image
-from mesh_magics.results import files
+from mesh_magics.results import saving as files
 from mesh_magics.results.metadata import read_metadata
 from mesh_magics.results.names import safe_stem
 from mesh_magics.results.result import ImageResult

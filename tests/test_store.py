@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mesh_magics.client.generation import generate
 from PIL import Image
 
+from mesh_magics.client.functions import generate
 from mesh_magics.errors import MeshError
 from mesh_magics.images import check_image
 from mesh_magics.local import LocalServer

@@ -1,62 +1,72 @@
-"""The function API: `generate`, `agenerate` and `edit`, over the road of `prepare.py`.
+"""The module-level API: `mm.generate`, `agenerate`, `edit`, `aedit`, `sweep`, `asweep`
+and `start`, each the method of the same name on a default client (`clients.py`) that
+follows `%config` and the environment.
 
     import mesh_magics as mm
     r = mm.generate("A fox", size="1024x1024", n=2)            # blocks, shows progress
     r = await mm.agenerate("A fox", quality="high")            # any asyncio program
-    h = mm.generate("A fox", background=True)                  # a Generation handle
+    h = mm.start("A fox")                                      # a handle, at once
 
-Keyword arguments are the request fields, checked exactly like the magic's options;
-`params={...}` passes any other field, like `-p`. `replay=True` answers from the store
-like `--replay`, `False` asks anew like `--fresh`, None follows the settings. Works in a
-plain script: nothing here imports IPython or ipywidgets unless IPython is running.
+Keyword arguments are the request fields (`ImageFields`), checked exactly like the
+magic's options (a bad value is an `OptionError`, also a `ValueError`); `params={...}`
+passes any other field, like `-p`. `replay=True` answers from the store like
+`--replay`, `False` asks anew like `--fresh`, None follows the settings. Works in a plain
+script: nothing here imports IPython or ipywidgets unless IPython is running.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..engine.generation import Generation
-from ..engine.lifecycle import Delivery, deliver
-from ..engine.wait import run_blocking
-from ..errors import IncompleteResultError
-from .prepare import prepare_call, progress_view, running_shell, show_in_notebook
+from .clients import Handle, default_async_client, default_client
+from .fields import ImageFields, Progress, SweepFields
 
 if TYPE_CHECKING:
-    from ..events import StreamEvent
+    from typing_extensions import Unpack
+
+    from ..results.image_sweep import ImageSweep
     from ..results.result import ImageResult
-    from ..views.base import ProgressView
 
 
 def generate(
     prompt: str,
     *,
-    background: bool | str = False,
     base_url: str | None = None,
     timeout: float | None = None,
-    progress: str = "auto",
+    progress: Progress = "auto",
     replay: bool | None = None,
     stream: bool = True,
     params: Mapping[str, Any] | None = None,
-    **fields: Any,
-) -> ImageResult | Generation:
+    **fields: Unpack[ImageFields],
+) -> ImageResult:
     """Generate images for `prompt`; block until they are here and return the
-    `ImageResult`. `background=True` returns a `Generation` handle at once instead (in a
-    notebook its progress and images land in the running cell's output; where nothing
-    could show them later, it waits before returning, so a saved notebook holds them).
+    `ImageResult`. `stream=False` asks with one plain request instead of a stream of
+    events (the magic's `--no-stream`). To run in the background, `mm.start(...)`."""
+    return default_client().generate(
+        prompt, base_url=base_url, timeout=timeout, progress=progress, replay=replay,
+        stream=stream, params=params, **fields,
+    )  # fmt: skip
 
-    `background` is also the name of a request field: a string (`"transparent"`,
-    `"opaque"`, `"auto"`) is that field, `True`/`False` the way to run. For both, pass
-    the field in `params={"background": "transparent"}`. `stream=False` asks with one
-    plain request instead of a stream of events (the magic's `--no-stream`)."""
-    if isinstance(background, str):  # the API's field (transparent, opaque, auto)
-        fields["background"], background = background, False
-    run, progress = prepare_call(
-        prompt, fields, params, base_url, timeout, progress, replay, stream=stream
-    )
-    return _go(run, progress, background=bool(background))
+
+async def agenerate(
+    prompt: str,
+    *,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    progress: Progress = "auto",
+    replay: bool | None = None,
+    stream: bool = True,
+    params: Mapping[str, Any] | None = None,
+    **fields: Unpack[ImageFields],
+) -> ImageResult:
+    """`generate()` for asyncio code (a notebook's top-level `await` included). The work
+    runs on the package's own loop thread; this coroutine only waits for it, so the
+    caller's loop stays free. Cancelling it cancels the run."""
+    return await default_async_client().generate(
+        prompt, base_url=base_url, timeout=timeout, progress=progress, replay=replay,
+        stream=stream, params=params, **fields,
+    )  # fmt: skip
 
 
 def edit(
@@ -64,16 +74,15 @@ def edit(
     prompt: str = "",
     mask: Any = None,
     *,
-    background: bool | str = False,
     base_url: str | None = None,
     timeout: float | None = None,
-    progress: str = "auto",
+    progress: Progress = "auto",
     replay: bool | None = None,
     params: Mapping[str, Any] | None = None,
-    **fields: Any,
-) -> ImageResult | Generation:
+    **fields: Unpack[ImageFields],
+) -> ImageResult:
     """Edit images through `/v1/images/edits`; block until the result is here and return
-    it (`background=True`: a `Generation` handle at once, as `generate()`).
+    it.
 
     `images`: one SOURCE or a list of them (at most 16 images in all): an `ImageResult`
     (all its images), one of its images (`result[0]`), a PIL image, bytes, a path or a
@@ -84,83 +93,112 @@ def edit(
     `mask_feather`, `model`, `n`, `size`, ... Every input is checked before anything is
     sent; the result records each input's hash and name (`result.inputs`) and finds the
     stored results they came from (`result.parents`)."""
-    if isinstance(background, str):
-        fields["background"], background = background, False
-    run, progress = prepare_call(
-        prompt, fields, params, base_url, timeout, progress, replay, edit=(images, mask)
-    )
-    return _go(run, progress, background=bool(background))
+    return default_client().edit(
+        images, prompt, mask, base_url=base_url, timeout=timeout, progress=progress,
+        replay=replay, params=params, **fields,
+    )  # fmt: skip
 
 
-def _go(run: Generation, progress: str, *, background: bool) -> ImageResult | Generation:
-    """Start `run` in the background (in the running cell, if there is one), or run it
-    with a progress view and return its result."""
-    shell = running_shell()
-    if background:
-        if shell is not None:
-            from ..views.in_cell import start_in_cell
-
-            return start_in_cell(run, shell, progress)
-        return run.start()
-    try:
-        return run_blocking(run, progress_view(run, progress, shell))
-    except IncompleteResultError as exc:  # billed images are kept and shown, then raised
-        deliver(exc.result, Delivery(show=show_in_notebook), failure=exc, returns=True)
-        raise
-
-
-async def agenerate(
-    prompt: str,
+async def aedit(
+    images: Any,
+    prompt: str = "",
+    mask: Any = None,
     *,
     base_url: str | None = None,
     timeout: float | None = None,
-    progress: str = "auto",
+    progress: Progress = "auto",
+    replay: bool | None = None,
+    params: Mapping[str, Any] | None = None,
+    **fields: Unpack[ImageFields],
+) -> ImageResult:
+    """`edit()` for asyncio code."""
+    return await default_async_client().edit(
+        images, prompt, mask, base_url=base_url, timeout=timeout, progress=progress,
+        replay=replay, params=params, **fields,
+    )  # fmt: skip
+
+
+def sweep(
+    prompts: str | Sequence[str],
+    *,
+    concurrency: int | None = None,
+    yes: bool = False,
+    raise_errors: bool = True,
+    edit: Any = None,
+    mask: Any = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    progress: Progress = "auto",
     replay: bool | None = None,
     stream: bool = True,
     params: Mapping[str, Any] | None = None,
-    **fields: Any,
-) -> ImageResult:
-    """`generate()` for asyncio code (a notebook's top-level `await` included). The work
-    runs on the package's own loop thread; this coroutine only waits for it, so the
-    caller's loop stays free. Cancelling it cancels the run."""
-    run, progress = prepare_call(
-        prompt, fields, params, base_url, timeout, progress, replay, stream=stream
-    )
-    view = progress_view(run, progress, running_shell())
-    run.watch(_LoopWatcher(asyncio.get_running_loop(), view))
-    view.start()
-    run.start()
-    try:
-        result = await asyncio.wrap_future(run.future)
-    except asyncio.CancelledError:
-        run.cancel()
-        view.fail(f"cancelled after {run.elapsed:.1f} s")
-        raise
-    except BaseException:
-        view.fail(f"failed after {run.elapsed:.1f} s")
-        raise
-    view.finish(result.summary())
-    return result
+    **fields: Unpack[SweepFields],
+) -> ImageSweep:
+    """Every combination of `prompts` and the list-valued fields (`model`, `size`,
+    `quality`, `seed`, `output_format`, `background`, `moderation`), run concurrently;
+    the `ImageSweep`. More than `max_images_per_cell` images is an error before anything
+    is sent, unless `yes=True`.
+
+    When runs fail, the sweep is shown (in a notebook) and `SweepError` is raised; it
+    carries the sweep as `.sweep`, whose `.retry()` runs the failed ones again.
+    `raise_errors=False` returns the sweep instead (see `.failed`). Ctrl-C raises
+    `RunInterrupted`, a `KeyboardInterrupt`, with the finished runs as `.partial`.
+
+    `edit` (and `mask`): every run edits these images, as `mm.edit()` takes them; e.g.
+    `mm.sweep("At night", edit=fox, model=["openai/gpt-image-1", "local/sketch"])`."""
+    return default_client().sweep(
+        prompts, concurrency=concurrency, yes=yes, raise_errors=raise_errors, edit=edit,
+        mask=mask, base_url=base_url, timeout=timeout, progress=progress, replay=replay,
+        stream=stream, params=params, **fields,
+    )  # fmt: skip
 
 
-class _LoopWatcher:
-    """Hands a run's events to the awaiting loop, in the awaiting code's context (so a
-    notebook cell's view updates land in that cell)."""
+async def asweep(
+    prompts: str | Sequence[str],
+    *,
+    concurrency: int | None = None,
+    yes: bool = False,
+    raise_errors: bool = True,
+    edit: Any = None,
+    mask: Any = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    progress: Progress = "auto",
+    replay: bool | None = None,
+    stream: bool = True,
+    params: Mapping[str, Any] | None = None,
+    **fields: Unpack[SweepFields],
+) -> ImageSweep:
+    """`sweep()` for asyncio code; cancelling the awaiting task cancels every run."""
+    return await default_async_client().sweep(
+        prompts, concurrency=concurrency, yes=yes, raise_errors=raise_errors, edit=edit,
+        mask=mask, base_url=base_url, timeout=timeout, progress=progress, replay=replay,
+        stream=stream, params=params, **fields,
+    )  # fmt: skip
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, view: ProgressView) -> None:
-        self._loop = loop
-        self._view = view
-        self._context = contextvars.copy_context()
 
-    def _call(self, callback: Callable[..., object], *args: object) -> None:
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(callback, *args, context=self._context)
-
-    def event(self, event: StreamEvent) -> None:
-        self._call(self._view.update, event)
-
-    def tick(self, elapsed: float) -> None:
-        self._call(self._view.tick, elapsed)
-
-    def ended(self, run: Generation) -> None:
-        pass  # agenerate() finishes the view itself, on its own loop
+def start(
+    prompt: str | Sequence[str],
+    *,
+    edit: Any = None,
+    mask: Any = None,
+    concurrency: int | None = None,
+    yes: bool = False,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    progress: Progress = "auto",
+    replay: bool | None = None,
+    stream: bool = True,
+    params: Mapping[str, Any] | None = None,
+    **fields: Unpack[SweepFields],
+) -> Handle:
+    """Start a generation, an edit (`edit=images`) or a sweep (a list of prompts, or
+    listed values) and return its handle at once: `status`, `done()`, `cancel()`,
+    `wait(timeout)`, `result(timeout)`. In a notebook its progress and images land in the
+    running cell's output; where nothing could show them after the cell (nbclient,
+    papermill, a terminal), the cell waits for them at its end."""
+    return default_client().start(
+        prompt, edit=edit, mask=mask, concurrency=concurrency, yes=yes, base_url=base_url,
+        timeout=timeout, progress=progress, replay=replay, stream=stream, params=params,
+        **fields,
+    )  # fmt: skip

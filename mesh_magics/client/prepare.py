@@ -179,12 +179,14 @@ def prepare_call(
     replay: bool | None,
     edit: tuple[Any, Any] | None = None,
     stream: Any = True,
+    config: Mapping[str, Any] | None = None,
 ) -> tuple[Generation, str]:
     """The run a function call asks for, every argument checked; and its progress mode.
-    `edit`: the images and mask of an edit, as given."""
+    `edit`: the images and mask of an edit, as given. `config`: the settings (a client's;
+    default: `%config` and the environment)."""
     base_url, timeout, progress = settings_of_call(base_url, timeout, progress)
     fields = request_fields(fields, params)
-    config = configured()
+    config = configured() if config is None else config
     limit = config["max_input_image_bytes"]
     inputs = () if edit is None else edit_inputs_of_call(*edit, limit=limit)
     run = prepare(

@@ -6,12 +6,11 @@ one per combination of prompts and swept values, at a bounded concurrency.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OptionError
-from ..results.image_sweep import sweep_error
-from ..schema import SETTINGS, check, check_image_count
+from ..schema import SETTINGS, SWEEPABLE, check, check_image_count
 from ..settings import client_settings, configured
 from ..views.sweep_progress import sweep_view
 from .prepare import (
@@ -22,11 +21,14 @@ from .prepare import (
     request_fields,
     running_shell,
     settings_of_call,
-    show_in_notebook,
     stream_of_call,
 )
 
 if TYPE_CHECKING:
+    from ..http.client import SharedClient
+    from ..settings import ClientSettings
+
+    Pool = Callable[[ClientSettings], SharedClient | None]
     from ..engine.generation import Generation
     from ..inputs import InputImage
     from ..results.image_sweep import ImageSweep
@@ -46,6 +48,7 @@ def prepare_sweep(
     concurrency: int | None = None,
     progress: str | None = None,
     inputs: tuple[InputImage, ...] = (),
+    pool: Pool | None = None,
 ) -> tuple[ImageSweep, list[Generation]]:
     """A sweep, ready to start: one `SweepRun` and one `Generation` per combination of
     `prompts` and the `swept` values (fields and swept values already checked), at most
@@ -65,7 +68,8 @@ def prepare_sweep(
 
         settings = client_settings(config, base_url)  # once: every run goes to the same API
         slot = in_flight_limit(limit)
-        client = SharedClient(settings, len(runs))  # one connection pool for the sweep
+        # One connection pool for the sweep: the caller's (a Client's), else its own.
+        client = (pool(settings) if pool is not None else None) or SharedClient(settings, len(runs))
         made = []
         for sweep_run in runs:
             run = prepare(
@@ -100,44 +104,26 @@ def prepare_sweep(
     return ImageSweep(runs, swept=swept_names, retry=retry), generations_for(runs, replay)
 
 
-def sweep(
-    prompts: str | list[str],
+def plan_sweep(
+    prompts: str | Sequence[str],
+    fields: dict[str, Any],
+    params: Mapping[str, Any] | None,
     *,
-    background: bool | str = False,
-    base_url: str | None = None,
-    timeout: float | None = None,
-    progress: str = "auto",
-    concurrency: int | None = None,
-    yes: bool = False,
-    replay: bool | None = None,
-    stream: bool = True,
-    raise_errors: bool = True,
-    params: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any],
+    base_url: str | None,
+    timeout: float | None,
+    progress: str,
+    replay: bool | None,
+    pool: Pool | None = None,
     edit: Any = None,
     mask: Any = None,
-    **fields: Any,
-) -> ImageSweep:
-    """Every combination of `prompts` and the list-valued fields (`model`, `size`,
-    `quality`, `seed`, `output_format`, `background`, `moderation`), run concurrently;
-    the `ImageSweep`. More than `max_images_per_cell` images is an error before anything
-    is sent, unless `yes=True`.
-
-    When runs fail, the sweep is shown (in a notebook) and `SweepError` is raised; it
-    carries the sweep as `.sweep`, whose `.retry()` runs the failed ones again.
-    `raise_errors=False` returns the sweep instead (see `.failed`). Ctrl-C raises
-    `RunInterrupted`, a `KeyboardInterrupt`, with the finished runs as `.partial`.
-
-    `background=True` returns the sweep at once as a handle (`status`, `cancel()`,
-    `wait()`, `result(timeout)`); in a notebook its progress and grid land in the cell.
-
-    `edit` (and `mask`): every run edits these images, as `mm.edit()` takes them; e.g.
-    `mm.sweep("At night", edit=fox, model=["openai/gpt-image-1", "local/sketch"])`."""
-    from ..engine.lifecycle import Delivery, deliver
-    from ..engine.sweeps import run_sweep_blocking
-    from ..schema import SWEEPABLE
-
-    if isinstance(background, str | list):  # the API's field, not the way to run
-        fields["background"], background = background, False
+    concurrency: int | None = None,
+    yes: bool = False,
+    stream: Any = True,
+) -> tuple[ImageSweep, list[Generation], str]:
+    """A sweep a call asks for (`Client.sweep`, `mm.sweep`, `start` of several prompts),
+    every argument checked and every run planned, nothing sent: the sweep, its runs, and
+    the progress mode. More than `max_images_per_cell` images is an error unless `yes`."""
     texts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not texts:
         raise OptionError("no prompts: give at least one prompt to sweep")
@@ -153,7 +139,6 @@ def sweep(
     base_url, timeout, progress = settings_of_call(base_url, timeout, progress)
     if concurrency is not None:
         concurrency = check(SETTINGS["concurrency"], concurrency, source="concurrency")
-    config = configured()
     inputs: tuple[InputImage, ...] = ()
     if edit is not None:
         inputs = edit_inputs_of_call(edit, mask, limit=config["max_input_image_bytes"])
@@ -171,19 +156,8 @@ def sweep(
         stream=stream_of_call(stream),
         replay=replay,
         inputs=inputs,
+        pool=pool,
     )
     images = sum(run.request.n for run in generations)
     check_image_count(images, len(generations), config, allow=yes)
-    shell = running_shell()
-    if background:
-        if shell is not None:
-            from ..views.in_cell import start_sweep_in_cell
-
-            return start_sweep_in_cell(made, generations, shell, progress)
-        for sweep_run, run in zip(made.runs, generations, strict=True):
-            sweep_run.run = run.start()
-        return made
-    run_sweep_blocking(made, generations, sweep_view(made, progress, shell, generations))
-    failure = sweep_error(made) if made.failed and raise_errors else None
-    deliver(made, Delivery(show=show_in_notebook), failure=failure, returns=True)
-    return made
+    return made, generations, progress

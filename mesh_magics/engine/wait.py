@@ -102,5 +102,5 @@ def _not_on_the_engine() -> None:
     if threading.current_thread() is engine().thread:
         raise BlockingOnTheEngine(
             "a run's callback cannot wait for another run (it would freeze every run): "
-            "start it with background=True, or wait for it outside the callback"
+            "start it with mm.start(...), or wait for it outside the callback"
         )

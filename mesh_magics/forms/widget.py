@@ -236,7 +236,7 @@ class MeshForm:
             )
             self._say(f"✗ fix {plural(len(problems), 'field')} first: nothing was sent")
             return None
-        from ..client.generation import prepare
+        from ..client.prepare import prepare
 
         state = self.state
         try:
@@ -387,7 +387,7 @@ def form(
 ) -> MeshForm:
     """An interactive form prefilled with `prompt` and `fields` (checked like
     `generate()`'s); `out` is `-o NAME`. Display it (the last line of a cell)."""
-    from ..client.generation import _running_shell, request_fields
+    from ..client.prepare import request_fields, running_shell
     from ..schema import SETTINGS
 
     base_url = check(SETTINGS["base_url"], base_url, source="base_url")
@@ -396,4 +396,4 @@ def form(
     if not isinstance(prompt, str):
         raise OptionError(f"prompt: expected text, not {prompt!r}")
     return MeshForm(prompt, request_fields(fields, params), out=out, base_url=base_url,
-                    shell=_running_shell())  # fmt: skip
+                    shell=running_shell())  # fmt: skip

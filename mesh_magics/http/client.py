@@ -24,6 +24,7 @@ It knows nothing of notebooks: it turns an `ImageRequest` into a stream of `even
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -620,7 +621,9 @@ class SharedClient:
     client is made by the first run that streams, and closed once every run has settled
     (`release`, a done callback of each), with every connection it opened."""
 
-    def __init__(self, settings: ClientSettings, runs: int) -> None:
+    def __init__(self, settings: ClientSettings, runs: int | None) -> None:
+        """`runs`: how many runs will use it (it closes after the last); None: a client's
+        pool, open until `close()`."""
         self.settings = settings
         self._client: MeshClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the one its runs are on
@@ -639,16 +642,32 @@ class SharedClient:
     def release(self, _run: object = None) -> None:
         """One run has settled; after the last, close the client on the loop it runs on
         (from any thread; a loop that has closed took its connections along)."""
+        if self._left is None:
+            return  # a client's pool: open until close()
         with self._lock:
             self._left -= 1
             last = self._left == 0
+        if last:
+            self._close_on_its_loop()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the client and its connections, from any thread but the engine's; waits
+        up to `timeout` seconds for it."""
+        closing = self._close_on_its_loop()
+        if closing is not None:
+            with contextlib.suppress(Exception):  # a loop that has gone took them along
+                closing.result(timeout)
+
+    def _close_on_its_loop(self) -> concurrent.futures.Future[None] | None:
         loop = self._loop
-        if last and self._client is not None and loop is not None:
-            closing = self.aclose()
-            try:
-                asyncio.run_coroutine_threadsafe(closing, loop)
-            except RuntimeError:  # the loop closed meanwhile
-                closing.close()
+        if self._client is None or loop is None:
+            return None
+        closing = self.aclose()
+        try:
+            return asyncio.run_coroutine_threadsafe(closing, loop)
+        except RuntimeError:  # the loop closed meanwhile
+            closing.close()
+            return None
 
     async def aclose(self) -> None:
         """Close the client, and every connection it opened."""

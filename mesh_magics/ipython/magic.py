@@ -104,7 +104,7 @@ class MeshImageMagics(Magics):
         inputs = self._inputs(options)
         if options.is_sweep:
             return self._sweep(options, source, replay, inputs)
-        from ..client.generation import prepare
+        from ..client.prepare import prepare
 
         with _notes_on_stderr():
             run = prepare(

@@ -157,7 +157,7 @@ class ImageSweep(Sequence[SweepRun]):
             return max(end for _, end in spans) - min(start for start, _ in spans)
         return max((r.result.elapsed for r in self._runs if r.result is not None), default=0.0)
 
-    # -- a handle, while it runs (`--bg`, `mm.sweep(..., background=True)`) -----------
+    # -- a handle, while it runs (`--bg`, `mm.start([...])`) -----------
 
     def done(self) -> bool:
         """Whether every run has ended."""

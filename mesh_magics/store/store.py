@@ -125,6 +125,8 @@ class Store:
         nothing: both are left out. A failure to write is a `StoreWarning`."""
         if result.replayed or len(result) == 0:
             return
+        if result.lineage is None:  # the store that holds it finds its parents
+            result.lineage = self
         try:
             self._put(result, host_of(api_host), cell)
         except (OSError, sqlite3.Error, TypeError, ValueError, StoreError) as exc:

@@ -1,4 +1,4 @@
-"""Background runs in a notebook: `%%meshimage --bg`, `generate(background=True)` and
+"""Background runs in a notebook: `%%meshimage --bg`, `mm.start(...)` and
 background sweeps.
 
 The cell returns at once. The run's progress view, and then its summary and images, stay
