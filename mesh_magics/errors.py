@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from .redact import redact
@@ -299,6 +300,16 @@ def _setting_error() -> type[OptionError]:
         (OptionError, TraitError),
         {"__doc__": _setting_error.__doc__, "__module__": __name__},
     )
+
+
+def warn_caller(message: str) -> None:
+    """A `UserWarning` that points at the user's line: the first frame outside this
+    package (a fixed stacklevel breaks whenever the road to the warning changes)."""
+    frame, level = sys._getframe(1), 2  # 1 is this function, 2 its caller
+    package = __name__.rpartition(".")[0]
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(package + "."):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 class TooDeep(ValueError):

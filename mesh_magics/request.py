@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import OptionError
+from .errors import OptionError, warn_caller
 from .inputs import data_url_payload, file_bytes
 from .schema import REQUEST_FIELDS
 
@@ -108,8 +107,8 @@ def build_edit_request(
         body["reference_images"] = [reference(image) for image in images[1:]]
     for mask in (image for image in inputs if image.role == "mask"):
         body["mask"] = reference(mask)
-    for note in ignored_by_operation(body):  # stacklevel: mm.edit()'s caller
-        warnings.warn(note, stacklevel=5)
+    for note in ignored_by_operation(body):
+        warn_caller(note)
     return ImageRequest(body, inputs)
 
 

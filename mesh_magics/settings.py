@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import re
 import sys
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from .errors import ConfigError, warn_caller
 from .hosts import is_loopback
 from .local import LOCAL_TOKEN, is_serving  # the embedded backend's one narrow entry
 from .redact import display_url, register_secret, strip_userinfo
@@ -122,10 +121,9 @@ def _without_credentials(url: str) -> str:
     """URL without its `user:pw@` (now secrets), warning that they will not be sent."""
     stripped = strip_userinfo(url)
     if stripped != url:
-        warnings.warn(
+        warn_caller(
             "the user:password in the base URL is not sent: MeshAPI takes only the API key "
-            "(MESHAPI_API_KEY)",
-            stacklevel=3,
+            "(MESHAPI_API_KEY)"
         )
     return stripped
 
