@@ -223,13 +223,14 @@ def _check_command(options: CellOptions) -> None:
     command = options.command
     if command == "--form":
         if options.sweep:
-            raise OptionError("--form makes one run at a time: give one value per option")
+            raise OptionError("the form (%mesh form) makes one run at a time: one value an option")
         held = {o.flags[0] for o in REQUEST_FIELDS.values() if o.for_generations}
         held |= {"-o", "--base-url", "-p"}
         stray = [flag for flag in dict.fromkeys(options.given) if flag not in held | {command}]
         if stray:
             raise OptionError(
-                f"--form holds the request's options, -o and --base-url; remove {', '.join(stray)}"
+                "the form (%mesh form) holds the request's options, -o and --base-url; "
+                f"remove {', '.join(stray)}"
             )
         return
     takes = _COMMANDS_TAKE[str(command)]

@@ -425,18 +425,13 @@ OPTIONS: tuple[Option, ...] = (
            "images land in its output; -o NAME binds a Generation handle", request_field=False),
     Option("dry_run", ("--dry-run",), None, "show the request that would be sent; send nothing",
            request_field=False),
-    Option("jobs", ("--jobs",), None, "list running and recent background runs",
-           request_field=False),
-    Option("wait", ("--wait",), None, "wait for every background run (an interrupt stops the "
-           "wait, not the runs)", request_field=False),
-    Option("history", ("--history",), None, "show the latest stored generations (the rest "
-           "of the line filters them)", request_field=False),
-    Option("usage", ("--usage",), None, "this session's requests, images, replays, usage and "
-           "estimated cost", request_field=False),
-    Option("form", ("--form",), None, "an interactive form that writes the cell for you",
-           request_field=False),
-    Option("list_models", ("--list-models",), None,
-           "list the image models (with -o NAME: bind the list)", request_field=False),
+    # The commands moved to %mesh; these flags only say where (ipython/commands.py).
+    Option("jobs", ("--jobs",), None, "moved: %mesh jobs", request_field=False),
+    Option("wait", ("--wait",), None, "moved: %mesh wait", request_field=False),
+    Option("history", ("--history",), None, "moved: %mesh history", request_field=False),
+    Option("usage", ("--usage",), None, "moved: %mesh usage", request_field=False),
+    Option("form", ("--form",), None, "moved: %mesh form", request_field=False),
+    Option("list_models", ("--list-models",), None, "moved: %mesh models", request_field=False),
     # -- configuration only
     Option("read_timeout", (), SECONDS, "fail when a stream sends nothing, not even a ping, "
            "this long", request_field=False, config=True, default=120.0),

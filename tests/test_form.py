@@ -1,4 +1,4 @@
-"""The interactive form (`%meshimage --form`, `mm.form`): in an IPython shell, driven by
+"""The interactive form (`%mesh form`, `mm.form`): in an IPython shell, driven by
 setting widget values and clicking its buttons in Python; and in a real kernel, driven by
 the comm messages a widget frontend sends (`tests/kernel.py`)."""
 
@@ -45,9 +45,9 @@ def same_request(form: MeshForm, body: dict[str, Any]) -> None:
 def make_form(ip: InteractiveShell) -> Callable[..., MeshForm]:
     def make(line: str = "", cell: str | None = None) -> MeshForm:
         if cell is None:
-            value = ip.run_line_magic("meshimage", f"--form {line}")
+            value = ip.run_line_magic("mesh", f"form {line}")
         else:
-            value = ip.run_cell_magic("meshimage", f"--form {line}", cell)
+            value = ip.run_cell_magic("mesh", f"form {line}", cell)
         assert isinstance(value, MeshForm)
         return value
 
@@ -169,9 +169,9 @@ def test_a_form_cell_fills_its_prompt_like_the_magic(
 
 
 def test_a_form_cell_refuses_what_the_form_does_not_hold(ip: InteractiveShell) -> None:
-    for line in ("--form --bg A fox", "--form --size 64x64,128x128 A fox", "--form --jobs"):
-        with pytest.raises(mm.OptionError, match=r"--form"):
-            ip.run_line_magic("meshimage", line)
+    for line in ("form --bg A fox", "form --size 64x64,128x128 A fox", "form --save out A fox"):
+        with pytest.raises(mm.OptionError, match=r"the form \(%mesh form\)"):
+            ip.run_line_magic("mesh", line)
 
 
 def test_close_leaves_the_image_and_the_code_and_no_widget(
@@ -239,7 +239,7 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frontend]:
 def test_the_form_in_a_kernel_generates_and_cancels_on_clicks(kernel: Frontend) -> None:
     k = kernel
     with HeldServer(ping_interval=0.2) as api:
-        cell = k.run(f"form = %meshimage --form -o fox --size 64x64 --base-url {api.url}\nform")
+        cell = k.run(f"form = %mesh form -o fox --size 64x64 --base-url {api.url}\nform")
         (prompt,) = [m for m in k.widgets(cell, "TextareaModel")]
         (model,) = [
             m for m in k.widgets(cell, "ComboboxModel")
@@ -284,7 +284,7 @@ def test_a_saved_notebook_keeps_the_image_and_the_code(tmp_path: Path) -> None:
         nb.cells = [
             nbformat.v4.new_code_cell("%load_ext mesh_magics"),
             nbformat.v4.new_code_cell(
-                f"form = %meshimage --form --size 64x64 --base-url {api.url} A saved fox\n"
+                f"form = %mesh form --size 64x64 --base-url {api.url} A saved fox\n"
                 "display(form)\nform.generate_button.click()\nimport time\n"
                 "while form.generate_button.disabled:\n    time.sleep(0.05)"
             ),

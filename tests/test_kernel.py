@@ -258,19 +258,19 @@ def test_jobs_lists_the_run_and_wait_waits_for_it(notebook: Frontend, api: HeldS
     k.run("%%meshimage --bg -o fox_w --size 64x64\nA fox to wait for")
     k.wait_for(api.generations, "the request to reach the server")
 
-    listing = k.run("%meshimage --jobs")
+    listing = k.run("%mesh jobs")
     (table,) = k.of(listing, "execute_result")
     assert text_of(table).splitlines()[-1].startswith(f"{HEADING} · running · ")
     assert "<td>running</td>" in table["content"]["data"]["text/html"]
 
-    waiting = k.execute("print(fox_w.status, flush=True)\n%meshimage --wait\nprint(fox_w.status)")
+    waiting = k.execute("print(fox_w.status, flush=True)\n%mesh wait\nprint(fox_w.status)")
     k.wait_for(lambda: k.printed(waiting) == "running\n", "the cell to start waiting")
     api.release()  # only now can the run end: the cell must still be waiting
     k.wait_idle(waiting)
     assert k.reply(waiting)["content"]["status"] == "ok"
     assert k.printed(waiting) == "running\ndone\n"
 
-    listing = k.run("%meshimage --jobs")
+    listing = k.run("%mesh jobs")
     (table,) = k.of(listing, "execute_result")
     last = text_of(table).splitlines()[-1]
     assert last.startswith(f"{HEADING} · done · ")

@@ -58,7 +58,7 @@ def notebook(server_url: str, log: Path, images: Path) -> nbformat.NotebookNode:
             "print(repr(settings), str(settings), MeshClient(settings), settings.api_key)"
         ),
         cell("%config MeshImageMagics"),
-        cell("%meshimage --list-models"),
+        cell("%mesh models"),
         cell("%%meshimage --qualty high\nA fox"),
         cell("%%meshimage --timeout 0.3 -p mesh_local='{\"latency\": 3}'\nA fox"),
         cell("%%meshimage --size 9999x9999\nA fox"),

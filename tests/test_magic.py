@@ -161,7 +161,7 @@ def test_unload_and_load_again_keeps_the_settings(ip: InteractiveShell) -> None:
     ip.run_line_magic("unload_ext", "mesh_magics")
     try:
         assert "meshimage" not in ip.magics_manager.magics["cell"]
-        assert not run_cell(ip, "%meshimage --list-models").success
+        assert not run_cell(ip, "%mesh models").success
     finally:
         ip.run_line_magic("load_ext", "mesh_magics")
     assert run_cell(ip, "%%meshimage -o t_again --size 64x64\nfox").success
@@ -238,18 +238,16 @@ def test_interrupt_cancels_closes_the_connection_and_binds_nothing(
 
 
 def test_list_models_shows_a_table_and_binds_the_list(ip: InteractiveShell) -> None:
-    run = run_cell(ip, "%meshimage --list-models -o t_models")
+    run = run_cell(ip, "%mesh models -o t_models")
     assert run.success
     models = ip.user_ns["t_models"]
     assert run.result is models and "openai/gpt-image-1" in models.ids
     assert "openai/gpt-image-1" in repr(models) and "<table>" in models._repr_html_()
     assert "openai/gpt-4o-mini" not in models.ids
-    run = run_cell(ip, "%%meshimage --list-models -o t_models2\n# the image models")
-    assert run.success and ip.user_ns["t_models2"].ids == models.ids
 
 
 def test_list_models_with_stray_arguments_is_an_error(ip: InteractiveShell) -> None:
-    run = run_cell(ip, "%meshimage --list-models -n 2")
+    run = run_cell(ip, "%mesh models -n 2")
     assert isinstance(run.error, OptionError) and "-n" in str(run.error)
 
 

@@ -130,7 +130,7 @@ def test_history_shows_the_stored_generations_with_thumbnails(
     for prompt in ("A red fox", "An owl at night", "A fox cub, two of them"):
         n = 2 if "two" in prompt else 1
         assert run_cell(ip, f"%%meshimage -o t_x --size 64x64 -n {n}\n{prompt}").success
-    run = run_cell(ip, "%meshimage --history -o t_h fox")
+    run = run_cell(ip, "%mesh history -o t_h fox")
     assert run.success, run.error
     shown = run.result
     assert isinstance(shown, History) and shown is ip.user_ns["t_h"]
@@ -155,7 +155,7 @@ def test_usage_counts_requests_images_and_replays(
     assert run_cell(ip, "%%meshimage -o t_u2 --size 64x64 -n 2 --replay\nA fox to count").success
     assert server.generation_count == 1
 
-    run = run_cell(ip, "%meshimage --usage")
+    run = run_cell(ip, "%mesh usage")
     assert run.success, run.error
     report = run.result
     assert isinstance(report, UsageReport)

@@ -106,7 +106,7 @@ def test_the_replay_makes_no_new_request(ran: tuple[nbformat.NotebookNode, Path]
     replay = code_cell(nb, "def requests_sent():")
     assert "new requests: 0; replayed: 9 of 9 runs" in printed(replay)
     assert replay.outputs[0].data["text/plain"].startswith("✓ 9 runs · ↺ 9 replayed · 9 images")
-    [usage] = shown(code_cell(nb, "%meshimage --usage"), "text/plain")
+    [usage] = shown(code_cell(nb, "%mesh usage"), "text/plain")
     for model in MODELS:
         assert f"{model}: 3 requests, 3 images, 3 replays (3 images)" in usage
 
@@ -138,7 +138,7 @@ def test_the_history_lists_the_stored_generations(
     ran: tuple[nbformat.NotebookNode, Path],
 ) -> None:
     nb, _ = ran
-    history = code_cell(nb, "%meshimage --history")
+    history = code_cell(nb, "%mesh history")
     [table] = shown(history, "text/html")
     assert len(re.findall(r"<img ", table)) == 9  # the replays stored nothing new
     [rows] = shown(history, "text/plain")

@@ -1,4 +1,4 @@
-"""The background runs of this process: `%meshimage --jobs` lists them, `--wait` waits.
+"""The background runs of this process: `%mesh jobs` lists them, `--wait` waits.
 
 Running ones are kept until they end; of the ended ones, the latest `KEEP` stay listed.
 """
@@ -49,8 +49,7 @@ class Jobs:
         except KeyboardInterrupt:
             left = len(self.running())
             raise WaitInterrupted(
-                f"stopped waiting; {plural(left, 'background run')} "
-                "still going (see %meshimage --jobs)"
+                f"stopped waiting; {plural(left, 'background run')} still going (see %mesh jobs)"
             ) from None
         return self.running()
 

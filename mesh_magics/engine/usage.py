@@ -1,5 +1,5 @@
 """What this session has asked of the API: requests, images, replays and the usage the
-API reported, per model; `%meshimage --usage` shows it with an estimated cost."""
+API reported, per model; `%mesh usage` shows it with an estimated cost."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `%meshimage --form` form: its state and fields (`state.py`), the exact cell for a
+"""The `%mesh form` form: its state and fields (`state.py`), the exact cell for a
 state and back (`code.py`), and the widgets (`widget.py`, imported on its own: it needs
 ipywidgets)."""
 

@@ -1,4 +1,4 @@
-"""What the `%meshimage --form` form holds, and what it may say about each field.
+"""What the `%mesh form` form holds, and what it may say about each field.
 
 Everything here comes from `schema.OPTIONS`, so the form offers the same fields, choices,
 help and error messages as a cell does. No widgets here: `widget.py` draws the form,

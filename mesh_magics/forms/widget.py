@@ -1,4 +1,4 @@
-"""The interactive form: `%meshimage --form`, `%%meshimage --form` (its options and prompt
+"""The interactive form: `%mesh form`, `%%mesh form` (its options and prompt
 fill the form) and `mm.form(prompt, **fields)`.
 
 Core ipywidgets only. Generate runs in the background like `--bg`: the click arrives on

@@ -23,13 +23,12 @@ from traitlets import Bool, Float, Int, TraitType, Unicode, validate
 
 from ..cell import CellOptions, parse_cell
 from ..errors import GenerationCancelled, OptionError, SettingError
-from ..results.image_sweep import sweep_error
-from ..schema import SETTINGS, check, check_image_count, magic_help
+from ..schema import BY_FLAG, SETTINGS, check, check_image_count, magic_help
 from ..wording import plural
+from .commands import overview as commands_overview
 
 if TYPE_CHECKING:
     from ..engine.generation import Generation
-    from ..engine.jobs import JobList
     from ..engine.lifecycle import Delivery
     from ..inputs import InputImage
     from ..results.model_list import ModelList
@@ -91,14 +90,14 @@ class MeshImageMagics(Magics):
     @no_var_expand
     @line_cell_magic
     @_help(magic_help())
-    def meshimage(
-        self, line: str, cell: str | None = None
-    ) -> ImageResult | ModelList | JobList | None:
+    def meshimage(self, line: str, cell: str | None = None) -> ImageResult | None:
         options = parse_cell(line, cell, self.shell.user_ns if self.shell else {})
         for warning in options.warnings:
             _note(warning)
         if options.command is not None:
-            return self._command(options)
+            from .commands import pointer
+
+            raise pointer(options.command)
         source = f"%%meshimage {line}\n{cell}" if cell is not None else f"%meshimage {line}"
         replay = True if options.replay else False if options.fresh else None
         inputs = self._inputs(options)
@@ -229,6 +228,8 @@ class MeshImageMagics(Magics):
             kept = exc.partial if exc.partial is not None and exc.partial.results else None
             self._deliver(kept, options, failure=exc)
             raise
+        from ..results.image_sweep import sweep_error
+
         self._deliver(sweep, options, failure=sweep_error(sweep) if sweep.failed else None)
         return None if options.no_display else sweep
 
@@ -266,48 +267,40 @@ class MeshImageMagics(Magics):
         self._bind(options.out, run)  # the handle, at once; once done, it is the result
         start_in_cell(run, self.shell, self.progress, self._delivery(options).effects)
 
-    def _command(self, options: CellOptions) -> Any:
-        if options.form:
-            return self._form(options)
-        if options.list_models:
-            value: Any = self._list_models(options.base_url)
-        elif options.jobs:
-            from ..engine.jobs import JobList, jobs
+    # -- what %mesh's commands call (commands.py) -------------------------------------------
 
-            value = JobList(jobs().all())
-        elif options.history:
-            from ..client.history import history
+    @no_var_expand
+    @line_cell_magic
+    @_help(commands_overview())
+    def mesh(self, line: str, cell: str | None = None) -> Any:
+        from .commands import run_command
 
-            value = history(options.prompt or None, config=self.settings())
-        elif options.usage:
-            from ..client.history import usage_report
+        return run_command(self, line, cell)
 
-            return usage_report(config=self.settings())
-        else:
-            from ..engine.jobs import jobs
-
-            left = jobs().wait(options.timeout)
-            if left:
-                _note(
-                    f"--wait: {plural(len(left), 'background run')} still going after the timeout"
-                )
-            return None
-        self._bind(options.out, value)
+    def bind(self, name: str | None, value: Any) -> Any:
+        """Bind `value` to NAME (`-o NAME`), where one was given; the value."""
+        if name:
+            self._bind(check(BY_FLAG["-o"], name, source="-o"), value)
         return value
 
-    def _form(self, options: CellOptions) -> Any:
-        """`--form`: the interactive form, prefilled with the cell's options and prompt."""
+    def form(self, line: str, cell: str | None) -> Any:
+        """The interactive form, prefilled with the options and prompt of `line` and
+        `cell`, as a cell of `%%meshimage` would give them."""
         try:
             from ..forms.widget import MeshForm
         except ImportError as exc:
-            raise OptionError(f"--form needs ipywidgets ({exc}): pip install ipywidgets") from None
+            raise OptionError(
+                f"%mesh form needs ipywidgets ({exc}): pip install ipywidgets"
+            ) from None
         from ..cell import interpolate
 
-        prompt = interpolate(options.prompt, self.shell.user_ns if self.shell else {})
+        namespace = self.shell.user_ns if self.shell else {}
+        options = parse_cell(f"--form {line}", cell, namespace)
+        prompt = interpolate(options.prompt, namespace)
         return MeshForm(prompt, options.fields, out=options.out, base_url=options.base_url,
                         shell=self.shell, config=self.settings())  # fmt: skip
 
-    def _list_models(self, base_url: str | None) -> ModelList:
+    def list_models(self, base_url: str | None) -> ModelList:
         from ..engine.wait import call
         from ..http.client import fetch_models
         from ..results.model_list import ModelList
@@ -371,7 +364,8 @@ def unload(shell: Any) -> None:
     (or `%reload_ext`) brings them back, as a profile's would be."""
     manager = shell.magics_manager
     for kind in ("line", "cell"):
-        manager.magics[kind].pop("meshimage", None)
+        for name in ("meshimage", "mesh"):
+            manager.magics[kind].pop(name, None)
     instance = manager.registry.pop("MeshImageMagics", None)
     if instance is None:
         return

@@ -1,4 +1,4 @@
-"""`History`: what `%meshimage --history` shows and `mm.history()` returns, the latest
+"""`History`: what `%mesh history` shows and `mm.history()` returns, the latest
 stored generations (newest first) as `ImageResult`s whose bytes load when touched."""
 
 from __future__ import annotations

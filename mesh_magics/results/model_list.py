@@ -1,4 +1,4 @@
-"""`ModelList`: what `%meshimage --list-models` shows and binds, the image models the API
+"""`ModelList`: what `%mesh models` shows and binds, the image models the API
 offers, one dict per model as `/v1/models` gave it."""
 
 from __future__ import annotations

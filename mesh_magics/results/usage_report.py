@@ -1,4 +1,4 @@
-"""`UsageReport`: what `%meshimage --usage` shows, this session's requests, images, replays
+"""`UsageReport`: what `%mesh usage` shows, this session's requests, images, replays
 and reported usage per model, with an estimated cost where `/v1/models` gives a price."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The form (`%meshimage --form`) in a browser, in JupyterLab and in Notebook 7.
+"""The form (`%mesh form`) in a browser, in JupyterLab and in Notebook 7.
 
 A person types a prompt, picks a size and clicks Generate; cancels a slow run; copies the
 cell the form shows and runs it with `--replay`; saves the notebook and reopens it with a
@@ -84,7 +84,7 @@ def test_generate_copy_replay_save_and_reopen(page: Page, frontend: Lab) -> None
         frontend,
         f"form_{frontend.app}.ipynb",
         "%load_ext mesh_magics",
-        "form = %meshimage --form\nform",
+        "form = %mesh form\nform",
         "",  # the copied cell goes here
         GENERATIONS + 'print("same", again.data == form.result.data, "sent", len(sent),'
         ' "replayed", again.replayed)',
@@ -184,7 +184,7 @@ def test_cancel_a_slow_run(page: Page, frontend: Lab) -> None:
         frontend,
         f"form_cancel_{frontend.app}.ipynb",
         "%env MESH_LOCAL_LATENCY=30\n%load_ext mesh_magics",  # this kernel's backend: slow
-        "%meshimage --form",
+        "%mesh form",
         GENERATIONS + 'print("sent", len(sent), ensure_local_server().wait_for_disconnect(5))',
     )
     open_notebook(page, frontend, path)

@@ -1,0 +1,160 @@
+"""`%mesh`: the commands, apart from the magic that generates (as jupysql keeps `%sqlcmd`
+apart from `%sql`). `%%meshimage` only generates; everything else is a subcommand here:
+
+    %mesh models [--base-url URL] [-o NAME]   the image models the API offers
+    %mesh history [TEXT] [-n N] [-o NAME]      the latest stored generations
+    %mesh usage                                this session's requests, images and cost
+    %mesh jobs [-o NAME]                       running and recent background runs
+    %mesh wait [--timeout SECONDS]             wait for every background run
+    %mesh form [OPTIONS] [PROMPT]              the interactive form (%%mesh form: prefilled)
+
+Each takes `-h`. A mistake is one `OptionError` line naming the command and what it
+takes, as every option's is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import shlex
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import OptionError
+from ..wording import plural
+
+if TYPE_CHECKING:
+    from .magic import MeshImageMagics
+
+
+class _HelpShown(Exception):
+    """`-h` printed the command's help: the command does nothing else."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises `OptionError` instead of exiting the kernel."""
+
+    def error(self, message: str) -> Any:  # argparse's own type says NoReturn
+        raise OptionError(f"{self.prog}: {message} (see {self.prog} -h)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        raise _HelpShown
+
+
+def _parser(name: str, description: str) -> _Parser:
+    return _Parser(prog=f"%mesh {name}", description=description, add_help=True)
+
+
+def _out(parser: _Parser) -> None:
+    parser.add_argument("-o", "--out", metavar="NAME", help="bind the value to NAME too")
+
+
+def _models(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
+    parser = _parser("models", "The image models the API offers, as a table.")
+    parser.add_argument("--base-url", metavar="URL", help="the API to ask (`local`: embedded)")
+    _out(parser)
+    args = parser.parse_args(words)
+    return magics.bind(args.out, magics.list_models(args.base_url))
+
+
+def _history(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
+    from ..client.history import history
+
+    parser = _parser("history", "The latest stored generations, newest first.")
+    parser.add_argument("text", nargs="*", help="only those whose prompt, model or id has it")
+    parser.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
+    _out(parser)
+    args = parser.parse_args(words)
+    found = history(" ".join(args.text) or None, args.limit, config=magics.settings())
+    return magics.bind(args.out, found)
+
+
+def _usage(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
+    from ..client.history import usage_report
+
+    _parser("usage", "This session's requests, images, replays and cost.").parse_args(words)
+    return usage_report(config=magics.settings())
+
+
+def _jobs(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
+    from ..engine.jobs import JobList, jobs
+
+    parser = _parser("jobs", "Running and recent background runs.")
+    _out(parser)
+    args = parser.parse_args(words)
+    return magics.bind(args.out, JobList(jobs().all()))
+
+
+def _wait(magics: MeshImageMagics, words: list[str], cell: str | None) -> None:
+    from ..engine.jobs import jobs
+
+    parser = _parser("wait", "Wait for every background run; an interrupt stops the wait.")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="wait at most this")
+    args = parser.parse_args(words)
+    left = jobs().wait(args.timeout)
+    if left:
+        print(f"meshimage: {plural(len(left), 'background run')} still going after the timeout")
+
+
+def _form(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
+    if words and words[0] in ("-h", "--help"):
+        print(
+            "usage: %mesh form [OPTIONS] [PROMPT]   (or %%mesh form, with option lines and a "
+            "prompt)\n\nThe interactive form, prefilled with the request's options (those of "
+            "%%meshimage), -o NAME and --base-url."
+        )
+        return None
+    return magics.form(shlex.join(words), cell)
+
+
+COMMANDS: dict[str, tuple[Callable[[MeshImageMagics, list[str], str | None], Any], str]] = {
+    "models": (_models, "the image models the API offers"),
+    "history": (_history, "the latest stored generations [TEXT] [-n N]"),
+    "usage": (_usage, "this session's requests, images, replays and cost"),
+    "jobs": (_jobs, "running and recent background runs"),
+    "wait": (_wait, "wait for every background run [--timeout SECONDS]"),
+    "form": (_form, "the interactive form, prefilled with options and a prompt"),
+}
+
+# The %%meshimage flags these commands replace, for a one-line pointer.
+MOVED = {
+    "--list-models": "models",
+    "--history": "history",
+    "--usage": "usage",
+    "--jobs": "jobs",
+    "--wait": "wait",
+    "--form": "form",
+}
+
+
+def overview() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  %mesh {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items()]
+    return "%mesh COMMAND [-h]: the commands of mesh-magics\n" + "\n".join(lines)
+
+
+def run_command(magics: MeshImageMagics, line: str, cell: str | None) -> Any:
+    """Run the `%mesh` line (and cell, for `%%mesh form`)."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise OptionError(f"%mesh: {exc}") from None
+    if not words or words[0] in ("-h", "--help", "help"):
+        print(overview())
+        return None
+    name, rest = words[0], words[1:]
+    if name not in COMMANDS:
+        close = difflib.get_close_matches(name, COMMANDS, 1, 0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise OptionError(f"%mesh: no command {name!r}; {hint}commands: {', '.join(COMMANDS)}")
+    if cell is not None and name != "form":
+        raise OptionError(f"%%mesh {name} takes no cell; use the line magic %mesh {name}")
+    try:
+        return COMMANDS[name][0](magics, rest, cell)
+    except _HelpShown:
+        return None
+
+
+def pointer(flag: str) -> OptionError:
+    """The error for a command flag on `%meshimage`, which only generates now."""
+    return OptionError(f"{flag} is now a command of its own: %mesh {MOVED[flag]} (see %mesh -h)")
