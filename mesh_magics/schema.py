@@ -4,8 +4,9 @@ Each `Option` names its flags, the kind of value it takes (choices or a range), 
 text, whether it is a request field (sent in the body) or a setting of the cell, and
 whether `MeshImageMagics` has a configurable default of the same name. From this one table
 come the cell parser (`options.py`), the `%config` validation (`magic.py`), the magic's
-docstring and the README's tables (`tests/test_schema.py` checks they are the same), so
-they cannot drift apart.
+docstring, the form's fields and the reference, docs/reference.md (written by
+`scripts/reference.py`; `tests/test_docs.py` checks it is current), so they cannot drift
+apart.
 
 A kind converts what the user gave (the text of a cell, or a Python value from `%config`)
 into the value to use, or raises `ValueError` with what is allowed. `check()` turns that
@@ -41,7 +42,10 @@ class Kind:
 
 
 class Text(Kind):
-    allowed = "text"
+    """Any non-empty text; `allowed` says what the text names (a model id, a folder)."""
+
+    def __init__(self, allowed: str = "text") -> None:
+        self.allowed = allowed
 
     def convert(self, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -139,7 +143,7 @@ class Boolean(Kind):
 
 
 class JsonObject(Kind):
-    allowed = 'a JSON object, e.g. {"max_images": 3}'
+    allowed = "a JSON object"
 
     def convert(self, value: Any) -> dict[str, Any]:
         if isinstance(value, str):
@@ -153,7 +157,7 @@ class JsonObject(Kind):
 
 
 class Identifier(Kind):
-    allowed = "a Python variable name, e.g. -o fox"
+    allowed = "a Python variable name"
 
     def convert(self, value: Any) -> str:
         if not isinstance(value, str) or not value.isidentifier() or keyword.iskeyword(value):
@@ -335,11 +339,16 @@ OPERATIONS = ("edit", "inpaint", "outpaint", "mix", "reframe", "upscale", "remov
 MAX_INPUTS = 16  # images in one edit: the first, and up to 15 references
 PROMPTLESS = frozenset({"inpaint", "reframe", "upscale", "remove_background"})  # need no prompt
 SECONDS = Number(0, above=True, unit="seconds")
+_SOURCE = (
+    "a variable holding a result, one of its images (fox[0]), a PIL image, bytes or a "
+    "finished background run; else a file path or a data: URL"
+)
 
 OPTIONS: tuple[Option, ...] = (
     # -- request fields
-    Option("model", ("--model", "-m"), Text(), "model id; default openai/gpt-image-1",
-           config=True, default="openai/gpt-image-1", metavar="M", endpoint="both"),
+    Option("model", ("--model", "-m"), Text("a model id: provider/name"),
+           "model id; default openai/gpt-image-1", config=True, default="openai/gpt-image-1",
+           metavar="M", endpoint="both"),
     Option("n", ("-n", "--n"), Number(1, 10, whole=True), "number of images", config=True,
            optional=True, metavar="N", endpoint="both"),
     Option("size", ("--size", "-s"), Size(), "image size", config=True, optional=True,
@@ -371,7 +380,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("sequential_image_generation", ("--sequential-image-generation",), Text(),
            "provider field", metavar="V"),
     Option("sequential_image_generation_options", ("--sequential-image-generation-options",),
-           JsonObject(), "provider field", metavar="JSON"),
+           JsonObject(), 'provider field, e.g. {"max_images": 3}', metavar="JSON"),
     Option("optimize_prompt_options", ("--optimize-prompt-options",), JsonObject(),
            "provider field", metavar="JSON"),
     # -- edits: /v1/images/edits
@@ -386,18 +395,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("quality_tier", ("--quality-tier",), Text(), "provider field of edits",
            metavar="T", endpoint="edits"),
     # -- settings of the cell
-    Option("edit", ("--edit",), Text(), f"edit this image: a result (all its images), one "
-           f"image, PIL image, bytes, a path or a data: URL; repeatable, at most {MAX_INPUTS}",
+    Option("edit", ("--edit",), Text(_SOURCE), f"edit this image; repeatable, at most "
+           f"{MAX_INPUTS}: the first is edited, the others go as references",
            request_field=False, metavar="SOURCE"),
-    Option("mask", ("--mask",), Text(), "with --edit: a PNG with an alpha channel at the first "
-           "image's size; transparent pixels mark what to change", request_field=False,
-           metavar="SOURCE"),
+    Option("mask", ("--mask",), Text(_SOURCE), "with --edit: an image with an alpha channel at "
+           "the first image's size; its transparent pixels mark what to change",
+           request_field=False, metavar="SOURCE"),
     Option("stream", ("--stream",), None, "SSE streaming (the default)", request_field=False),
     Option("stream", ("--no-stream",), None, "plain request instead of SSE streaming",
            request_field=False, flag_value=False),
-    Option("param", ("-p", "--param"), Text(),
-           "KEY=VALUE: any other request field; VALUE parsed as JSON when it parses, "
-           "else a string; repeatable", request_field=False, metavar="KEY=VALUE"),
+    Option("param", ("-p", "--param"),
+           Text("KEY=VALUE; VALUE parsed as JSON when it parses, else a string"),
+           "any other request field; repeatable", request_field=False, metavar="KEY=VALUE"),
     Option("out", ("-o", "--out"), Binding(), "bind the result to this variable",
            request_field=False, metavar="NAME"),
     Option("no_display", ("--no-display",), None, "bind, show no images", request_field=False),
@@ -419,8 +428,8 @@ OPTIONS: tuple[Option, ...] = (
            "with no request", request_field=False, config=True, default=False),
     Option("fresh", ("--fresh",), None, "generate anew even when replay is on",
            request_field=False),
-    Option("save", ("--save",), Text(), "save the images (with their provenance) into DIR "
-           "when the cell ends", request_field=False, metavar="DIR"),
+    Option("save", ("--save",), Text("a folder path"), "save the images (with their "
+           "provenance) into DIR when the cell ends", request_field=False, metavar="DIR"),
     Option("bg", ("--bg",), None, "run in the background: the cell returns at once, the "
            "images land in its output; -o NAME binds a Generation handle", request_field=False),
     Option("dry_run", ("--dry-run",), None, "show the request that would be sent; send nothing",
@@ -454,8 +463,8 @@ OPTIONS: tuple[Option, ...] = (
            "from sending it to its last byte", request_field=False, config=True,
            default=600.0),
     Option("max_input_image_bytes", (), Number(1, whole=True),
-           "largest --image file sent, in bytes", request_field=False, config=True,
-           default=20 * 1024 * 1024),
+           "largest input image sent (--image, --edit, --mask), in bytes", request_field=False,
+           config=True, default=20 * 1024 * 1024),
     Option("preview_max_px", (), Number(0, whole=True),
            "long side of inline previews; 0 = full size (grid tiles stay at most 640 px)",
            request_field=False, config=True, default=1024),
@@ -468,9 +477,9 @@ OPTIONS: tuple[Option, ...] = (
            config=True, default=40),
     Option("store", (), Boolean(), "keep every finished generation in the local store",
            request_field=False, config=True, default=True),
-    Option("store_dir", (), Text(), "the store's folder; default $MESH_MAGICS_STORE, else "
-           "$XDG_CACHE_HOME/mesh-magics, else ~/.cache/mesh-magics", request_field=False,
-           config=True, optional=True),
+    Option("store_dir", (), Text("a folder path"), "the store's folder; default "
+           "$MESH_MAGICS_STORE, else $XDG_CACHE_HOME/mesh-magics, else ~/.cache/mesh-magics",
+           request_field=False, config=True, optional=True),
     Option("store_max_bytes", (), Number(1, whole=True), "the store's size cap; the oldest "
            "generations go first", request_field=False, config=True, default=2 * 1024**3),
     Option("embed_prompt", (), Boolean(), "write the prompt into saved files' metadata",
@@ -571,8 +580,10 @@ def setting_kind(option: Option) -> Kind:
 _BOOLEAN = Boolean()
 
 
-def _allowed(option: Option) -> str:
-    if option.kind is None and not option.config:
+def allowed_text(option: Option, *, as_setting: bool = False) -> str:
+    """What `option` takes, for help and docs: empty for a flag, which takes no value; as a
+    setting (`%config`), a flag that is also a setting takes true or false."""
+    if option.kind is None and not as_setting:
         return ""
     return setting_kind(option).allowed
 
@@ -593,40 +604,9 @@ def magic_help() -> str:
         if not option.flags:
             continue
         value = f" {option.metavar}" if option.kind is not None else ""
-        allowed = f" ({_allowed(option)})" if option.kind and option.kind.allowed else ""
+        allowed = f" ({allowed_text(option)})" if allowed_text(option) else ""
         lines.append(f"  {', '.join(option.flags)}{value}: {option.help}{allowed}")
     lines += ["", "Configuration: %config MeshImageMagics.<name> = value"]
-    lines += [f"  {o.dest}: {o.help} ({_allowed(o)})" for o in OPTIONS if o.config]
+    settings = [o for o in OPTIONS if o.config]
+    lines += [f"  {o.dest}: {o.help} ({allowed_text(o, as_setting=True)})" for o in settings]
     return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def options_table() -> str:
-    """The README's table of options, in Markdown."""
-    rows = ["| option | meaning | allowed |", "|---|---|---|"]
-    for option in OPTIONS:
-        if not option.flags:
-            continue
-        value = f" {option.metavar}" if option.kind is not None else ""
-        flags = ", ".join(
-            f"`{flag}{value if i == 0 else ''}`" for i, flag in enumerate(option.flags)
-        )
-        meaning = option.help + (f" (`{option.dest}`)" if option.request_field else "")
-        rows.append(f"| {flags} | {_cell(meaning)} | {_cell(_allowed(option))} |")
-    return "\n".join(rows)
-
-
-def config_table(defaults: Mapping[str, Any]) -> str:
-    """The README's table of `MeshImageMagics` settings, in Markdown."""
-    rows = ["| setting | default | meaning | allowed |", "|---|---|---|---|"]
-    for option in OPTIONS:
-        if option.config:
-            default = "not set" if defaults.get(option.dest) is None else defaults[option.dest]
-            rows.append(
-                f"| `{option.dest}` | `{default}` | {_cell(option.help)} | "
-                f"{_cell(_allowed(option))} |"
-            )
-    return "\n".join(rows)

@@ -1,12 +1,9 @@
-"""The option schema is the one source: the parser, the settings, the magic's help and the
-README's tables all come from it and agree."""
+"""The option schema is the one source: the parser, the settings and the magic's help all
+come from it and agree (docs/reference.md too: tests/test_docs.py)."""
 
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +11,6 @@ from mesh_magics.cell import parse_cell
 from mesh_magics.errors import OptionError
 from mesh_magics.ipython.magic import MeshImageMagics
 from mesh_magics.schema import OPTIONS, SETTINGS, Number, check
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_magic_help_names_every_flag_and_setting() -> None:
@@ -29,15 +24,6 @@ def test_the_magic_help_names_every_flag_and_setting() -> None:
 
 def test_every_configurable_trait_is_in_the_schema_and_back() -> None:
     assert set(MeshImageMagics.class_trait_names(config=True)) == set(SETTINGS)
-
-
-def test_the_readme_tables_are_generated_from_the_schema() -> None:
-    check_run = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "readme_tables.py"), "--check"],
-        capture_output=True,
-        text=True,
-    )
-    assert check_run.returncode == 0, "README tables are stale: run scripts/readme_tables.py"
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "nan", "inf", "1e999"])
