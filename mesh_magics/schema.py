@@ -556,6 +556,30 @@ def shown(value: Any) -> str:
 # -- help, derived ----------------------------------------------------------------------------
 
 
+def prompt_problem(prompt: Any, operation: str | None = None) -> str | None:
+    """The one prompt rule: what is wrong with `prompt` (None: nothing). Every run needs
+    text to draw; an edit whose `operation` is one of `PROMPTLESS` may leave it empty."""
+    if operation in PROMPTLESS and prompt in ("", None):
+        return None
+    if not isinstance(prompt, str) or not prompt.strip():
+        if operation is not None:
+            return (
+                f"no prompt: an edit with operation {operation} needs one (say what to "
+                f"change); {', '.join(sorted(PROMPTLESS))} do not"
+            )
+        return "no prompt: write what to draw"
+    return None
+
+
+def check_prompt(prompt: Any, operation: str | None = None, *, where: str = "") -> str:
+    """`prompt`, or an `OptionError` with `prompt_problem`'s message (and `where` the user
+    should write it)."""
+    problem = prompt_problem(prompt, operation)
+    if problem is not None:
+        raise OptionError(f"{problem}{where}" if operation is None else problem)
+    return prompt if isinstance(prompt, str) else ""
+
+
 def check_image_count(images: int, runs: int, config: Mapping[str, Any], *, allow: bool) -> None:
     """More than `max_images_per_cell` images (`-n` times the runs: `-n 3` over two
     models is 6) is an error before anything is sent, unless `allow` (`--yes`)."""

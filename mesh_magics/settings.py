@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -198,3 +199,21 @@ def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> C
         allow_insecure_http=insecure,
         name=name,
     )
+
+
+def store_dir(config: Mapping[str, Any]) -> Path:
+    """The store's folder: `MeshImageMagics.store_dir`, else `$MESH_MAGICS_STORE`, else
+    `$XDG_CACHE_HOME/mesh-magics`, else `~/.cache/mesh-magics`."""
+    for chosen in (config.get("store_dir"), os.environ.get("MESH_MAGICS_STORE")):
+        if chosen:
+            return Path(chosen).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    if cache and Path(cache).is_absolute():  # the XDG spec: a relative one is ignored
+        return Path(cache) / "mesh-magics"
+    return Path.home() / ".cache" / "mesh-magics"
+
+
+def replay_by_default(config: Mapping[str, Any]) -> bool:
+    """Whether runs answer from the store when they can: `MeshImageMagics.replay`, or
+    `MESHAPI_REPLAY=1` in the environment."""
+    return bool(config.get("replay")) or os.environ.get("MESHAPI_REPLAY") == "1"
