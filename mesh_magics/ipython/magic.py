@@ -122,7 +122,8 @@ class MeshImageMagics(Magics):
             self._show_dry_run(run)
             return None
         if options.bg:
-            self._background(run, options)
+            with _interrupt_as_cancel():  # only where it runs in the foreground (Colab)
+                self._background(run, options)
             return None
         from ..engine.wait import run_blocking
         from ..errors import IncompleteResultError
@@ -218,7 +219,8 @@ class MeshImageMagics(Magics):
 
             delivery = self._delivery(options)
             self._bind(options.out, sweep)  # the handle, at once; it fills in
-            start_sweep_in_cell(sweep, generations, self.shell, self.progress, delivery.effects)
+            with _interrupt_as_cancel():  # only where it runs in the foreground (Colab)
+                start_sweep_in_cell(sweep, generations, self.shell, self.progress, delivery.effects)
             return None
         view = sweep_view(sweep, self.progress, self.shell, generations)
         try:
