@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("schema",),
     ("settings",),
-    ("images",),
+    ("images", "originals"),
     ("events", "inputs"),
     ("request", "cell"),
     ("http",),
