@@ -25,6 +25,7 @@ PACKAGE = Path(mesh_magics.__file__).parent
 LAYERS: list[tuple[str, ...]] = [
     ("_version", "redact", "hosts", "wording"),  # text and addresses: no package imports
     ("errors",),
+    ("value_kinds",),
     ("schema",),
     ("settings",),
     ("images", "originals"),

@@ -14,17 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import OptionError
-from ..schema import (
-    BY_FLAG,
-    REQUEST_FIELDS,
-    STREAM,
-    SWEEPABLE,
-    Option,
-    TooDeep,
-    check,
-    loads_finite,
-)
+from ..errors import OptionError, TooDeep
+from ..schema import BY_FLAG, REQUEST_FIELDS, STREAM, SWEEPABLE, Option, check
+from ..value_kinds import loads_finite
 from .options import CellOptions
 
 _WORD = re.compile(r"""(?:[^\s'"\\]|\\.|'[^']*'|"(?:[^"\\]|\\.)*")+""")
