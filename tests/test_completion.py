@@ -22,7 +22,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from mesh_magics.http import listed
 from mesh_magics.ipython.completion import WAIT_SECONDS, ListedModels, completions
 from mesh_magics.local import LocalServer
-from mesh_magics.schema import QUALITIES, SIZE_PRESETS
+from mesh_magics.schema import QUALITIES
+from mesh_magics.value_kinds import SIZE_PRESETS
 
 from .conftest import FAKE_KEY, run_cell
 from .kernel import Frontend, frontend

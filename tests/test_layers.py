@@ -25,9 +25,10 @@ PACKAGE = Path(mesh_magics.__file__).parent
 LAYERS: list[tuple[str, ...]] = [
     ("_version", "redact", "hosts", "wording"),  # text and addresses: no package imports
     ("errors",),
+    ("value_kinds",),
     ("schema",),
     ("settings",),
-    ("images",),
+    ("images", "originals"),
     ("events", "inputs"),
     ("request", "cell"),
     ("http",),

@@ -19,17 +19,16 @@ from ..engine.generation import Generation
 from ..errors import OptionError
 from ..request import build_edit_request, build_request
 from ..schema import (
-    MAX_JSON_DEPTH,
     REQUEST_FIELDS,
     SETTINGS,
     STREAM,
     check,
     check_conflicts,
     check_prompt,
-    not_too_deep,
     shown,
 )
 from ..settings import ClientSettings, client_settings, configured, replay_by_default
+from ..value_kinds import MAX_JSON_DEPTH, not_too_deep
 
 if TYPE_CHECKING:
     from ..inputs import InputImage

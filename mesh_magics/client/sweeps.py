@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import OptionError
 from ..schema import SETTINGS, SWEEPABLE, check, check_image_count
 from ..settings import client_settings, configured
-from ..views.sweep_progress import sweep_view
+from ..views import sweep_view
 from .prepare import (
     edit_inputs_of_call,
     operation_of,

@@ -12,7 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..schema import SIZE_PRESETS
+from ..value_kinds import SIZE_PRESETS
 from .state import field_choices, field_help
 
 UNSET = ""  # an empty box, an unset Dropdown: the field is not sent

@@ -192,7 +192,7 @@ class MeshImageMagics(Magics):
     ) -> Any:
         from ..client.sweeps import prepare_sweep
         from ..engine.sweeps import run_sweep_blocking
-        from ..views.sweep_progress import sweep_view
+        from ..views import sweep_view
 
         config = self.settings()
         with _notes_on_stderr():

@@ -1,5 +1,6 @@
-"""What a running generation looks like: a widget view in notebooks, text elsewhere. Views
-are told events and elapsed time; they know nothing of HTTP or threads.
+"""What a running generation or sweep looks like: a widget view in notebooks, text
+elsewhere; `make_view` picks a run's, `make_sweep_view` a sweep's. Views are told events
+and elapsed time; they know nothing of HTTP or threads.
 
 Which view (`progress`): `auto` picks widgets in a Jupyter kernel whose frontend is
 interactive and where ipywidgets imports, text otherwise (on stderr in a script);
@@ -14,10 +15,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OptionError
+from ..wording import plural
 from .base import NullView, ProgressView
+
+if TYPE_CHECKING:
+    from ..engine.generation import Generation
+    from ..results.image_sweep import ImageSweep
+    from .sweep_progress import SweepView
 
 
 def in_kernel(shell: Any) -> bool:
@@ -79,6 +86,47 @@ def make_view(
     if in_kernel(shell):
         return DisplayTextView(heading)
     return StreamTextView(heading, sys.stdout if shell is not None else sys.stderr)
+
+
+def make_sweep_view(
+    heading: str,
+    labels: list[str],
+    mode: str = "auto",
+    shell: Any = None,
+    *,
+    on_cancel: Callable[[], object] | None = None,
+) -> SweepView:
+    """The view a sweep gets, chosen as `views.make_view` chooses a run's."""
+    from .sweep_progress import NullSweepView
+
+    mode = view_mode(mode, shell)
+    if mode == "none":
+        return NullSweepView(heading, labels)
+    if mode == "widget":
+        from .sweep_widget import WidgetSweepView
+
+        return WidgetSweepView(heading, labels, on_cancel)
+    from .sweep_text import DisplayTextSweepView, StreamTextSweepView
+
+    if in_kernel(shell):
+        return DisplayTextSweepView(heading, labels)
+    return StreamTextSweepView(heading, labels, sys.stdout if shell is not None else sys.stderr)
+
+
+def sweep_view(
+    sweep: ImageSweep,
+    progress: str,
+    shell: Any,
+    generations: list[Generation] | None = None,
+    on_cancel: Callable[[], object] | None = None,
+) -> SweepView:
+    """The view of `sweep`: its heading counts the runs (and the images of `generations`),
+    each line names a run by its label and prompt."""
+    images = sum(run.request.n for run in generations or [])
+    heading = f"sweep · {plural(len(sweep.runs), 'run')}"
+    heading += f" · {plural(images, 'image')}" if images else ""
+    labels = [f"{r.label} · {r.prompt[:40]}" for r in sweep.runs]
+    return make_sweep_view(heading, labels, progress, shell, on_cancel=on_cancel)
 
 
 def _ipywidgets_importable() -> bool:

@@ -44,8 +44,7 @@ from ..errors import GenerationCancelled, IncompleteResultError, RunInterrupted
 from ..events import StreamEvent
 from ..results.image_sweep import sweep_error
 from ..wording import plural
-from . import in_kernel, interactive_frontend, make_view, on_colab
-from .sweep_progress import sweep_view
+from . import in_kernel, interactive_frontend, make_view, on_colab, sweep_view
 
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
