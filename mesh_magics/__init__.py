@@ -3,6 +3,7 @@
     %load_ext mesh_magics                     # the %meshimage / %%meshimage magics
     import mesh_magics as mm
     r = mm.generate("A fox", size="1024x1024")
+    fox = mm.cell("--size 1024x1024\nA fox")  # a %%meshimage cell, without magics (marimo)
     night = mm.edit(r, "The same fox at night")
 
 Names are imported on first use, not here: `%load_ext mesh_magics` and `import
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .client.cells import cell
     from .client.clients import AsyncClient, Client, Handle
     from .client.fields import ImageFields
     from .client.functions import aedit, agenerate, asweep, edit, generate, start, sweep
@@ -72,6 +74,7 @@ _LAZY = {
     "sweep": "client.functions",
     "asweep": "client.functions",
     "start": "client.functions",
+    "cell": "client.cells",
     "Client": "client.clients",
     "AsyncClient": "client.clients",
     "Handle": "client.clients",
@@ -189,6 +192,7 @@ __all__ = [
     "aedit",
     "agenerate",
     "asweep",
+    "cell",
     "edit",
     "form",
     "generate",

@@ -29,7 +29,7 @@ from ..schema import (
     not_too_deep,
     shown,
 )
-from ..settings import ClientSettings, client_settings, configured
+from ..settings import ClientSettings, client_settings, configured, replay_default
 
 if TYPE_CHECKING:
     from ..inputs import InputImage
@@ -73,7 +73,7 @@ def prepare(
 
     `replay`: True (`--replay`) answers from the store when it holds the same request,
     False (`--fresh`) never does, None follows `MeshImageMagics.replay` or
-    `MESHAPI_REPLAY=1`."""
+    `MESHAPI_REPLAY=1`, and is on in marimo (`settings.replay_default`)."""
     from ..store import open_store
 
     config = configured() if config is None else config
@@ -91,7 +91,7 @@ def prepare(
     if settings is None:
         settings = client_settings(config, base_url)
     if replay is None:
-        replay = bool(config.get("replay")) or os.environ.get("MESHAPI_REPLAY") == "1"
+        replay = replay_default(config)
     return Generation(
         request,
         settings,

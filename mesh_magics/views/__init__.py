@@ -1,8 +1,9 @@
 """What a running generation looks like: a widget view in notebooks, text elsewhere. Views
 are told events and elapsed time; they know nothing of HTTP or threads.
 
-Which view (`progress`): `auto` picks widgets in a Jupyter kernel whose frontend is
-interactive and where ipywidgets imports, text otherwise (on stderr in a script);
+Which view (`progress`): `auto` picks marimo's status elements in a marimo notebook
+(`views/marimo.py`), widgets in a Jupyter kernel whose frontend is interactive and where
+ipywidgets imports, text otherwise (on stderr in a script);
 `widget`, `text` and `none` force one. There is no reliable kernel-side test for a widget
 frontend (docs/design.md): interactive frontends (JupyterLab, Notebook 7, VS Code) send
 `allow_stdin: true` with each execution, while nbclient, nbconvert and papermill send
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import OptionError
+from ..frontends import in_marimo
 from .base import NullView, ProgressView
 
 
@@ -40,6 +42,8 @@ def view_mode(mode: str, shell: Any) -> str:
     """The view `mode` (`auto`, `widget`, `text`, `none`) gives here: `auto` picks. A forced
     `widget` with no Jupyter kernel to show it (a script, terminal IPython) or no
     ipywidgets is a one-line `OptionError` saying what else works."""
+    if mode == "auto" and in_marimo():
+        return "marimo"
     if mode == "auto":
         return "widget" if interactive_frontend(shell) and _ipywidgets_importable() else "text"
     if mode == "widget" and not (in_kernel(shell) and _ipywidgets_importable()):
@@ -66,6 +70,10 @@ def make_view(
         from .widget import WidgetProgressView
 
         return WidgetProgressView(heading, on_cancel)
+    if mode == "marimo":
+        from .marimo import MarimoProgressView
+
+        return MarimoProgressView(heading)
     from .text import DisplayTextView, StreamTextView
 
     if in_kernel(shell):

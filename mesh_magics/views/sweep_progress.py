@@ -341,6 +341,34 @@ class WidgetSweepView(SweepView):
         self._handle.update({"text/plain": text}, raw=True)
 
 
+class MarimoSweepView(SweepView):
+    """marimo: a `mo.status.progress_bar` of runs ended, with the totals (`3 of 6 done · ...`)."""
+
+    def _show(self, place: DisplayHandle | None) -> None:
+        import marimo as mo
+
+        self._ended_shown = 0
+        self._bar: Any = mo.status.progress_bar(
+            total=max(1, len(self.labels)),
+            title=self.heading,
+            subtitle=self.totals(),
+            show_rate=False,
+            show_eta=False,
+            remove_on_exit=True,
+        )  # shown as it is made
+
+    def _draw(self) -> None:
+        ended = sum(status not in ("pending", "running") for status in self.statuses)
+        self._bar.progress.update(increment=ended - self._ended_shown, subtitle=self.totals())
+        self._ended_shown = ended
+
+    def _end(self, text: str) -> None:
+        import marimo as mo
+
+        self._bar.__exit__(None, None, None)  # removes it
+        mo.output.append(mo.plain_text(text))
+
+
 def make_sweep_view(
     heading: str,
     labels: list[str],
@@ -355,6 +383,8 @@ def make_sweep_view(
         return NullSweepView(heading, labels)
     if mode == "widget":
         return WidgetSweepView(heading, labels, on_cancel)
+    if mode == "marimo":
+        return MarimoSweepView(heading, labels)
     if in_kernel(shell):
         return DisplayTextSweepView(heading, labels)
     return StreamTextSweepView(heading, labels, sys.stdout if shell is not None else sys.stderr)
@@ -362,6 +392,7 @@ def make_sweep_view(
 
 __all__ = [
     "DisplayTextSweepView",
+    "MarimoSweepView",
     "NullSweepView",
     "StreamTextSweepView",
     "SweepView",
