@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from ..results.result import ImageResult
 
 
+MAGIC = "%%meshimage"
+
+
 def _nothing(value: Any) -> None:
     pass
 
@@ -277,9 +280,10 @@ def notes_to(note: Callable[[str], object]) -> Iterator[None]:
 def cell(
     text: str, *, namespace: Mapping[str, Any] | None = None
 ) -> ImageResult | ImageSweep | None:
-    """Run `text`, a cell of the `%%meshimage` grammar (option lines, then the prompt),
-    exactly as the magic would, and return its value: an `ImageResult`, an `ImageSweep`
-    for a sweep, None for a dry run (its plan is shown).
+    """Run `text`, a cell of the `%%meshimage` grammar (option lines, then the prompt; a
+    first line `%%meshimage OPTIONS` is read as the magic's line), exactly as the magic
+    would, and return its value: an `ImageResult`, an `ImageSweep` for a sweep, None for
+    a dry run (its plan is shown).
 
     `namespace`: where `{name}` fields, `--prompts NAME` and `--edit NAME` are looked up,
     and where `-o NAME` binds (when it can be written to); default: the caller's variables,
@@ -290,7 +294,11 @@ def cell(
     if namespace is None:
         caller = sys._getframe(1)
         namespace = {**caller.f_globals, **caller.f_locals}
-    options = parse_cell("", text, namespace)
+    line, body = "", text
+    if text.lstrip().startswith(MAGIC):  # a cell pasted whole, or a form's value
+        first, _, body = text.lstrip().partition("\n")
+        line = first[len(MAGIC) :]
+    options = parse_cell(line, body, namespace)
     if options.command is not None:
         raise OptionError(
             f"mm.cell generates images; {options.command} is a command of %mesh in IPython "
@@ -324,15 +332,9 @@ def _binder(namespace: Mapping[str, Any] | None) -> Callable[[str, Any], None]:
 def show_now(value: Any) -> None:
     """Show `value` where the caller looks: marimo's cell output, a Jupyter cell's, else
     printed (a script)."""
-    if in_marimo():
-        from ..views.marimo import show_in_marimo
+    from .prepare import show_in_notebook
 
-        show_in_marimo(value)
-    elif _running_shell() is not None:
-        from IPython.display import display
-
-        display(value)
-    else:
+    if not show_in_notebook(value):
         print(repr(value))
 
 
