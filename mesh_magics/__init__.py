@@ -13,6 +13,8 @@ mesh_magics` stay fast, and a script that never touches the magics never imports
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -74,7 +76,6 @@ _LAZY = {
     "sweep": "client.functions",
     "asweep": "client.functions",
     "start": "client.functions",
-    "cell": "client.cells",
     "Client": "client.clients",
     "AsyncClient": "client.clients",
     "Handle": "client.clients",
@@ -142,7 +143,26 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted([*globals(), *_LAZY, "cell"])
+
+
+class _Package(types.ModuleType):
+    """`mm.cell` is the function (`client/cells.py`), though `mesh_magics.cell` is also the
+    module of the grammar: importing a submodule binds it as an attribute of its package,
+    which would hide the function. A property on the package's class wins over that."""
+
+    @property
+    def cell(self) -> Any:
+        from .client.cells import cell
+
+        return cell
+
+    @cell.setter
+    def cell(self, module: Any) -> None:
+        pass  # the import system binding the submodule; `sys.modules` still holds it
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

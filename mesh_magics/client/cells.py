@@ -20,6 +20,7 @@ uses them and reruns it when they change.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import warnings
@@ -280,10 +281,11 @@ def notes_to(note: Callable[[str], object]) -> Iterator[None]:
 def cell(
     text: str, *, namespace: Mapping[str, Any] | None = None
 ) -> ImageResult | ImageSweep | None:
-    """Run `text`, a cell of the `%%meshimage` grammar (option lines, then the prompt; a
-    first line `%%meshimage OPTIONS` is read as the magic's line), exactly as the magic
-    would, and return its value: an `ImageResult`, an `ImageSweep` for a sweep, None for
-    a dry run (its plan is shown).
+    """Run `text`, a cell of the `%%meshimage` grammar (option lines, then the prompt),
+    exactly as the magic would, and return its value: an `ImageResult`, an `ImageSweep`
+    for a sweep, None for a dry run (its plan is shown). A first line `%%meshimage
+    OPTIONS` is read as the magic's line; the text is dedented as a docstring is, so it
+    may be indented with the code.
 
     `namespace`: where `{name}` fields, `--prompts NAME` and `--edit NAME` are looked up,
     and where `-o NAME` binds (when it can be written to); default: the caller's variables,
@@ -294,7 +296,7 @@ def cell(
     if namespace is None:
         caller = sys._getframe(1)
         namespace = {**caller.f_globals, **caller.f_locals}
-    line, body = "", text
+    line, body = "", inspect.cleandoc(text)  # indented with the code, as a docstring is
     if text.lstrip().startswith(MAGIC):  # a cell pasted whole, or a form's value
         first, _, body = text.lstrip().partition("\n")
         line = first[len(MAGIC) :]
