@@ -8,12 +8,12 @@ app = marimo.App()
 def _():
     import os
 
+    # The embedded backend: no key, no cost. Point MESHAPI_BASE_URL at MeshAPI for real images.
+    os.environ.setdefault("MESHAPI_BASE_URL", "local")
+
     import marimo as mo
 
     import mesh_magics as mm
-
-    # The embedded backend: no key, no cost. Point MESHAPI_BASE_URL at MeshAPI for real images.
-    os.environ.setdefault("MESHAPI_BASE_URL", "local")
     return mm, mo
 
 

@@ -82,7 +82,8 @@ def marimo_form(
             values = super()._convert_value(value)
             return None if values is None else cell_of(values)
 
-    element = mo.ui.dictionary(controls)
+    layout = "{prompt}\n\n{model} {size} {quality} {n}"  # the prompt, then a row of fields
+    element = mo.md(layout).batch(**controls)
     return CellForm(
         element,
         submit_button_label="Generate",
