@@ -125,15 +125,19 @@ _LAZY = {
 
 
 def load_ipython_extension(ipython: Any) -> None:
+    from .ipython import completion
     from .ipython.magic import MeshImageMagics
 
     ipython.register_magics(MeshImageMagics)
+    completion.register(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    from .ipython import completion
     from .ipython.magic import unload
 
     unload(ipython)
+    completion.unregister(ipython)
 
 
 def __getattr__(name: str) -> Any:

@@ -33,7 +33,6 @@ from typing import Any
 from .errors import OptionError
 from .schema import (
     BY_FLAG,
-    PROMPTLESS,
     REQUEST_FIELDS,
     STREAM,
     SWEEPABLE,
@@ -41,6 +40,7 @@ from .schema import (
     TooDeep,
     check,
     check_conflicts,
+    check_prompt,
     loads_finite,
 )
 
@@ -140,17 +140,10 @@ def _prompt_texts(
                 "--prompts takes the prompts from a variable: leave the cell text out"
             )
         return _prompts_variable(options.prompts, namespace)
-    if not options.prompt and options.edit:
-        operation = options.fields.get("operation", "edit")
-        if operation in PROMPTLESS:
-            return [""]
-        raise OptionError(
-            f"no prompt: an edit with --operation {operation} needs one (say what to change); "
-            f"{', '.join(sorted(PROMPTLESS))} do not"
-        )
     if not options.prompt:
-        where = "after the options" if line_magic else "below the option lines"
-        raise OptionError(f"no prompt: write what to draw {where}")
+        operation = str(options.fields.get("operation", "edit")) if options.edit else None
+        where = " after the options" if line_magic else " below the option lines"
+        return [check_prompt(options.prompt, operation, where=where)]
     parts = re.split(r"^---[ \t]*$", options.prompt, flags=re.M)
     texts = [_strip_blank_edges(part) for part in parts]
     for number, text in enumerate(texts, start=1):

@@ -1,4 +1,33 @@
-"""Every error mesh-magics raises, in one hierarchy rooted at `MeshError`.
+"""Every error mesh-magics raises, in one hierarchy rooted at `MeshError`:
+
+    MeshError
+    ├── OptionError (a ValueError)      a bad option, value, field, name or prompt
+    │   └── SettingError (a TraitError)  %config MeshImageMagics.<name> refused
+    ├── ConfigError                     no key, a bad base URL, plain http, a redirect
+    ├── GenerationCancelled             an interrupt in a cell, or Cancel; .partial
+    ├── GenerationTimeout               --timeout or total_timeout passed
+    ├── TransportError                  refused, TLS, timeouts, idle_timeout, cut off
+    ├── StreamError                     a stream dropped, cut short or malformed
+    │   └── ResponseTooLargeError       past its cap, or a MemoryError
+    ├── ImageDecodeError                not an image, truncated, a bomb, a failed fetch
+    ├── SaveError (an OSError)          save() or --save could not write
+    ├── StillRunning                    a run's images asked for before it finished
+    ├── WaitInterrupted                 an interrupt stopped %mesh wait
+    ├── BlockingOnTheEngine             a done-callback waited for another run
+    ├── MissingDependency (ImportError) an optional package is not installed
+    ├── StoreError                      the store cannot be read
+    │   ├── UnsafePathError             a row names a file outside the store
+    │   └── StoredImageError            a stored image has gone or changed
+    ├── SweepError                      some runs of a sweep failed; .sweep
+    ├── IncompleteResultError           fewer good images than asked; .result
+    └── APIError                        the API said no: .status .code .request_id
+        ├── BadRequestError 400, AuthenticationError 401, PaymentRequiredError 402,
+        │   PermissionDeniedError 403, NotFoundError 404, RequestTooLargeError 413,
+        │   UnprocessableRequestError 422, RateLimitError 429, InternalServerError 5xx,
+        │   ServiceUnavailableError 502/503/504
+        └── StreamFailedError           an error frame inside a started stream
+    RunInterrupted (a KeyboardInterrupt) Ctrl-C in Python; .partial: what had finished
+    StoreWarning (a UserWarning)         the store could not keep a generation
 
 User-facing errors render as one short line in IPython (via `_render_traceback_`, the
 hook IPython and ipykernel call instead of printing a traceback), and they still fail the

@@ -33,9 +33,11 @@ from .wording import plural
 
 
 class Kind:
-    """What values an option takes. `allowed` is the short text for help and errors."""
+    """What values an option takes. `allowed` is the short text for help and errors;
+    `suggested`, the values worth offering (the form's lists, Tab completion)."""
 
     allowed = ""
+    suggested: tuple[str, ...] = ()
 
     def convert(self, value: Any) -> Any:
         raise NotImplementedError
@@ -58,6 +60,7 @@ class Choice(Kind):
         self.values = values
         self.aliases = dict(aliases or {})
         self.allowed = ", ".join(values)
+        self.suggested = values
 
     def convert(self, value: Any) -> str:
         text = value.strip().lower() if isinstance(value, str) else value
@@ -113,10 +116,12 @@ class Number(Kind):
 
 
 _SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
+SIZE_PRESETS = ("auto", "1024x1024", "1536x1024", "1024x1536", "512x512", "256x256", "1792x1024")
 
 
 class Size(Kind):
     allowed = "auto or WIDTHxHEIGHT, e.g. 1024x1024, 1536x1024"
+    suggested = SIZE_PRESETS
 
     def convert(self, value: Any) -> str:
         text = value.strip().lower() if isinstance(value, str) else ""
@@ -130,6 +135,7 @@ class Size(Kind):
 
 class Boolean(Kind):
     allowed = "true or false"
+    suggested = ("true", "false")
 
     def convert(self, value: Any) -> bool:
         if isinstance(value, bool):
@@ -203,6 +209,7 @@ def shadowed(name: str) -> str | None:
 
 class BaseUrl(Kind):
     allowed = "local, or an http(s) URL such as https://api.meshapi.ai"
+    suggested = ("local",)
 
     def convert(self, value: Any) -> str:
         text = value.strip() if isinstance(value, str) else ""
@@ -554,6 +561,30 @@ def shown(value: Any) -> str:
 
 
 # -- help, derived ----------------------------------------------------------------------------
+
+
+def prompt_problem(prompt: Any, operation: str | None = None) -> str | None:
+    """The one prompt rule: what is wrong with `prompt` (None: nothing). Every run needs
+    text to draw; an edit whose `operation` is one of `PROMPTLESS` may leave it empty."""
+    if operation in PROMPTLESS and prompt in ("", None):
+        return None
+    if not isinstance(prompt, str) or not prompt.strip():
+        if operation is not None:
+            return (
+                f"no prompt: an edit with operation {operation} needs one (say what to "
+                f"change); {', '.join(sorted(PROMPTLESS))} do not"
+            )
+        return "no prompt: write what to draw"
+    return None
+
+
+def check_prompt(prompt: Any, operation: str | None = None, *, where: str = "") -> str:
+    """`prompt`, or an `OptionError` with `prompt_problem`'s message (and `where` the user
+    should write it)."""
+    problem = prompt_problem(prompt, operation)
+    if problem is not None:
+        raise OptionError(f"{problem}{where}" if operation is None else problem)
+    return prompt if isinstance(prompt, str) else ""
 
 
 def check_image_count(images: int, runs: int, config: Mapping[str, Any], *, allow: bool) -> None:

@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -155,7 +156,7 @@ MARIMO_REPLAY_NOTE = (
 _replay_note_said = False
 
 
-def replay_default(config: Mapping[str, Any]) -> bool:
+def replay_by_default(config: Mapping[str, Any]) -> bool:
     """Whether a run that says nothing of replay answers from the store: the setting
     (`MeshImageMagics.replay`) or `MESHAPI_REPLAY=1` turns it on. In marimo it is on unless
     `MESHAPI_REPLAY=0`: marimo reruns a cell by itself when a value above it changes, and a
@@ -223,3 +224,15 @@ def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> C
         allow_insecure_http=insecure,
         name=name,
     )
+
+
+def store_dir(config: Mapping[str, Any]) -> Path:
+    """The store's folder: `MeshImageMagics.store_dir`, else `$MESH_MAGICS_STORE`, else
+    `$XDG_CACHE_HOME/mesh-magics`, else `~/.cache/mesh-magics`."""
+    for chosen in (config.get("store_dir"), os.environ.get("MESH_MAGICS_STORE")):
+        if chosen:
+            return Path(chosen).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    if cache and Path(cache).is_absolute():  # the XDG spec: a relative one is ignored
+        return Path(cache) / "mesh-magics"
+    return Path.home() / ".cache" / "mesh-magics"

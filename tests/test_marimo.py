@@ -127,14 +127,14 @@ def test_replay_is_on_in_marimo_and_said_once(
 ) -> None:
     monkeypatch.delenv("MESHAPI_REPLAY", raising=False)
     monkeypatch.setattr(settings, "_replay_note_said", False)
-    assert settings.replay_default({}) is False  # not in marimo
+    assert settings.replay_by_default({}) is False  # not in marimo
     monkeypatch.setattr(settings, "in_marimo", lambda: True)
-    assert settings.replay_default({}) is True
-    assert settings.replay_default({}) is True
+    assert settings.replay_by_default({}) is True
+    assert settings.replay_by_default({}) is True
     notes = [str(w.message) for w in recwarn if "marimo reruns cells" in str(w.message)]
     assert notes == [settings.MARIMO_REPLAY_NOTE]  # once
     monkeypatch.setenv("MESHAPI_REPLAY", "0")
-    assert settings.replay_default({}) is False  # turned off on purpose
+    assert settings.replay_by_default({}) is False  # turned off on purpose
 
 
 def test_progress_in_marimo_is_marimo_s_own(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -109,7 +109,8 @@ def run_cell(options: CellOptions, source: str, place: Place) -> ImageResult | I
         from ..views.in_cell import start_in_cell
 
         delivery.bind(run)  # the handle, at once; once done, it is the result
-        start_in_cell(run, _kernel(place), place.config["progress"], delivery.effects)
+        with interrupt_as_cancel():  # only where it runs in the foreground (Colab)
+            start_in_cell(run, _kernel(place), place.config["progress"], delivery.effects)
         return None
     from ..engine.wait import run_blocking
     from ..errors import IncompleteResultError
@@ -163,7 +164,8 @@ def _sweep(
         from ..views.in_cell import start_sweep_in_cell
 
         delivery.bind(sweep)  # the handle, at once; it fills in
-        start_sweep_in_cell(sweep, generations, _kernel(place), progress, delivery.effects)
+        with interrupt_as_cancel():  # only where it runs in the foreground (Colab)
+            start_sweep_in_cell(sweep, generations, _kernel(place), progress, delivery.effects)
         return None
     view = sweep_view(sweep, progress, place.shell, generations)
     try:

@@ -21,23 +21,20 @@ from ..frontends import in_marimo
 from ..request import build_edit_request, build_request
 from ..schema import (
     MAX_JSON_DEPTH,
-    PROMPTLESS,
     REQUEST_FIELDS,
     SETTINGS,
     STREAM,
     check,
     check_conflicts,
+    check_prompt,
     not_too_deep,
     shown,
 )
-from ..settings import ClientSettings, client_settings, configured, replay_default
+from ..settings import ClientSettings, client_settings, configured, replay_by_default
 
 if TYPE_CHECKING:
     from ..inputs import InputImage
     from ..views.base import ProgressView
-
-
-REQUEST_DEFAULTS = ("model", "size", "quality", "n")  # settings that are request fields
 
 
 # -- the road -------------------------------------------------------------------------------
@@ -49,7 +46,8 @@ def defaults(config: Mapping[str, Any], exclude: Any = ()) -> dict[str, Any]:
     broken default never stands in the way of an explicit value."""
     return {
         name: check(SETTINGS[name], config[name], source=f"MeshImageMagics.{name}")
-        for name in REQUEST_DEFAULTS
+        for name in REQUEST_FIELDS
+        if name in SETTINGS  # a setting that is also a request field is its default
         if name not in exclude and config.get(name) is not None
     }
 
@@ -74,7 +72,7 @@ def prepare(
 
     `replay`: True (`--replay`) answers from the store when it holds the same request,
     False (`--fresh`) never does, None follows `MeshImageMagics.replay` or
-    `MESHAPI_REPLAY=1`, and is on in marimo (`settings.replay_default`)."""
+    `MESHAPI_REPLAY=1`, and is on in marimo (`settings.replay_by_default`)."""
     from ..store import open_store
 
     config = configured() if config is None else config
@@ -92,7 +90,7 @@ def prepare(
     if settings is None:
         settings = client_settings(config, base_url)
     if replay is None:
-        replay = replay_default(config)
+        replay = replay_by_default(config)
     return Generation(
         request,
         settings,
@@ -147,12 +145,8 @@ def operation_of(fields: Mapping[str, Any], inputs: tuple[InputImage, ...]) -> s
 
 
 def prompt_of(prompt: Any, operation: str | None = None) -> str:
-    """The prompt; an edit whose operation needs none (`operation`) may leave it empty."""
-    if operation in PROMPTLESS and prompt in ("", None):
-        return ""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise OptionError(f"no prompt: give the text to draw, not {prompt!r}")
-    return prompt
+    """The prompt, checked by the one rule (`schema.prompt_problem`)."""
+    return check_prompt(prompt, operation)
 
 
 def settings_of_call(

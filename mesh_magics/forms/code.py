@@ -49,6 +49,7 @@ from ..schema import (
     check,
     loads_finite,
 )
+from ..schema import prompt_problem as schema_prompt_problem
 from ..wording import plural
 from .state import FormState, is_unset
 
@@ -79,8 +80,8 @@ def normal_prompt(text: str) -> str:
 def prompt_problem(text: str) -> str | None:
     """Why a cell cannot hold `text` as its prompt, or None when it can."""
     prompt = normal_prompt(text)
-    if not prompt.strip():
-        return "no prompt: write what to draw"
+    if (problem := schema_prompt_problem(prompt)) is not None:
+        return problem
     for number, line in enumerate(prompt.split("\n"), start=1):
         if line.strip().startswith("#"):
             return (

@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import OptionError
+from ..schema import SIZE_PRESETS
 from .code import prompt_problem, to_cell
-from .controls import SIZES, UNSET, shown
+from .controls import UNSET, shown
 from .state import FormState, field_choices, field_value
 
 FIELDS = ("model", "size", "quality", "n")  # the form's controls; the cell takes the rest
@@ -51,7 +52,7 @@ def marimo_form(
             placeholder=str(config.get("model") or ""),
             label="model",
         ),
-        "size": choice("size", list(SIZES)),
+        "size": choice("size", list(SIZE_PRESETS)),
         "quality": choice("quality", list(field_choices("quality") or ())),
         "n": mo.ui.number(
             start=1, stop=10, value=int(fields.get("n") or config.get("n") or 1), label="n"

@@ -186,9 +186,17 @@ class MeshForm:
             return f"{MAGIC}\n# {exc}"
 
     def to_cell(self) -> str:
-        """Put the cell into a new cell below; the code too."""
+        """Put the cell into a new cell below; the code too. Where no cell can be
+        inserted (Colab has no `set_next_input`), the code is shown to copy instead."""
+        from ..views import on_colab
+
         code = self.code
-        if self._shell is not None:
+        if self._shell is not None and on_colab():
+            from IPython.display import display
+
+            note = "# Colab can't insert a cell: copy this one into a new cell\n"
+            display({"text/plain": note + code}, raw=True)
+        elif self._shell is not None:
             self._shell.set_next_input(code)
         return code
 

@@ -8,29 +8,18 @@ never a failed generation.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..settings import store_dir
 from .disk import StoreError, warn
 from .store import DEFAULT_MAX_BYTES, Store
 
 _stores: dict[Path, Store] = {}
 _lock = threading.Lock()
-
-
-def store_dir(config: Mapping[str, Any]) -> Path:
-    """The store's folder for `config` (see the module docstring)."""
-    for chosen in (config.get("store_dir"), os.environ.get("MESH_MAGICS_STORE")):
-        if chosen:
-            return Path(chosen).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME")
-    if cache and Path(cache).is_absolute():  # the XDG spec: a relative one is ignored
-        return Path(cache) / "mesh-magics"
-    return Path.home() / ".cache" / "mesh-magics"
 
 
 def open_store(config: Mapping[str, Any]) -> Store | None:

@@ -23,7 +23,15 @@ from .base import NullView, ProgressView
 
 
 def in_kernel(shell: Any) -> bool:
-    return type(shell).__name__ == "ZMQInteractiveShell"
+    # By name, so that ipykernel is not imported; Colab's shell is a subclass of it.
+    return any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
+
+
+def on_colab() -> bool:
+    """Whether this is a Colab kernel, as Colab users' own code tells: its module is
+    loaded. Colab shows no output sent from other threads (colabtools#3373) and has no
+    `set_next_input`."""
+    return "google.colab" in sys.modules
 
 
 def interactive_frontend(shell: Any) -> bool:
