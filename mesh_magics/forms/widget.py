@@ -394,11 +394,21 @@ def form(
     **fields: Any,
 ) -> MeshForm:
     """An interactive form prefilled with `prompt` and `fields` (checked like
-    `generate()`'s); `out` is `-o NAME`. Display it (the last line of a cell)."""
+    `generate()`'s); `out` is `-o NAME`. Display it (the last line of a cell). In marimo
+    it is marimo's own form, whose value is its cell (`forms/marimo.py`)."""
     from ..client.prepare import request_fields, running_shell
+    from ..frontends import in_marimo
     from ..schema import SETTINGS
 
     base_url = check(SETTINGS["base_url"], base_url, source="base_url")
+    if in_marimo():
+        from ..settings import configured
+        from .marimo import marimo_form
+
+        if out is not None:
+            raise OptionError("out=: in marimo, name the value: fox = mm.cell(form.value)")
+        return marimo_form(prompt, request_fields(fields, params), out=None,
+                           base_url=base_url, config=configured())  # fmt: skip
     if out is not None:
         out = check(BY_FLAG["-o"], out, source="out")
     if not isinstance(prompt, str):

@@ -2,8 +2,9 @@
 elsewhere; `make_view` picks a run's, `make_sweep_view` a sweep's. Views are told events
 and elapsed time; they know nothing of HTTP or threads.
 
-Which view (`progress`): `auto` picks widgets in a Jupyter kernel whose frontend is
-interactive and where ipywidgets imports, text otherwise (on stderr in a script);
+Which view (`progress`): `auto` picks marimo's status elements in a marimo notebook
+(`views/marimo.py`), widgets in a Jupyter kernel whose frontend is interactive and where
+ipywidgets imports, text otherwise (on stderr in a script);
 `widget`, `text` and `none` force one. There is no reliable kernel-side test for a widget
 frontend (docs/design.md): interactive frontends (JupyterLab, Notebook 7, VS Code) send
 `allow_stdin: true` with each execution, while nbclient, nbconvert and papermill send
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OptionError
+from ..frontends import in_marimo
 from ..wording import plural
 from .base import NullView, ProgressView
 
@@ -55,6 +57,8 @@ def view_mode(mode: str, shell: Any) -> str:
     """The view `mode` (`auto`, `widget`, `text`, `none`) gives here: `auto` picks. A forced
     `widget` with no Jupyter kernel to show it (a script, terminal IPython) or no
     ipywidgets is a one-line `OptionError` saying what else works."""
+    if mode == "auto" and in_marimo():
+        return "marimo"
     if mode == "auto":
         return "widget" if interactive_frontend(shell) and _ipywidgets_importable() else "text"
     if mode == "widget" and not (in_kernel(shell) and _ipywidgets_importable()):
@@ -81,6 +85,10 @@ def make_view(
         from .widget import WidgetProgressView
 
         return WidgetProgressView(heading, on_cancel)
+    if mode == "marimo":
+        from .marimo import MarimoProgressView
+
+        return MarimoProgressView(heading)
     from .text import DisplayTextView, StreamTextView
 
     if in_kernel(shell):
@@ -106,6 +114,10 @@ def make_sweep_view(
         from .sweep_widget import WidgetSweepView
 
         return WidgetSweepView(heading, labels, on_cancel)
+    if mode == "marimo":
+        from .marimo import MarimoSweepView
+
+        return MarimoSweepView(heading, labels)
     from .sweep_text import DisplayTextSweepView, StreamTextSweepView
 
     if in_kernel(shell):
