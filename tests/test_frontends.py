@@ -26,7 +26,7 @@ import mesh_magics as mm
 from mesh_magics.events import PartialImage, StatusChanged
 from mesh_magics.forms.state import FormState
 from mesh_magics.local import LocalServer
-from mesh_magics.views.sweep_progress import WidgetSweepView
+from mesh_magics.views.sweep_widget import WidgetSweepView
 from mesh_magics.views.widget import WidgetProgressView
 
 from .servers import png_bytes
