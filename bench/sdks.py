@@ -18,6 +18,10 @@ its call to holding every image's bytes:
 - `httpx`: a bare `httpx.stream` POST of the very body `mm.generate` sends (a new client
   per request, as `httpx.stream` makes), its SSE split and each image base64-decoded.
 
+Two more rows give the CPU time the calling process spent per call (all its threads; the
+server is another process): steadier than wall time on a loaded machine, and what our own
+road costs beside the SDK's.
+
 Every call asks for a new seed (the store writes new files each time; the server draws
 anew), the same for every contender. The contenders take turns after a warm-up; medians.
 Runs in a subprocess of its own (`python -m bench.sdks N SIZE REPS [--warm-up]`), so the
@@ -31,6 +35,7 @@ import base64
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +48,7 @@ from .e2e import decode_stream
 from .local_server import ServerProcess
 from .plan import Plan
 from .report import Goal, Row
+from .store import fine_ms
 from .timing import ms, rounds
 
 SDK_GOAL = Goal(1.0)  # mm.generate <= 1.0x the openai SDK
@@ -93,6 +99,15 @@ def run(plan: Plan, server: str) -> list[Row]:
         )
         for name in WHAT
         if name in medians
+    ] + [
+        Row(
+            "13",
+            f"{what}: CPU time of the calling process, {WHAT[name]} vs the openai SDK",
+            fine_ms(medians[f"cpu_{name}"]),
+            fine_ms(medians["cpu_openai"]),
+            medians[f"cpu_{name}"] / medians["cpu_openai"],
+        )
+        for name in ("generate", "generate_no_store")
     ]
 
 
@@ -175,11 +190,30 @@ def measure(n: int, size: str, reps: int, *, warm_up: bool) -> dict[str, float]:
         meshapi = _meshapi_sdk(server.url, n, size, seeds)
         if meshapi is not None:
             contenders["meshapi"] = meshapi
+        cpu: dict[str, list[float]] = {name: [] for name in contenders}
+        timed = {name: _with_cpu(run, cpu[name]) for name, run in contenders.items()}
         try:
-            return rounds(contenders, reps, warm_up=warm_up)
+            medians = rounds(timed, reps, warm_up=warm_up)
+            skip = 1 if warm_up else 0
+            medians.update(
+                {f"cpu_{name}": statistics.median(seconds[skip:]) for name, seconds in cpu.items()}
+            )
+            return medians
         finally:
             client.close()
             openai_client.close()
+
+
+def _with_cpu(run: Callable[[], float], cpu: list[float]) -> Callable[[], float]:
+    """`run`, also noting the CPU time this process spent in it (every thread's)."""
+
+    def timed() -> float:
+        started = time.process_time()
+        elapsed = run()
+        cpu.append(time.process_time() - started)
+        return elapsed
+
+    return timed
 
 
 def _meshapi_sdk(
