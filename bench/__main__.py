@@ -49,7 +49,7 @@ def document(rows: Sequence[Row], plan: Plan, argv: Sequence[str]) -> str:
         f"{plan.bg_reps}; memory and sweep memory: {plan.memory_reps} "
         f"subprocesses; load: {plan.load_reps} processes each; sweeps at zero latency: "
         f"{plan.sweep_reps}; at {plan.latency_seconds:g} s: {plan.latency_reps}; store on/off: "
-        f"{plan.store_reps})"
+        f"{plan.store_reps}; through the SDKs: {plan.sdks_reps})"
         f"{warm_up}. "
         f"Goals met: {met} of {len(goals)}. What each row compares: `bench/README.md`.\n\n"
         f"{markdown_table(rows)}\n"

@@ -35,6 +35,9 @@ class Plan:
     store_n: int = 4  # benchmark 11: a cell with the store on vs off
     store_size: str = "1024x1024"
     store_reps: int = 9  # benchmark 11: a ratio near 1 in noise: a few more
+    sdks_n: int = 4  # benchmark 13: one generation through us and through the SDKs
+    sdks_size: str = "1024x1024"
+    sdks_reps: int = 15  # benchmark 13: calls of ~0.1 s, a ratio near 1 in noise
 
     @classmethod
     def smoke(cls) -> Plan:
@@ -66,6 +69,9 @@ class Plan:
             store_n=1,
             store_size="256x256",
             store_reps=1,
+            sdks_n=1,
+            sdks_size="256x256",
+            sdks_reps=1,
         )
 
     @property

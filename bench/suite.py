@@ -16,6 +16,8 @@
 11. store: a 4-image cell with the store on against off;                    `store.py`
 12. edit_memory: extra peak RSS of an edit of a 40 MB input against its size;
     `edit_memory.py`
+13. openai: one n=4 1024x1024 generation through `mm.generate` (and `mm.Client`) against
+    the `openai` SDK (and the `meshapi` SDK, a bare httpx stream);            `sdks.py`
 """
 
 from __future__ import annotations
@@ -24,7 +26,18 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from . import background, decode, e2e, edit_memory, load, memory, store, sweep_memory, sweeps
+from . import (
+    background,
+    decode,
+    e2e,
+    edit_memory,
+    load,
+    memory,
+    sdks,
+    store,
+    sweep_memory,
+    sweeps,
+)
 from .payload import sse_stream
 from .plan import Plan
 from .report import Row
@@ -47,6 +60,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "replay": store.run_replay,
     "store": store.run_cost,
     "edit_memory": edit_memory.run,
+    "openai": sdks.run,
 }
 
 

@@ -20,6 +20,7 @@ from bench.payload import sse_stream
 from bench.plan import Plan
 from bench.readers import sdk_available
 from bench.report import Goal, Row, markdown_table, text_table
+from bench.sdks import openai_available
 from bench.suite import run_suite
 from mesh_magics.images import check_image
 
@@ -29,8 +30,9 @@ def test_smoke_run_reports_a_ratio_for_every_benchmark() -> None:
     numbers = {row.number for row in rows}
     assert {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"} <= numbers
     assert sdk_available() and "1c" in numbers  # scripts/setup installs the official SDK
+    assert openai_available() and "13" in numbers  # ... and the openai SDK (`.[bench]`)
     assert all(math.isfinite(row.ratio) and row.ratio > 0 for row in rows)
-    for number in ("1", "7", "8", "9", "10", "11"):
+    for number in ("1", "7", "8", "9", "10", "11", "13"):
         assert any(row.goal is not None for row in rows if row.number == number), number
     (latency,) = [row for row in rows if row.number == "8"]
     assert "2 in flight at most" in latency.ours  # the sweep kept to its concurrency

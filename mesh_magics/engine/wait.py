@@ -49,20 +49,17 @@ class QueueWatcher:
 def run_blocking(run: Generation, view: ProgressView) -> ImageResult:
     """Start `run` and follow it on `view` until it settles; its result, or its error."""
     _not_on_the_engine()
-    watcher = QueueWatcher()
-    run.watch(watcher)
+    watcher = QueueWatcher() if view.follows_events else None
+    if watcher is not None:
+        run.watch(watcher)
     view.start()
     try:
         run.start()
-        while True:
-            try:
-                event = watcher.queue.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                view.tick(run.elapsed)
-                continue
-            if event is None:
-                break
-            view.update(event)
+        if watcher is None:  # nothing to show: no event crosses to this thread, no ticker
+            while not run.wait(POLL_SECONDS):
+                pass
+        else:
+            _follow(run, watcher, view)
         result = run.result()
     except KeyboardInterrupt:
         run.cancel()
@@ -79,6 +76,19 @@ def run_blocking(run: Generation, view: ProgressView) -> ImageResult:
         raise
     view.finish(result.summary())
     return result
+
+
+def _follow(run: Generation, watcher: QueueWatcher, view: ProgressView) -> None:
+    """Show each event of `run` on `view`, ticking it between them, until the run ends."""
+    while True:
+        try:
+            event = watcher.queue.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            view.tick(run.elapsed)
+            continue
+        if event is None:
+            return
+        view.update(event)
 
 
 def call(coroutine: Coroutine[Any, Any, T], what: str) -> T:

@@ -13,13 +13,16 @@ delete a file elsewhere.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import os
 import re
 import stat
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import StoredImageError, StoreError, StoreWarning, UnsafePathError
@@ -139,6 +142,26 @@ def write_image(path: Path, data: bytes) -> None:
     sync_folder(path.parent)
 
 
+def write_images(files: Sequence[tuple[Path, bytes]]) -> None:
+    """`write_image` of each (path, data), side by side, each as durable as alone; returns
+    once all are on disk, raising the first failure. Concurrent fsyncs share the file
+    system's journal commits: four 18 KiB images take ~2 ms where one after the other
+    take ~15 ms (ext4, bench/ row 13)."""
+    if len(files) <= 1:
+        for path, data in files:
+            write_image(path, data)
+        return
+    writes = [_writers().submit(write_image, path, data) for path, data in files]
+    concurrent.futures.wait(writes)
+    for write in writes:
+        write.result()  # the first failure, once every write has ended
+
+
+@functools.cache
+def _writers() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="mesh-store")
+
+
 def sync_folder(path: Path) -> None:
     if os.name != "posix":  # Windows cannot open a folder to fsync it; NTFS logs renames
         return
@@ -194,4 +217,5 @@ __all__ = [
     "sync_folder",
     "warn",
     "write_image",
+    "write_images",
 ]

@@ -65,6 +65,7 @@ from .disk import (
     remove,
     warn,
     write_image,
+    write_images,
 )
 from .images import StoredImage
 from .keys import host_of, request_key
@@ -148,9 +149,13 @@ class Store:
             rows.append([position, sha256, fmt, width, height, len(data), revised])
         # The slow part, fsyncs and all, before taking the database's lock; a file another
         # process wrote already (same bytes, same name) is used as it is.
-        for file in files.values():
-            if not has_image(file.path, len(file.data)):
-                write_image(file.path, file.data)
+        write_images(
+            [
+                (file.path, file.data)
+                for file in files.values()
+                if not has_image(file.path, len(file.data))
+            ]
+        )
         texts = (body, usage, cell, result.model, result.request_id, result.prompt, inputs)
         total = sum(len(file.data) for file in files.values()) + sum(
             len(text.encode("utf-8")) for text in texts if text

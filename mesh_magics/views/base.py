@@ -46,6 +46,9 @@ def failure_line(heading: str, message: str) -> str:
 class ProgressView(ABC):
     """One running generation on screen."""
 
+    # False: it shows no event, so a blocking run need not pass it any (engine/wait.py).
+    follows_events = True
+
     def __init__(self, heading: str, on_cancel: Callable[[], object] | None = None) -> None:
         self.heading = heading
         self.status = "connecting"
@@ -81,6 +84,8 @@ class ProgressView(ABC):
 
 class NullView(ProgressView):
     """No progress at all (`progress="none"`)."""
+
+    follows_events = False
 
     def start(self, handle: Any = None) -> None:
         pass
