@@ -14,6 +14,9 @@
 - `{name}` fields of the cell's own text are filled from the namespace. The items of a
   `--prompts NAME` list are data, not templates: they are sent verbatim (a dataset row
   `{os.environ[...]}` must not read a secret, nor `{0:>999999999}` fill the memory).
+- `--prompts` also names a file (`.txt`, `.csv`, `.jsonl`), and a variable may hold a
+  table (a list of dicts, a DataFrame): one run a row (`tables.py`), the cell's options
+  under every row's own values.
 
 The options themselves (flags, kinds, allowed values) are `schema.OPTIONS`. Every mistake
 raises `OptionError` naming the option, the bad value and what is allowed, before any
@@ -43,6 +46,7 @@ from .schema import (
     check_prompt,
     loads_finite,
 )
+from .tables import check_rows, is_prompts_file, is_table, read_prompts_file
 
 # -- the parsed cell ------------------------------------------------------------------------
 
@@ -66,7 +70,9 @@ class CellOptions:
     history: bool = False
     usage: bool = False
     form: bool = False
-    prompts: str | None = None  # a variable holding the prompts of a sweep
+    prompts: str | None = None  # a variable or file holding the prompts of a sweep
+    rows: list[tuple[str, dict[str, Any]]] | None = None  # a table's runs (--prompts FILE)
+    preset: str | None = None  # --preset NAME: fields the options given win over
     concurrency: int | None = None
     yes: bool = False
     replay: bool = False
@@ -79,7 +85,7 @@ class CellOptions:
 
     @property
     def is_sweep(self) -> bool:
-        return len(self.prompt_list) > 1 or bool(self.sweep)
+        return len(self.prompt_list) > 1 or bool(self.sweep) or self.rows is not None
 
     given: list[str] = field(default_factory=list)  # each option used, by its first flag
     warnings: list[str] = field(default_factory=list)
@@ -123,6 +129,12 @@ def parse_cell(line: str, cell: str | None, namespace: Mapping[str, Any]) -> Cel
         _check_command(options)
         return options
     texts = _prompt_texts(options, namespace, cell is None)
+    if options.rows is not None and options.sweep:
+        listed = ", ".join(_flag(dest) for dest in options.sweep)
+        raise OptionError(
+            f"{listed}: --prompts {options.prompts} is a table, one run a row, so an option "
+            "takes one value; put the values in its rows"
+        )
     if options.prompts is None:  # the cell's own text is a template; a list's items are text
         texts = [_filled(text, namespace, i, len(texts)) for i, text in enumerate(texts)]
     options.prompt_list = texts
@@ -139,7 +151,7 @@ def _prompt_texts(
             raise OptionError(
                 "--prompts takes the prompts from a variable: leave the cell text out"
             )
-        return _prompts_variable(options.prompts, namespace)
+        return _prompts_variable(options, options.prompts, namespace)
     if not options.prompt:
         operation = str(options.fields.get("operation", "edit")) if options.edit else None
         where = " after the options" if line_magic else " below the option lines"
@@ -154,12 +166,26 @@ def _prompt_texts(
     return texts
 
 
-def _prompts_variable(name: str, namespace: Mapping[str, Any]) -> list[str]:
-    if name not in namespace:
+def _prompts_variable(options: CellOptions, name: str, namespace: Mapping[str, Any]) -> list[str]:
+    if is_prompts_file(name):
+        value: Any = read_prompts_file(name)
+    elif name.isidentifier() and name in namespace:
+        value = namespace[name]
+    elif name.isidentifier():
         raise OptionError(f"--prompts {name}: no variable {name!r} is defined")
-    value = namespace[name]
+    else:
+        raise OptionError(
+            f"--prompts {name}: no such file; expected a variable name, or a .txt, .csv or "
+            ".jsonl file"
+        )
+    if is_table(value):
+        options.rows = check_rows(value, as_flags=True)
+        return [prompt for prompt, _ in options.rows]
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise OptionError(f"--prompts {name}: expected a non-empty list of strings")
+        raise OptionError(
+            f"--prompts {name}: expected a non-empty list of strings, a list of dicts or a "
+            "DataFrame"
+        )
     for index, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
             raise OptionError(f"--prompts {name}: item {index} is not a non-empty string")
@@ -177,6 +203,10 @@ def _filled(text: str, namespace: Mapping[str, Any], index: int, count: int) -> 
             "variables it uses"
         )
     return filled
+
+
+def _flag(dest: str) -> str:
+    return REQUEST_FIELDS[dest].flags[0]
 
 
 def _read_body(options: CellOptions, cell: str) -> None:
