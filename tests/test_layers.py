@@ -26,9 +26,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("_version", "redact", "hosts", "wording"),  # text and addresses: no package imports
     ("errors",),
     ("schema",),
-    ("settings",),
+    ("settings", "presets"),  # the only rooms that read the environment and config files
     ("images",),
-    ("events", "inputs"),
+    ("events", "inputs", "tables"),
     ("request", "cell"),
     ("http",),
     ("results",),

@@ -98,6 +98,12 @@ class MeshImageMagics(Magics):
             from .commands import pointer
 
             raise pointer(options.command)
+        if options.preset is not None:  # under the options given
+            from ..presets import with_preset
+
+            options.fields = with_preset(
+                options.preset, options.fields, as_flags=True, beside=options.sweep
+            )
         source = f"%%meshimage {line}\n{cell}" if cell is not None else f"%meshimage {line}"
         replay = True if options.replay else False if options.fresh else None
         inputs = self._inputs(options)
@@ -207,6 +213,7 @@ class MeshImageMagics(Magics):
                 cell=source,
                 concurrency=options.concurrency,
                 inputs=inputs,
+                rows=options.rows,
             )
         images = sum(run.request.n for run in generations)
         check_image_count(images, len(generations), config, allow=options.yes)
