@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .client.fields import ImageFields
     from .client.functions import aedit, agenerate, asweep, edit, generate, start, sweep
     from .client.history import history
+    from .client.provenance import fields_of
     from .engine.generation import Generation
     from .errors import (
         APIError,
@@ -77,6 +78,7 @@ _LAZY = {
     "Handle": "client.clients",
     "ImageFields": "client.fields",
     "history": "client.history",
+    "fields_of": "client.provenance",
     "form": "forms.widget",
     "ImageSweep": "results.image_sweep",
     "Generation": "engine.generation",
@@ -190,6 +192,7 @@ __all__ = [
     "agenerate",
     "asweep",
     "edit",
+    "fields_of",
     "form",
     "generate",
     "history",

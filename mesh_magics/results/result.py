@@ -105,6 +105,7 @@ class ImageResult(Sequence["Image.Image"]):
         img = Image.open(io.BytesIO(image.data))
         img.load()
         img.info.update(prompt=self.prompt, revised_prompt=image.revised_prompt, model=self.model)
+        img.info["request"] = self.request  # the body that made it (`mm.fields_of`)
         from ..inputs import remember_original  # an edit of it sends these very bytes
 
         remember_original(img, image, self.request_id)
