@@ -144,7 +144,7 @@ def sweep_without_store(
     from mesh_magics.engine.sweeps import run_sweep_blocking
     from mesh_magics.schema import check_image_count
     from mesh_magics.settings import configured
-    from mesh_magics.views.sweep_progress import make_sweep_view
+    from mesh_magics.views import make_sweep_view
 
     started = time.perf_counter()
     config = {**configured(), "store": False}

@@ -3,6 +3,7 @@
     %load_ext mesh_magics                     # the %meshimage / %%meshimage magics
     import mesh_magics as mm
     r = mm.generate("A fox", size="1024x1024")
+    fox = mm.cell("--size 1024x1024\nA fox")  # a %%meshimage cell, without magics (marimo)
     night = mm.edit(r, "The same fox at night")
 
 Names are imported on first use, not here: `%load_ext mesh_magics` and `import
@@ -12,11 +13,14 @@ mesh_magics` stay fast, and a script that never touches the magics never imports
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .client.cells import cell
     from .client.clients import AsyncClient, Client, Handle
     from .client.fields import ImageFields
     from .client.functions import aedit, agenerate, asweep, edit, generate, start, sweep
@@ -123,15 +127,19 @@ _LAZY = {
 
 
 def load_ipython_extension(ipython: Any) -> None:
+    from .ipython import completion
     from .ipython.magic import MeshImageMagics
 
     ipython.register_magics(MeshImageMagics)
+    completion.register(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    from .ipython import completion
     from .ipython.magic import unload
 
     unload(ipython)
+    completion.unregister(ipython)
 
 
 def __getattr__(name: str) -> Any:
@@ -141,7 +149,26 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted([*globals(), *_LAZY, "cell"])
+
+
+class _Package(types.ModuleType):
+    """`mm.cell` is the function (`client/cells.py`), though `mesh_magics.cell` is also the
+    module of the grammar: importing a submodule binds it as an attribute of its package,
+    which would hide the function. A property on the package's class wins over that."""
+
+    @property
+    def cell(self) -> Any:
+        from .client.cells import cell
+
+        return cell
+
+    @cell.setter
+    def cell(self, module: Any) -> None:
+        pass  # the import system binding the submodule; `sys.modules` still holds it
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
@@ -191,6 +218,7 @@ __all__ = [
     "aedit",
     "agenerate",
     "asweep",
+    "cell",
     "edit",
     "fields_of",
     "form",

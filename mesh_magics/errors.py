@@ -342,4 +342,4 @@ def warn_caller(message: str) -> None:
 
 
 class TooDeep(ValueError):
-    """JSON nested deeper than `schema.MAX_JSON_DEPTH` (turned into an `OptionError`)."""
+    """JSON nested deeper than `value_kinds.MAX_JSON_DEPTH` (turned into an `OptionError`)."""

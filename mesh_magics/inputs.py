@@ -2,9 +2,10 @@
 checked before anything is sent.
 
 A SOURCE is an `ImageResult` (all its images), one image of one (the PIL image that
-`result[0]` gives: its original bytes are sent, unless it was changed since), a
-`Generation` that has finished, any PIL image (sent as PNG), bytes, a `Path` or a string
-naming an image file, a `data:` URL, or a binary file object. Each becomes an
+`result[0]` gives: its original bytes are sent, unless it was changed since, as
+`originals.py` remembers them), a `Generation` that has finished, any PIL image (sent as
+PNG), bytes, a `Path` or a string naming an image file, a `data:` URL, or a binary file
+object. Each becomes an
 `InputImage`: its bytes exactly as they will be sent, their SHA-256 (what the store keys
 and provenance record, never the bytes), and the name the user gave it, where known.
 
@@ -21,7 +22,6 @@ import hashlib
 import io
 import os
 import sys
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,12 +29,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import OptionError
 from .images import sniff_format
+from .originals import original_of
 from .schema import MAX_INPUTS
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from .images import GeneratedImage
 
 ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 T = TypeVar("T")
@@ -74,34 +73,6 @@ class InputImage:
         }
 
 
-# -- the images of results, by the PIL image they decoded to ----------------------------------
-
-# `result[0]` is a PIL image; an edit of it should send the original bytes (the store knows
-# them by their hash), not a re-encoding. Only while its pixels are unchanged, checked then.
-# By id, as long as the image lives (a PIL image is not hashable).
-_ORIGINALS: dict[int, tuple[weakref.ref[Image.Image], GeneratedImage, str | None]] = {}
-
-
-def remember_original(image: Image.Image, original: GeneratedImage, request_id: str | None) -> None:
-    """`image` was decoded from `original`, an image of the result `request_id`."""
-    key = id(image)
-    held = weakref.ref(image, lambda _: _ORIGINALS.pop(key, None))
-    _ORIGINALS[key] = (held, original, request_id)
-
-
-def _original_of(image: Image.Image) -> tuple[GeneratedImage, str | None] | None:
-    """What `image` was decoded from (and its result's request id), if it is unchanged."""
-    entry = _ORIGINALS.get(id(image))
-    if entry is None or entry[0]() is not image:
-        return None
-    from PIL import Image
-
-    with Image.open(io.BytesIO(entry[1].data)) as fresh:
-        fresh.load()
-        unchanged = fresh.mode == image.mode and fresh.size == image.size
-        return entry[1:] if unchanged and fresh.tobytes() == image.tobytes() else None
-
-
 # -- reading sources ---------------------------------------------------------------------------
 
 
@@ -131,7 +102,7 @@ def read_source(value: Any, *, what: str, limit: int, name: str | None = None) -
             )
             for i, data in enumerate(images)
         ]
-    if _is_pil(value) and (original := _original_of(value)) is not None:
+    if _is_pil(value) and (original := original_of(value)) is not None:
         data, request_id = original[0].data, original[1]
         return [replace(_checked(data, what, limit, name), request_id=request_id)]
     return [_checked(_bytes_of(value, what, limit), what, limit, name)]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, warn_caller
+from .frontends import in_marimo
 from .hosts import is_loopback
 from .local import LOCAL_TOKEN, is_serving  # the embedded backend's one narrow entry
 from .redact import display_url, register_secret, strip_userinfo
@@ -148,6 +149,30 @@ def configured() -> dict[str, Any]:
     return values
 
 
+MARIMO_REPLAY_NOTE = (
+    "marimo reruns cells: replay is on, a rerun with the same request costs nothing "
+    "(it answers from the store); replay=False (--fresh in mm.cell) asks anew"
+)
+_replay_note_said = False
+
+
+def replay_by_default(config: Mapping[str, Any]) -> bool:
+    """Whether a run that says nothing of replay answers from the store: the setting
+    (`MeshImageMagics.replay`) or `MESHAPI_REPLAY=1` turns it on. In marimo it is on unless
+    `MESHAPI_REPLAY=0`: marimo reruns a cell by itself when a value above it changes, and a
+    rerun must not bill again; the first run there says so, once."""
+    global _replay_note_said
+    chosen = os.environ.get("MESHAPI_REPLAY")
+    if config.get("replay") or chosen == "1":
+        return True
+    if chosen == "0" or not in_marimo():
+        return False
+    if not _replay_note_said:
+        _replay_note_said = True
+        warn_caller(MARIMO_REPLAY_NOTE)
+    return True
+
+
 def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> ClientSettings:
     """Where requests go and with what key: `base_url` (an option), else the configured
     one, else `$MESHAPI_BASE_URL`, else the public API; `local` starts the embedded
@@ -211,9 +236,3 @@ def store_dir(config: Mapping[str, Any]) -> Path:
     if cache and Path(cache).is_absolute():  # the XDG spec: a relative one is ignored
         return Path(cache) / "mesh-magics"
     return Path.home() / ".cache" / "mesh-magics"
-
-
-def replay_by_default(config: Mapping[str, Any]) -> bool:
-    """Whether runs answer from the store when they can: `MeshImageMagics.replay`, or
-    `MESHAPI_REPLAY=1` in the environment."""
-    return bool(config.get("replay")) or os.environ.get("MESHAPI_REPLAY") == "1"

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OptionError, TooDeep
-from .schema import BY_FLAG, REQUEST_FIELDS, SWEEPABLE, Option, check, loads_finite, shown
+from .schema import BY_FLAG, REQUEST_FIELDS, SWEEPABLE, Option, check, shown
+from .value_kinds import loads_finite
 
 FILE_SUFFIXES = (".txt", ".csv", ".jsonl")
 

@@ -19,7 +19,8 @@ from mesh_magics.engine.generation import Generation
 from mesh_magics.local import LocalServer
 from mesh_magics.results.image_sweep import ImageSweep
 from mesh_magics.results.result import ImageResult
-from mesh_magics.schema import REQUEST_FIELDS, SWEEPABLE, Choice
+from mesh_magics.schema import REQUEST_FIELDS, SWEEPABLE
+from mesh_magics.value_kinds import Choice
 
 from .conftest import FAKE_KEY
 from .test_api import script_env

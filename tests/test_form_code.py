@@ -37,20 +37,15 @@ from mesh_magics.forms import (
     to_cell,
 )
 from mesh_magics.forms.code import LINE_BREAKS
-from mesh_magics.schema import (
-    BY_FLAG,
-    REQUEST_FIELDS,
-    SWEEPABLE,
+from mesh_magics.schema import BY_FLAG, REQUEST_FIELDS, SWEEPABLE, Option, check, check_conflicts
+from mesh_magics.value_kinds import (
     Boolean,
     Choice,
     ImageSource,
     JsonObject,
     Number,
-    Option,
     Size,
     Text,
-    check,
-    check_conflicts,
     shadowed,
 )
 

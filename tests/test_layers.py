@@ -23,11 +23,12 @@ PACKAGE = Path(mesh_magics.__file__).parent
 # lower layers, and from itself. `local` stands beside the rest: it imports only the
 # bottom layer, and only `settings` imports it, through `mesh_magics.local` itself.
 LAYERS: list[tuple[str, ...]] = [
-    ("_version", "redact", "hosts", "wording"),  # text and addresses: no package imports
+    ("_version", "redact", "hosts", "wording", "frontends"),  # no package imports
     ("errors",),
+    ("value_kinds",),
     ("schema",),
     ("settings", "presets"),  # the only rooms that read the environment and config files
-    ("images",),
+    ("images", "originals"),
     ("events", "inputs", "tables"),
     ("request", "cell"),
     ("http",),

@@ -88,11 +88,11 @@ def test_preset_in_python_for_generate_sweep_and_a_client(
     mm.sweep(["A", "B"], preset="poster", base_url=server.url, progress="none")
     with mm.Client(base_url=server.url, progress="none") as client:
         client.generate("A cat", preset="poster", size="48x48")
-    assert bodies(server) == [
-        {"prompt": "A fox", "size": "64x64", "quality": "high", "seed": 7},
+    assert sorted(bodies(server), key=lambda b: b["prompt"]) == [  # a sweep's runs overlap
         {"prompt": "A", "size": "32x32", "output_format": "jpeg"},
-        {"prompt": "B", "size": "32x32", "output_format": "jpeg"},
         {"prompt": "A cat", "size": "48x48", "output_format": "jpeg"},
+        {"prompt": "A fox", "size": "64x64", "quality": "high", "seed": 7},
+        {"prompt": "B", "size": "32x32", "output_format": "jpeg"},
     ]
 
 
@@ -125,3 +125,15 @@ def test_an_unknown_key_of_a_preset_and_no_presets_at_all(
     with pytest.raises(mm.OptionError, match="unknown field 'qualty': did you mean quality"):
         mm.generate("A fox", preset="d", base_url=server.url)
     assert bodies(server) == []
+
+
+def test_mm_cell_takes_a_preset_and_a_table_file_on_the_same_road(
+    server: LocalServer, project: Path
+) -> None:
+    Path("rows.csv").write_text("prompt,seed\nA fox,1\nAn owl,\n")
+    sweep = mm.cell(f"--base-url {server.url} --preset draft --prompts rows.csv")
+    assert sweep is not None and [r.label for r in sweep] == ["row 1 · seed 1", "row 2"]
+    assert sorted(bodies(server), key=lambda b: b["prompt"]) == [
+        {"prompt": "A fox", "size": "64x64", "quality": "low", "seed": 1},
+        {"prompt": "An owl", "size": "64x64", "quality": "low", "seed": 7},
+    ]

@@ -10,7 +10,8 @@ import pytest
 from mesh_magics.cell import parse_cell
 from mesh_magics.errors import OptionError
 from mesh_magics.ipython.magic import MeshImageMagics
-from mesh_magics.schema import OPTIONS, SETTINGS, Number, check
+from mesh_magics.schema import OPTIONS, SETTINGS, check
+from mesh_magics.value_kinds import Number
 
 
 def test_the_magic_help_names_every_flag_and_setting() -> None:

@@ -43,13 +43,10 @@ from mesh_magics.results.image_sweep import (
 )
 from mesh_magics.results.metadata import read_metadata
 from mesh_magics.results.result import ImageResult
-from mesh_magics.views.sweep_progress import (
-    DisplayTextSweepView,
-    NullSweepView,
-    StreamTextSweepView,
-    WidgetSweepView,
-    make_sweep_view,
-)
+from mesh_magics.views import make_sweep_view
+from mesh_magics.views.sweep_progress import NullSweepView
+from mesh_magics.views.sweep_text import DisplayTextSweepView, StreamTextSweepView
+from mesh_magics.views.sweep_widget import WidgetSweepView
 from tests.servers import png_bytes
 
 MODELS = ["openai/gpt-image-1", "google/imagen-4"]

@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.generation import Generation
 from ..errors import OptionError
+from ..frontends import in_marimo
 from ..request import build_edit_request, build_request
 from ..schema import (
-    MAX_JSON_DEPTH,
     REQUEST_FIELDS,
     SETTINGS,
     STREAM,
     check,
     check_conflicts,
     check_prompt,
-    not_too_deep,
     shown,
 )
 from ..settings import ClientSettings, client_settings, configured, replay_by_default
+from ..value_kinds import MAX_JSON_DEPTH, not_too_deep
 
 if TYPE_CHECKING:
     from ..inputs import InputImage
@@ -71,7 +71,7 @@ def prepare(
 
     `replay`: True (`--replay`) answers from the store when it holds the same request,
     False (`--fresh`) never does, None follows `MeshImageMagics.replay` or
-    `MESHAPI_REPLAY=1`."""
+    `MESHAPI_REPLAY=1`, and is on in marimo (`settings.replay_by_default`)."""
     from ..store import open_store
 
     config = configured() if config is None else config
@@ -233,13 +233,21 @@ def namer() -> Callable[[Any], str | None]:
     return name_of
 
 
-def show_in_notebook(value: Any) -> None:
+def show_in_notebook(value: Any) -> bool:
     """Display `value` where a notebook shows it: a function's value is shown by its cell
-    only when the call returns, so one that is about to raise is shown here."""
-    if running_shell() is not None:
+    only when the call returns, so one that is about to raise is shown here. True if it
+    was shown (there was a notebook: marimo or IPython)."""
+    if in_marimo():
+        from ..views.marimo import show_in_marimo
+
+        show_in_marimo(value)
+    elif running_shell() is not None:
         from IPython.display import display
 
         display(value)
+    else:
+        return False
+    return True
 
 
 def running_shell() -> Any:

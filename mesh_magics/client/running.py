@@ -17,7 +17,7 @@ from ..engine.sweeps import run_sweep_blocking, settle_run, short_error
 from ..engine.wait import UNWIND_SECONDS, run_blocking
 from ..errors import IncompleteResultError
 from ..results.image_sweep import sweep_error
-from ..views.sweep_progress import sweep_view
+from ..views import sweep_view
 from .prepare import progress_view, running_shell, show_in_notebook
 
 if TYPE_CHECKING:

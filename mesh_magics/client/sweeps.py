@@ -15,7 +15,7 @@ from ..errors import OptionError
 from ..schema import SETTINGS, SWEEPABLE, check, check_image_count
 from ..settings import client_settings, configured
 from ..tables import check_rows, columns_of, is_table
-from ..views.sweep_progress import sweep_view
+from ..views import sweep_view
 from .prepare import (
     edit_inputs_of_call,
     operation_of,

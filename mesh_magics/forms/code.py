@@ -39,17 +39,9 @@ from typing import Any
 
 from ..cell import CellOptions, parse_cell
 from ..errors import OptionError
-from ..schema import (
-    BY_FLAG,
-    OPTIONS,
-    REQUEST_FIELDS,
-    SWEEPABLE,
-    Number,
-    Option,
-    check,
-    loads_finite,
-)
+from ..schema import BY_FLAG, OPTIONS, REQUEST_FIELDS, SWEEPABLE, Option, check
 from ..schema import prompt_problem as schema_prompt_problem
+from ..value_kinds import Number, loads_finite
 from ..wording import plural
 from .state import FormState, is_unset
 

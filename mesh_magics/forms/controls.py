@@ -12,9 +12,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..value_kinds import SIZE_PRESETS
 from .state import field_choices, field_help
 
-SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536", "512x512", "256x256", "1792x1024")
 UNSET = ""  # an empty box, an unset Dropdown: the field is not sent
 LABEL_WIDTH = "140px"
 
@@ -50,8 +50,9 @@ def field_row(
 def make_control(name: str, value: Any, config: Mapping[str, Any]) -> widgets.ValueWidget:
     label = name.replace("_", " ")
     if name in ("model", "size"):
-        return widgets.Combobox(value=shown(value), options=list(SIZES) if name == "size" else [],
-                                description=label, placeholder=str(config.get(name) or ""),
+        sizes = list(SIZE_PRESETS) if name == "size" else []
+        return widgets.Combobox(value=shown(value), options=sizes, description=label,
+                                placeholder=str(config.get(name) or ""),
                                 ensure_option=False)  # fmt: skip
     if name == "n":
         start = int(config.get("n") or 1) if value is None else int(value)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import OptionError
-from ..schema import REQUEST_FIELDS, Choice, Option, check
+from ..schema import REQUEST_FIELDS, Option, check
+from ..value_kinds import Choice
 
 
 @dataclass

@@ -186,9 +186,17 @@ class MeshForm:
             return f"{MAGIC}\n# {exc}"
 
     def to_cell(self) -> str:
-        """Put the cell into a new cell below; the code too."""
+        """Put the cell into a new cell below; the code too. Where no cell can be
+        inserted (Colab has no `set_next_input`), the code is shown to copy instead."""
+        from ..views import on_colab
+
         code = self.code
-        if self._shell is not None:
+        if self._shell is not None and on_colab():
+            from IPython.display import display
+
+            note = "# Colab can't insert a cell: copy this one into a new cell\n"
+            display({"text/plain": note + code}, raw=True)
+        elif self._shell is not None:
             self._shell.set_next_input(code)
         return code
 
@@ -386,11 +394,21 @@ def form(
     **fields: Any,
 ) -> MeshForm:
     """An interactive form prefilled with `prompt` and `fields` (checked like
-    `generate()`'s); `out` is `-o NAME`. Display it (the last line of a cell)."""
+    `generate()`'s); `out` is `-o NAME`. Display it (the last line of a cell). In marimo
+    it is marimo's own form, whose value is its cell (`forms/marimo.py`)."""
     from ..client.prepare import request_fields, running_shell
+    from ..frontends import in_marimo
     from ..schema import SETTINGS
 
     base_url = check(SETTINGS["base_url"], base_url, source="base_url")
+    if in_marimo():
+        from ..settings import configured
+        from .marimo import marimo_form
+
+        if out is not None:
+            raise OptionError("out=: in marimo, name the value: fox = mm.cell(form.value)")
+        return marimo_form(prompt, request_fields(fields, params), out=None,
+                           base_url=base_url, config=configured())  # fmt: skip
     if out is not None:
         out = check(BY_FLAG["-o"], out, source="out")
     if not isinstance(prompt, str):

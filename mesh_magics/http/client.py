@@ -84,6 +84,7 @@ from .limits import (
     read_body,
     response_cap,
 )
+from .listed import remember
 from .pacing import gate_for
 from .sse import aiter_sse
 
@@ -677,9 +678,11 @@ class SharedClient:
 
 
 async def fetch_models(settings: ClientSettings) -> list[dict[str, Any]]:
-    """The image models, with a client of its own."""
+    """The image models, with a client of its own; their ids are kept for completion."""
     async with MeshClient(settings) as client:
-        return await client.list_models()
+        models = await client.list_models()
+    remember(settings.base_url, models)
+    return models
 
 
 __all__ = [

@@ -50,48 +50,68 @@ def _out(parser: _Parser) -> None:
     parser.add_argument("-o", "--out", metavar="NAME", help="bind the value to NAME too")
 
 
-def _models(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
+def _models_parser() -> _Parser:
     parser = _parser("models", "The image models the API offers, as a table.")
     parser.add_argument("--base-url", metavar="URL", help="the API to ask (`local`: embedded)")
     _out(parser)
-    args = parser.parse_args(words)
+    return parser
+
+
+def _models(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
+    args = _models_parser().parse_args(words)
     return magics.bind(args.out, magics.list_models(args.base_url))
+
+
+def _history_parser() -> _Parser:
+    parser = _parser("history", "The latest stored generations, newest first.")
+    parser.add_argument("text", nargs="*", help="only those whose prompt, model or id has it")
+    parser.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
+    _out(parser)
+    return parser
 
 
 def _history(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
     from ..client.history import history
 
-    parser = _parser("history", "The latest stored generations, newest first.")
-    parser.add_argument("text", nargs="*", help="only those whose prompt, model or id has it")
-    parser.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
-    _out(parser)
-    args = parser.parse_args(words)
+    args = _history_parser().parse_args(words)
     found = history(" ".join(args.text) or None, args.limit, config=magics.settings())
     return magics.bind(args.out, found)
+
+
+def _usage_parser() -> _Parser:
+    return _parser("usage", "This session's requests, images, replays and cost.")
 
 
 def _usage(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
     from ..client.history import usage_report
 
-    _parser("usage", "This session's requests, images, replays and cost.").parse_args(words)
+    _usage_parser().parse_args(words)
     return usage_report(config=magics.settings())
+
+
+def _jobs_parser() -> _Parser:
+    parser = _parser("jobs", "Running and recent background runs.")
+    _out(parser)
+    return parser
 
 
 def _jobs(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
     from ..engine.jobs import JobList, jobs
 
-    parser = _parser("jobs", "Running and recent background runs.")
-    _out(parser)
-    args = parser.parse_args(words)
+    args = _jobs_parser().parse_args(words)
     return magics.bind(args.out, JobList(jobs().all()))
+
+
+def _wait_parser() -> _Parser:
+    parser = _parser("wait", "Wait for every background run; an interrupt stops the wait.")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="wait at most this")
+    return parser
 
 
 def _wait(magics: MeshImageMagics, words: list[str], cell: str | None) -> None:
     from ..engine.jobs import jobs
 
-    parser = _parser("wait", "Wait for every background run; an interrupt stops the wait.")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="wait at most this")
-    args = parser.parse_args(words)
+    args = _wait_parser().parse_args(words)
     left = jobs().wait(args.timeout)
     if left:
         print(f"meshimage: {plural(len(left), 'background run')} still going after the timeout")
@@ -108,7 +128,7 @@ def _form(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
     return magics.form(shlex.join(words), cell)
 
 
-def _from(magics: MeshImageMagics, words: list[str], cell: str | None) -> None:
+def _from_parser() -> _Parser:
     parser = _parser(
         "from",
         "The %%meshimage cell that makes a saved image again, from its provenance: put in "
@@ -117,7 +137,11 @@ def _from(magics: MeshImageMagics, words: list[str], cell: str | None) -> None:
     )
     parser.add_argument("path", metavar="PATH", help="an image saved by mesh-magics")
     _out(parser)
-    args = parser.parse_args(words)
+    return parser
+
+
+def _from(magics: MeshImageMagics, words: list[str], cell: str | None) -> None:
+    args = _from_parser().parse_args(words)
     code = cell_of(args.path, args.out)
     shell = magics.shell
     from ..views import interactive_frontend
@@ -160,6 +184,24 @@ COMMANDS: dict[str, tuple[Callable[[MeshImageMagics, list[str], str | None], Any
     "form": (_form, "the interactive form, prefilled with options and a prompt"),
     "from": (_from, "the %%meshimage cell that makes a saved image again PATH"),
 }
+
+# The parsers of the commands that take argparse flags (`form` takes %%meshimage's).
+PARSERS: dict[str, Callable[[], _Parser]] = {
+    "models": _models_parser,
+    "history": _history_parser,
+    "usage": _usage_parser,
+    "jobs": _jobs_parser,
+    "wait": _wait_parser,
+    "from": _from_parser,
+}
+
+
+def command_flags(name: str) -> dict[str, bool]:
+    """The flags `%mesh NAME` takes, and whether each takes a value, from its parser (for
+    Tab completion)."""
+    actions = PARSERS[name]()._actions
+    return {flag: action.nargs != 0 for action in actions for flag in action.option_strings}
+
 
 # The %%meshimage flags these commands replace, for a one-line pointer.
 MOVED = {

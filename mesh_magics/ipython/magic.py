@@ -1,6 +1,6 @@
 """`%meshimage` and `%%meshimage`: the configuration, and the thinnest layer over the
-function API: cell text -> `parse_cell` -> `api.prepare` (request, settings) -> a run,
-blocking (`run_blocking`) or in the background (`background.start_in_cell`) -> bound,
+function API: cell text -> `parse_cell` -> `client.cells.run_cell` (the road `mm.cell`
+takes too: `prepare`, a run blocking or in the background, the lifecycle) -> bound,
 returned, displayed.
 
 Every setting is checked when it is set (`%config`, a profile), with the same rules and
@@ -11,26 +11,20 @@ imported on first use, so `%load_ext mesh_magics` stays fast.
 
 from __future__ import annotations
 
-import json
 import sys
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Float, Int, TraitType, Unicode, validate
 
-from ..cell import CellOptions, parse_cell
-from ..errors import GenerationCancelled, OptionError, SettingError
-from ..schema import BY_FLAG, SETTINGS, check, check_image_count, magic_help
-from ..wording import plural
+from ..cell import parse_cell
+from ..errors import OptionError, SettingError
+from ..schema import BY_FLAG, SETTINGS, check, magic_help
 from .commands import overview as commands_overview
 
 if TYPE_CHECKING:
-    from ..engine.generation import Generation
-    from ..engine.lifecycle import Delivery
-    from ..inputs import InputImage
+    from ..client.cells import Place
+    from ..results.image_sweep import ImageSweep
     from ..results.model_list import ModelList
     from ..results.result import ImageResult
 
@@ -90,189 +84,39 @@ class MeshImageMagics(Magics):
     @no_var_expand
     @line_cell_magic
     @_help(magic_help())
-    def meshimage(self, line: str, cell: str | None = None) -> ImageResult | None:
+    def meshimage(self, line: str, cell: str | None = None) -> ImageResult | ImageSweep | None:
         options = parse_cell(line, cell, self.shell.user_ns if self.shell else {})
-        for warning in options.warnings:
-            _note(warning)
         if options.command is not None:
             from .commands import pointer
 
             raise pointer(options.command)
-        if options.preset is not None:  # under the options given
-            from ..presets import with_preset
-
-            options.fields = with_preset(
-                options.preset, options.fields, as_flags=True, beside=options.sweep
-            )
         source = f"%%meshimage {line}\n{cell}" if cell is not None else f"%meshimage {line}"
-        replay = True if options.replay else False if options.fresh else None
-        inputs = self._inputs(options)
-        if options.is_sweep:
-            return self._sweep(options, source, replay, inputs)
-        from ..client.prepare import prepare
+        from ..client.cells import run_cell
 
-        with _notes_on_stderr():
-            run = prepare(
-                options.prompt,
-                options.fields,
-                config=self.settings(),
-                base_url=options.base_url,
-                timeout=options.timeout,
-                stream=options.stream,
-                replay=replay,
-                cell=source,
-                inputs=inputs,
-            )
-        check_image_count(run.request.n, 1, self.settings(), allow=options.yes)
-        if options.dry_run:
-            self._show_dry_run(run)
-            return None
-        if options.bg:
-            self._background(run, options)
-            return None
-        from ..engine.wait import run_blocking
-        from ..errors import IncompleteResultError
-        from ..views import make_view
-
-        view = make_view(run.heading, self.progress, self.shell)
-        try:
-            with _interrupt_as_cancel():
-                result = run_blocking(run, view)
-        except IncompleteResultError as exc:  # billed images: kept, then the cell fails
-            self._deliver(exc.result, options, failure=exc)
-            raise  # not reached: _deliver raises `failure`
-        self._deliver(result, options)
-        return None if options.no_display else result
+        value = run_cell(options, source, self._place())
+        return None if options.no_display else value
 
     def settings(self) -> dict[str, Any]:
         """Every setting's value, as the function API takes them."""
         return {name: getattr(self, name) for name in SETTINGS}
 
-    def _inputs(self, options: CellOptions) -> tuple[InputImage, ...]:
-        """An edit's images (`--edit`, `--mask`), read and checked; () for a generation."""
-        if not options.edit:
-            if options.mask is not None:
-                raise OptionError("--mask goes with --edit SOURCE: the image it masks")
-            return ()
-        from ..inputs import edit_inputs
-        from .sources import edit_sources
-
-        images, mask = edit_sources(
-            options.edit, options.mask, self.shell.user_ns if self.shell else {}
-        )
-        return edit_inputs(images, mask, limit=self.max_input_image_bytes)
-
     def _bind(self, name: str | None, value: object) -> None:
         if name and self.shell is not None:
             self.shell.user_ns[name] = value
 
-    def _delivery(self, options: CellOptions) -> Delivery:
-        """Where a cell's value goes: `-o NAME`, the cell's output (unless
-        `--no-display`), then `--save DIR` (`run/lifecycle.py`)."""
-        from ..engine.lifecycle import Delivery
+    def _place(self) -> Place:
+        """Where this magic's cells run (`client/cells.py`): the notebook's namespace,
+        `%config`, the notebook's display."""
+        from ..client.cells import Place
 
-        folder = options.save
-        return Delivery(
-            bind=lambda value: self._bind(options.out, value),
-            show=_nothing if options.no_display else _display,
-            effects=[lambda value: value.save(folder)] if folder else [],
+        return Place(
+            namespace=self.shell.user_ns if self.shell else {},
+            config=self.settings(),
+            bind=self._bind,
+            show=_display,
+            shell=self.shell,
             note=_note,
         )
-
-    def _deliver(
-        self, value: Any, options: CellOptions, *, failure: BaseException | None = None
-    ) -> None:
-        """Record (done by the run), bind, show, then side effects: the lifecycle of a
-        blocking cell, whose value shows as the cell's own (`Out[n]`) when it succeeds."""
-        from ..engine.lifecycle import deliver
-
-        deliver(value, self._delivery(options), failure=failure, returns=True)
-
-    def _sweep(
-        self,
-        options: CellOptions,
-        source: str,
-        replay: bool | None,
-        inputs: tuple[InputImage, ...],
-    ) -> Any:
-        from ..client.sweeps import prepare_sweep
-        from ..engine.sweeps import run_sweep_blocking
-        from ..views.sweep_progress import sweep_view
-
-        config = self.settings()
-        with _notes_on_stderr():
-            sweep, generations = prepare_sweep(
-                options.prompt_list,
-                options.fields,
-                options.sweep,
-                config=config,
-                base_url=options.base_url,
-                timeout=options.timeout,
-                stream=options.stream,
-                replay=replay,
-                cell=source,
-                concurrency=options.concurrency,
-                inputs=inputs,
-                rows=options.rows,
-            )
-        images = sum(run.request.n for run in generations)
-        check_image_count(images, len(generations), config, allow=options.yes)
-        if options.dry_run:
-            self._show_sweep_dry_run(sweep, generations, images)
-            return None
-        if options.bg:
-            from ..views.in_cell import start_sweep_in_cell
-
-            delivery = self._delivery(options)
-            self._bind(options.out, sweep)  # the handle, at once; it fills in
-            start_sweep_in_cell(sweep, generations, self.shell, self.progress, delivery.effects)
-            return None
-        view = sweep_view(sweep, self.progress, self.shell, generations)
-        try:
-            with _interrupt_as_cancel():
-                run_sweep_blocking(sweep, generations, view)
-        except GenerationCancelled as exc:  # the runs that finished were billed: kept
-            kept = exc.partial if exc.partial is not None and exc.partial.results else None
-            self._deliver(kept, options, failure=exc)
-            raise
-        from ..results.image_sweep import sweep_error
-
-        self._deliver(sweep, options, failure=sweep_error(sweep) if sweep.failed else None)
-        return None if options.no_display else sweep
-
-    def _show_sweep_dry_run(self, sweep: Any, generations: list[Generation], images: int) -> None:
-        from IPython.display import display
-
-        from ..client.history import usage_prices
-        from ..redact import display_url
-
-        prices = usage_prices(generations[0].settings, {g.request.model for g in generations})
-        target = display_url(generations[0].settings.base_url)
-        counts = f"{plural(len(generations), 'run')}, {plural(images, 'image')}"
-        lines = [f"dry run, nothing sent: {counts}, to {target}"]
-        cost, unknown = 0.0, set()
-        for sweep_run, run in zip(sweep.runs, generations, strict=True):
-            price = prices.get(run.request.model)
-            if price is None:
-                unknown.add(run.request.model)
-            else:
-                cost += price * run.request.n
-            lines.append(f"  {sweep_run.label} · {run.request.n} × {sweep_run.prompt[:60]!r}")
-        if unknown:
-            missing = ", ".join(sorted(unknown))
-            lines.append(
-                f"estimated cost: unknown (no price from /v1/models for {missing}); "
-                f"the priced runs: ~${cost:.3f}"
-            )
-        else:
-            lines.append(f"estimated cost: ~${cost:.3f}")
-        display({"text/plain": "\n".join(lines)}, raw=True)
-
-    def _background(self, run: Generation, options: CellOptions) -> None:
-        from ..views.in_cell import start_in_cell
-
-        self._bind(options.out, run)  # the handle, at once; once done, it is the result
-        start_in_cell(run, self.shell, self.progress, self._delivery(options).effects)
 
     # -- what %mesh's commands call (commands.py) -------------------------------------------
 
@@ -317,23 +161,9 @@ class MeshImageMagics(Magics):
             settings = client_settings(self.settings(), base_url)
         return ModelList(call(fetch_models(settings), "listing the models"))
 
-    def _show_dry_run(self, run: Generation) -> None:
-        from IPython.display import display
-
-        from ..redact import display_url
-        from ..request import shown_body
-
-        target = f"POST {display_url(run.settings.base_url)}{run.request.path}"
-        body = json.dumps(shown_body(run.request), indent=2, ensure_ascii=False)
-        display({"text/plain": f"dry run, nothing sent: {target}\n{body}"}, raw=True)
-
 
 def _note(text: str) -> None:
     print(f"meshimage: {text}", file=sys.stderr)
-
-
-def _nothing(value: Any) -> None:
-    pass
 
 
 def _display(value: Any) -> None:
@@ -342,26 +172,11 @@ def _display(value: Any) -> None:
     display(value)
 
 
-@contextmanager
-def _interrupt_as_cancel() -> Iterator[None]:
-    """In a cell, an interrupt that stopped a run reads as one line, `GenerationCancelled`;
-    what had finished rides on it as `.partial`, as on the `RunInterrupted` it replaces."""
-    from ..errors import RunInterrupted
-
-    try:
-        yield
-    except RunInterrupted as exc:
-        raise GenerationCancelled(str(exc), partial=exc.partial) from None
-
-
-@contextmanager
-def _notes_on_stderr() -> Iterator[None]:
+def _notes_on_stderr() -> Any:
     """Warnings (e.g. a base URL's credentials are not sent) as one `meshimage:` line."""
-    with warnings.catch_warnings(record=True) as notes:
-        warnings.simplefilter("always")
-        yield
-    for text in dict.fromkeys(str(note.message) for note in notes):  # a sweep's, once
-        _note(text)
+    from ..client.cells import notes_to
+
+    return notes_to(_note)
 
 
 def unload(shell: Any) -> None:

@@ -1,5 +1,7 @@
 """`ImageSweep`: the runs of a sweep (several prompts x comma-listed values, one run per
-combination), their results and errors, and how they show, tabulate, save and retry.
+combination), their results and errors, and how they show, tabulate, save and retry. Its
+rows are written by sweep_table.py, its file names by sweep_file_names.py, its grid by
+sweep_grid.py.
 
 How a sweep shows: one HTML table, a row per prompt and a column per combination of the
 swept values, with row and column headers. Each cell holds its run's images as data-URI
@@ -30,11 +32,11 @@ from ..errors import (
     SweepError,
 )
 from ..redact import one_line
-from ..schema import READ_BARE
 from ..wording import plural
-from .names import MAX_BYTES, MAX_CHARS, safe_stem
 from .result import ImageResult
 from .run_labels import label_of, short_error
+from .sweep_file_names import unique_stems
+from .sweep_table import table_rows, text_table
 
 if TYPE_CHECKING:
     import pandas
@@ -221,32 +223,7 @@ class ImageSweep(Sequence[SweepRun]):
         """A dict per run, every dict with the same keys: the prompt, the swept values,
         the other fields of the request body, then status, images, elapsed, request_id,
         usage, replayed and error (short text, or None)."""
-        rows = [self._row(run) for run in self._runs]
-        fields = dict.fromkeys(["prompt", *self.swept])
-        for row in rows:
-            fields.update(dict.fromkeys(row))
-        return [{key: row.get(key) for key in fields} for row in rows]
-
-    def _row(self, run: SweepRun) -> dict[str, Any]:
-        status = run.status  # first: it takes the outcome from a settled run
-        body: dict[str, Any] = {}
-        if run.result is not None:
-            body = run.result.request
-        elif run.run is not None:
-            body = run.run.request.body
-        row: dict[str, Any] = {"prompt": run.prompt}
-        row.update({k: _cell_value(v) for k, v in body.items() if k not in ("prompt", "stream")})
-        row.update(run.params)
-        row.update(
-            status=status,
-            images=len(run.result) if run.result is not None else 0,
-            elapsed=run.elapsed,
-            request_id=run.request_id,
-            usage=run.result.usage if run.result is not None else None,
-            replayed=run.result.replayed if run.result is not None else False,
-            error=short_error(run.error) if run.error is not None else None,
-        )
-        return row
+        return table_rows(self._runs, self.swept)
 
     def to_pandas(self) -> pandas.DataFrame:
         """`table()` as a pandas DataFrame, a row per run."""
@@ -282,7 +259,7 @@ class ImageSweep(Sequence[SweepRun]):
 
             embed_prompt = bool(configured()["embed_prompt"])
         folder = Path(directory).expanduser()
-        stems = _unique_stems(self._runs, self.swept, with_prompt=embed_prompt)
+        stems = unique_stems(self._runs, self.swept, with_prompt=embed_prompt)
         written: list[Path] = []
         for run, stem in zip(self._runs, stems, strict=True):
             if run.status in ("pending", "running") or run.result is None:
@@ -354,18 +331,7 @@ class ImageSweep(Sequence[SweepRun]):
         return " · ".join(parts)
 
     def __repr__(self) -> str:
-        header = ["prompt", *self.swept, "outcome"]
-        lines = [
-            [one_line(run.prompt, 40)]
-            + [one_line(str(run.params.get(name, "")), 40) for name in self.swept]
-            + [_outcome(run)]
-            for run in self._runs
-        ]
-        widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header) - 1)]
-        text = [f"<ImageSweep {self.summary()}>"]
-        for row in [header, *lines]:
-            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-            text.append("  " + "  ".join([*cells, row[-1]]).rstrip())
+        text = [f"<ImageSweep {self.summary()}>", *text_table(self._runs, self.swept)]
         return "\n".join(text)
 
     def _repr_mimebundle_(
@@ -414,62 +380,6 @@ def _retry_hint(failed: int, runs: int) -> str:
 
 def _key(run: SweepRun) -> str:
     return repr((run.prompt, sorted(run.params.items(), key=lambda item: item[0])))
-
-
-def _cell_value(value: Any) -> Any:
-    """A body value for a table: an input image's data URL is named, not copied."""
-    if isinstance(value, str) and value.startswith("data:"):
-        return f"{value.partition(',')[0]},… ({len(value)} chars)"
-    if isinstance(value, list):
-        return [_cell_value(item) for item in value]
-    return value
-
-
-def _outcome(run: SweepRun) -> str:
-    status = run.status
-    if status == "done" and run.result is not None:
-        return f"{plural(len(run.result), 'image')} · {run.result.elapsed:.1f} s"
-    if run.error is not None:
-        return f"✗ {short_error(run.error, 80)}"
-    return status
-
-
-def _unique_stems(runs: Sequence[SweepRun], swept: list[str], *, with_prompt: bool) -> list[str]:
-    """A readable file stem per run: the prompt's start (unless left out), then its swept
-    values, within what `safe_stem` keeps; a run whose stem an earlier run has gets `-r2`,
-    `-r3`..."""
-    stems: list[str] = []
-    seen: Counter[str] = Counter()
-    for run in runs:
-        values = "-".join(
-            safe_stem(_value_word(name, run.params[name]), max_chars=30)
-            for name in swept
-            if name in run.params
-        )
-        prompt = run.prompt if with_prompt else "" if values else "image"
-        stem = _fit_stem(prompt, values)
-        seen[stem] += 1
-        if seen[stem] > 1:
-            stem = _fit_stem(prompt, f"{values}-r{seen[stem]}".lstrip("-"))
-        stems.append(stem)
-    return stems
-
-
-def _value_word(name: str, value: Any) -> str:
-    text = str(value)
-    if name == "model":
-        return text.rpartition("/")[2] or text  # the provider is in the manifest
-    return text if name in READ_BARE else f"{name} {text}"
-
-
-def _fit_stem(prompt: str, tail: str) -> str:
-    """`prompt`'s stem, cut so that `-tail` fits within safe_stem's limits."""
-    if not prompt:
-        return safe_stem(tail)
-    room_chars = max(12, MAX_CHARS - 1 - len(tail))
-    room_bytes = max(24, MAX_BYTES - 1 - len(tail.encode("utf-8")))
-    head = safe_stem(prompt, max_chars=room_chars, max_bytes=room_bytes)
-    return safe_stem(f"{head}-{tail}" if tail else head)
 
 
 __all__ = [

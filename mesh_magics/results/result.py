@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from ..errors import OptionError
 from ..images import GeneratedImage
+from ..originals import remember_original
 from ..redact import one_line
 from ..wording import plural
 from .previews import Preview, make_preview, preview_pool
@@ -106,9 +107,7 @@ class ImageResult(Sequence["Image.Image"]):
         img.load()
         img.info.update(prompt=self.prompt, revised_prompt=image.revised_prompt, model=self.model)
         img.info["request"] = self.request  # the body that made it (`mm.fields_of`)
-        from ..inputs import remember_original  # an edit of it sends these very bytes
-
-        remember_original(img, image, self.request_id)
+        remember_original(img, image, self.request_id)  # an edit of it sends these very bytes
         return img
 
     def position_of(self, image: object) -> int | None:

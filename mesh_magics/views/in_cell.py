@@ -20,11 +20,17 @@ Where nothing could show a later update (nbclient, papermill, nbconvert, a termi
 the runs still run concurrently, but the cell that started them waits for them at its
 end (`HeldRuns`, on IPython's `post_run_cell`), so their outputs land in it and a
 failure fails it: the executed notebook holds what an interactive run would show.
+
+On Colab, which shows no output sent from another thread (colabtools#3373), a
+background run says so in one line and runs in the foreground instead: the cell waits
+for it, with its progress and images shown from the cell's own thread, as a cell without
+`--bg` would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -32,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.jobs import jobs
 from ..engine.lifecycle import Delivery, deliver, describe_failure
-from ..engine.wait import UNWIND_SECONDS
-from ..errors import GenerationCancelled
+from ..engine.sweeps import run_sweep_blocking
+from ..engine.wait import UNWIND_SECONDS, run_blocking
+from ..errors import GenerationCancelled, IncompleteResultError, RunInterrupted
 from ..events import StreamEvent
 from ..results.image_sweep import sweep_error
 from ..wording import plural
-from . import in_kernel, interactive_frontend, make_view
-from .sweep_progress import sweep_view
+from . import in_kernel, interactive_frontend, make_view, on_colab, sweep_view
 
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
@@ -49,6 +55,10 @@ if TYPE_CHECKING:
     from .sweep_progress import SweepView
 
 CELL_GRACE = 0.02  # seconds a background run waits, so that its cell returns first
+ON_COLAB = (
+    "meshimage: Colab can't show a background run's progress (it drops output from other "
+    "threads): running it in the foreground"
+)
 
 Effects = Sequence[Callable[[Any], object]]
 
@@ -60,7 +70,9 @@ def can_update_later(shell: Any) -> bool:
 
 def start_in_cell(run: Generation, shell: Any, progress: str, effects: Effects = ()) -> Generation:
     """Start `run` in the background, showing it in the running cell; the handle, at once.
-    `effects` run after its images are shown (`--save`)."""
+    `effects` run after its images are shown (`--save`). On Colab: in the foreground."""
+    if on_colab():
+        return _in_foreground(run, shell, progress, effects)
     live = can_update_later(shell)
     view = make_view(run.heading, progress, shell, on_cancel=run.cancel if live else None)
     place, slot = _places(shell, f"⏳ {run.heading} · starting")
@@ -83,7 +95,9 @@ def start_sweep_in_cell(
 ) -> ImageSweep:
     """A sweep in the background: one view for all its runs in the running cell, then
     the labelled grid in the slot below it; the sweep at once, as its handle (`status`,
-    `cancel()`, `wait()`, `result()`), its runs filling in."""
+    `cancel()`, `wait()`, `result()`), its runs filling in. On Colab: in the foreground."""
+    if on_colab():
+        return _sweep_in_foreground(sweep, generations, shell, progress, effects)
     live = can_update_later(shell)
     on_cancel = sweep.cancel if live else None
     view = sweep_view(sweep, progress, shell, generations, on_cancel=on_cancel)
@@ -101,6 +115,45 @@ def start_sweep_in_cell(
         run.start(after=CELL_GRACE)
         jobs().add(run)
     return sweep
+
+
+def _in_foreground(run: Generation, shell: Any, progress: str, effects: Effects) -> Generation:
+    """A background run where nothing from another thread would show (Colab): one line
+    says so, then the cell waits for it, as a blocking cell does; its handle, done."""
+    print(ON_COLAB, file=sys.stderr)
+    show = _show_in(None)
+    jobs().add(run)
+    try:
+        result = run_blocking(run, make_view(run.heading, progress, shell))
+    except IncompleteResultError as exc:  # billed images: kept and shown, then it fails
+        deliver(exc.result, Delivery(show=show, effects=effects), failure=exc)
+        raise  # not reached: deliver raised `exc`
+    deliver(result, Delivery(show=show, effects=effects, note=_note))
+    return run
+
+
+def _sweep_in_foreground(
+    sweep: ImageSweep, generations: list[Generation], shell: Any, progress: str, effects: Effects
+) -> ImageSweep:
+    """A background sweep where nothing from another thread would show (Colab): as
+    `_in_foreground`, for every run; the sweep, done."""
+    print(ON_COLAB, file=sys.stderr)
+    for run in generations:
+        jobs().add(run)
+    show = _show_in(None)
+    try:
+        run_sweep_blocking(sweep, generations, sweep_view(sweep, progress, shell, generations))
+    except RunInterrupted as exc:  # the runs that finished were billed: kept and shown
+        kept = sweep if sweep.results else None
+        deliver(kept, Delivery(show=show, effects=effects, note=_note), failure=exc)
+        raise  # not reached: deliver raised `exc`
+    failure = sweep_error(sweep) if sweep.failed else None
+    deliver(sweep, Delivery(show=show, effects=effects, note=_note), failure=failure)
+    return sweep
+
+
+def _note(text: str) -> None:
+    print(f"meshimage: {text}")
 
 
 # -- where a run shows ----------------------------------------------------------------------
@@ -195,7 +248,7 @@ class _RunEnd:
             self.delivered.set()
 
     def _note(self, text: str) -> None:
-        print(f"meshimage: {text}")
+        _note(text)
 
 
 class _CellWatcher:

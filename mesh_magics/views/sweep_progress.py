@@ -1,5 +1,8 @@
-"""One progress view for a whole sweep: a line per run (its label, status, elapsed) and
-the total (done / failed / running of N).
+"""What every progress view of a whole sweep holds and says: `SweepView`, a line per run
+(its label, status, elapsed) and the total (done / failed / running of N), and when to
+redraw. How it is drawn is its subclasses': `NullSweepView` here, the text views in
+views/sweep_text.py, the widget view in views/sweep_widget.py; `views.make_sweep_view`
+picks one.
 
 The contract is `ProgressView`'s (views/base.py), keyed by run: `update(index, event)` and
 `run_ended(index, status, detail)`; whoever runs it calls it from one thread.
@@ -7,33 +10,22 @@ The contract is `ProgressView`'s (views/base.py), keyed by run: `update(index, e
 Many runs report at once, and the limit on comm messages (the server's iopub rate limit)
 is per kernel, not per run: so a view redraws from its state at most every
 `min_interval` seconds (a clock, not the caller, decides), and then only what changed.
-The widget view puts every run's line in one `HTML` widget: a redraw is one message for
-the lines, one for the totals, and one for the bar when a run has ended, however many
-runs there are. At the end it closes its widgets, then replaces its output by the summary
-line, so a saved notebook keeps text and no widget state (as views/widget.py does).
 """
 
 from __future__ import annotations
 
-import html
-import sys
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING
 
-from ..events import RateLimited, Retrying, StreamEvent
+from ..events import StreamEvent
 from ..redact import one_line
-from ..wording import plural
-from . import in_kernel, view_mode
 from .base import describe, failure_line
 
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
-
-    from ..engine.generation import Generation
-    from ..results.image_sweep import ImageSweep
 
 MARKS = {"pending": "·", "running": "…", "done": "✓", "failed": "✗", "cancelled": "⊘"}
 DETAIL_CHARS = 100  # a run's status or error, on its line
@@ -181,204 +173,4 @@ class NullSweepView(SweepView):
         pass
 
 
-class DisplayTextSweepView(SweepView):
-    """One text output, updated in place about once a second (kernels without widgets)."""
-
-    def _text(self) -> str:
-        lines = [f"⏳ {self.heading} · {self.totals()}"]
-        lines += [f"  {self.run_line(i)}" for i in range(len(self.labels))]
-        return "\n".join(lines)
-
-    def _show(self, place: DisplayHandle | None) -> None:
-        from IPython.display import DisplayHandle, display
-
-        self._shown = self._text()
-        bundle = {"text/plain": self._shown}
-        if place is not None:
-            self._handle = place
-            place.update(bundle, raw=True)
-            return
-        handle = display(bundle, raw=True, display_id=True)
-        assert isinstance(handle, DisplayHandle)
-        self._handle = handle
-
-    def _draw(self) -> None:
-        text = self._text()
-        if text != self._shown:
-            self._shown = text
-            self._handle.update({"text/plain": text}, raw=True)
-
-    def _end(self, text: str) -> None:
-        self._handle.update({"text/plain": text}, raw=True)
-
-
-_REWRITE = "\r\x1b[K"  # back to the start of the terminal line, and clear it
-
-
-class StreamTextSweepView(SweepView):
-    """Printed lines (terminal IPython, scripts): the start, each run's end, any retry, the
-    summary. On a terminal the totals are one line rewritten in place."""
-
-    def __init__(self, heading: str, labels: list[str], stream: TextIO | None = None) -> None:
-        super().__init__(heading, labels)  # no Cancel control: Ctrl-C cancels
-        self._stream = stream or sys.stdout
-        self._live = bool(getattr(self._stream, "isatty", lambda: False)())
-        self._live_text = ""
-
-    def _show(self, place: DisplayHandle | None) -> None:
-        self._write(f"⏳ {self.heading} · started")
-
-    def update(self, index: int, event: StreamEvent) -> None:
-        super().update(index, event)
-        if isinstance(event, Retrying | RateLimited):  # worth a line of its own; others not
-            self._write(f"   {self.run_line(index)}")
-
-    def run_ended(
-        self, index: int, status: str, detail: str = "", *, elapsed: float | None = None
-    ) -> None:
-        super().run_ended(index, status, detail, elapsed=elapsed)
-        self._write(f"   {self.run_line(index)}")
-
-    def _draw(self) -> None:
-        if not self._live:
-            return
-        text = f"   {self.totals()}"
-        if text != self._live_text:
-            self._live_text = text
-            self._stream.write(f"{_REWRITE}{text}")
-            self._stream.flush()
-
-    def _end(self, text: str) -> None:
-        self._write(text)
-
-    def _write(self, text: str) -> None:
-        prefix = _REWRITE if self._live else ""
-        self._live_text = ""
-        self._stream.write(f"{prefix}{text}\n")
-        self._stream.flush()
-
-
-class WidgetSweepView(SweepView):
-    """Core ipywidgets: the heading, a bar of runs ended, the totals, a Cancel button
-    where a click can arrive (else how to cancel), and the runs' lines in one HTML."""
-
-    min_interval = 0.5
-
-    def _show(self, place: DisplayHandle | None) -> None:
-        import ipywidgets as widgets
-        from IPython.display import DisplayHandle, display
-
-        from .widget import _ProgressBox
-
-        self._bar = widgets.IntProgress(
-            value=0,
-            min=0,
-            max=max(1, len(self.labels)),
-            bar_style="info",
-            layout=widgets.Layout(width="160px"),
-        )
-        self._totals = widgets.Label(self.totals())
-        self._lines = widgets.HTML(
-            self._lines_html(), layout=widgets.Layout(max_height="24em", overflow="auto")
-        )
-        heading = widgets.HTML(f"<b>{html.escape(self.heading)}</b>")
-        self._box = _ProgressBox(
-            [
-                widgets.HBox([heading, self._bar, self._totals, self._cancel_control()]),
-                self._lines,
-            ]
-        )
-        self._box.heading = self.heading
-        if place is not None:
-            self._handle = place
-            place.update(self._box)
-            return
-        handle = display(self._box, display_id=True)
-        assert isinstance(handle, DisplayHandle)
-        self._handle = handle
-
-    def _cancel_control(self) -> Any:
-        """A Cancel button where a click can arrive (a background sweep); else how to
-        cancel, since a blocking cell receives no click (docs/design.md)."""
-        import ipywidgets as widgets
-
-        if self.on_cancel is None:
-            return widgets.HTML("<small>■ interrupt the kernel to cancel</small>")
-        self._cancel = widgets.Button(description="Cancel", layout=widgets.Layout(width="80px"))
-        self._cancel.on_click(self._on_cancel)
-        return self._cancel
-
-    def _on_cancel(self, _button: Any) -> None:
-        # The kernel's main thread, while the runs go on in the engine's: cancel() is safe.
-        self._cancel.description = "Cancelling…"
-        self._cancel.disabled = True
-        if self.on_cancel is not None:
-            self.on_cancel()
-
-    def _lines_html(self) -> str:
-        cell = '<td style="padding:0 8px 0 0;text-align:left;vertical-align:top">'
-        rows = "".join(
-            "<tr>"
-            + "".join(f"{cell}{html.escape(part)}</td>" for part in self.run_parts(i))
-            + "</tr>"
-            for i in range(len(self.labels))
-        )
-        return f'<table style="border-collapse:collapse;font-size:0.9em">{rows}</table>'
-
-    def _draw(self) -> None:
-        # A trait set to its current value sends nothing, so only what changed is sent.
-        ended = sum(status not in ("pending", "running") for status in self.statuses)
-        self._bar.value = ended
-        if "failed" in self.statuses:
-            self._bar.bar_style = "warning"
-        self._totals.value = self.totals()
-        self._lines.value = self._lines_html()
-
-    def _end(self, text: str) -> None:
-        from .widget import close_tree
-
-        close_tree(self._box)
-        self._handle.update({"text/plain": text}, raw=True)
-
-
-def make_sweep_view(
-    heading: str,
-    labels: list[str],
-    mode: str = "auto",
-    shell: Any = None,
-    *,
-    on_cancel: Callable[[], object] | None = None,
-) -> SweepView:
-    """The view a sweep gets, chosen as `views.make_view` chooses a run's."""
-    mode = view_mode(mode, shell)
-    if mode == "none":
-        return NullSweepView(heading, labels)
-    if mode == "widget":
-        return WidgetSweepView(heading, labels, on_cancel)
-    if in_kernel(shell):
-        return DisplayTextSweepView(heading, labels)
-    return StreamTextSweepView(heading, labels, sys.stdout if shell is not None else sys.stderr)
-
-
-__all__ = [
-    "DisplayTextSweepView",
-    "NullSweepView",
-    "StreamTextSweepView",
-    "SweepView",
-    "WidgetSweepView",
-    "make_sweep_view",
-]
-
-
-def sweep_view(
-    sweep: ImageSweep,
-    progress: str,
-    shell: Any,
-    generations: list[Generation] | None = None,
-    on_cancel: Callable[[], object] | None = None,
-) -> SweepView:
-    images = sum(run.request.n for run in generations or [])
-    heading = f"sweep · {plural(len(sweep.runs), 'run')}"
-    heading += f" · {plural(images, 'image')}" if images else ""
-    labels = [f"{r.label} · {r.prompt[:40]}" for r in sweep.runs]
-    return make_sweep_view(heading, labels, progress, shell, on_cancel=on_cancel)
+__all__ = ["NullSweepView", "SweepView"]
