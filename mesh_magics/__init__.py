@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .client.fields import ImageFields
     from .client.functions import aedit, agenerate, asweep, edit, generate, start, sweep
     from .client.history import history
+    from .client.provenance import fields_of
     from .engine.generation import Generation
     from .errors import (
         APIError,
@@ -81,6 +82,7 @@ _LAZY = {
     "Handle": "client.clients",
     "ImageFields": "client.fields",
     "history": "client.history",
+    "fields_of": "client.provenance",
     "form": "forms.widget",
     "ImageSweep": "results.image_sweep",
     "Generation": "engine.generation",
@@ -218,6 +220,7 @@ __all__ = [
     "asweep",
     "cell",
     "edit",
+    "fields_of",
     "form",
     "generate",
     "history",

@@ -29,7 +29,6 @@ from .value_kinds import (
     Boolean,
     Choice,
     Factor,
-    Identifier,
     ImageSource,
     JsonObject,
     Kind,
@@ -161,8 +160,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout", ("--timeout",), SECONDS, "give up after this many seconds (default: "
            "total_timeout per request)", request_field=False, config=True,
            optional=True, metavar="SECONDS"),
-    Option("prompts", ("--prompts",), Identifier(), "sweep over a list of prompts from a "
-           "variable", request_field=False, metavar="NAME"),
+    Option("prompts", ("--prompts",), Text("a variable name, or a .txt, .csv or .jsonl file"),
+           "sweep over the prompts (a list) or the rows (a table: a list of dicts, a "
+           "DataFrame) of a variable, or of a file: .txt one prompt a line, .csv and .jsonl "
+           "columns are fields; options apply to every row, a row's own value wins",
+           request_field=False, metavar="NAME|FILE"),
+    Option("preset", ("--preset",), Text("a preset's name"), "fields from "
+           "[tool.mesh-magics.presets.NAME] in the nearest pyproject.toml, else [NAME] in "
+           "~/.config/mesh-magics/presets.toml; the options given win",
+           request_field=False, metavar="NAME"),
     Option("concurrency", ("--concurrency",), Number(1, 32, whole=True), "requests at a time "
            "per API host in a sweep", request_field=False, config=True, default=4,
            metavar="K"),

@@ -27,9 +27,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("value_kinds",),
     ("schema",),
-    ("settings",),
+    ("settings", "presets"),  # the only rooms that read the environment and config files
     ("images", "originals"),
-    ("events", "inputs"),
+    ("events", "inputs", "tables"),
     ("request", "cell"),
     ("http",),
     ("results",),

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import OptionError
 from ..schema import BY_FLAG, REQUEST_FIELDS, check_conflicts, check_prompt
+from ..tables import check_rows, is_prompts_file, is_table, read_prompts_file
 from .interpolation import interpolate
 from .option_words import apply_options, clip
 from .options import CellOptions
@@ -60,6 +61,12 @@ def parse_cell(line: str, cell: str | None, namespace: Mapping[str, Any]) -> Cel
         _check_command(options)
         return options
     texts = _prompt_texts(options, namespace, cell is None)
+    if options.rows is not None and options.sweep:
+        listed = ", ".join(REQUEST_FIELDS[dest].flags[0] for dest in options.sweep)
+        raise OptionError(
+            f"{listed}: --prompts {options.prompts} is a table, one run a row, so an option "
+            "takes one value; put the values in its rows"
+        )
     if options.prompts is None:  # the cell's own text is a template; a list's items are text
         texts = [_filled(text, namespace, i, len(texts)) for i, text in enumerate(texts)]
     options.prompt_list = texts
@@ -76,7 +83,7 @@ def _prompt_texts(
             raise OptionError(
                 "--prompts takes the prompts from a variable: leave the cell text out"
             )
-        return _prompts_variable(options.prompts, namespace)
+        return _prompts_variable(options, options.prompts, namespace)
     if not options.prompt:
         operation = str(options.fields.get("operation", "edit")) if options.edit else None
         where = " after the options" if line_magic else " below the option lines"
@@ -91,12 +98,27 @@ def _prompt_texts(
     return texts
 
 
-def _prompts_variable(name: str, namespace: Mapping[str, Any]) -> list[str]:
-    if name not in namespace:
+def _prompts_variable(options: CellOptions, name: str, namespace: Mapping[str, Any]) -> list[str]:
+    """The prompts of `--prompts NAME|FILE`; a table's rows go to `options.rows`."""
+    if is_prompts_file(name):
+        value: Any = read_prompts_file(name)
+    elif name.isidentifier() and name in namespace:
+        value = namespace[name]
+    elif name.isidentifier():
         raise OptionError(f"--prompts {name}: no variable {name!r} is defined")
-    value = namespace[name]
+    else:
+        raise OptionError(
+            f"--prompts {name}: no such file; expected a variable name, or a .txt, .csv or "
+            ".jsonl file"
+        )
+    if is_table(value):
+        options.rows = check_rows(value, as_flags=True)
+        return [prompt for prompt, _ in options.rows]
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise OptionError(f"--prompts {name}: expected a non-empty list of strings")
+        raise OptionError(
+            f"--prompts {name}: expected a non-empty list of strings, a list of dicts or a "
+            "DataFrame"
+        )
     for index, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
             raise OptionError(f"--prompts {name}: item {index} is not a non-empty string")

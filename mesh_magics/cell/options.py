@@ -30,7 +30,9 @@ class CellOptions:
     history: bool = False
     usage: bool = False
     form: bool = False
-    prompts: str | None = None  # a variable holding the prompts of a sweep
+    prompts: str | None = None  # a variable or file holding the prompts of a sweep
+    rows: list[tuple[str, dict[str, Any]]] | None = None  # a table's runs (--prompts FILE)
+    preset: str | None = None  # --preset NAME: fields the options given win over
     concurrency: int | None = None
     yes: bool = False
     replay: bool = False
@@ -43,7 +45,7 @@ class CellOptions:
 
     @property
     def is_sweep(self) -> bool:
-        return len(self.prompt_list) > 1 or bool(self.sweep)
+        return len(self.prompt_list) > 1 or bool(self.sweep) or self.rows is not None
 
     given: list[str] = field(default_factory=list)  # each option used, by its first flag
     warnings: list[str] = field(default_factory=list)

@@ -33,6 +33,7 @@ from ..cell import CellOptions, parse_cell
 from ..engine.lifecycle import Delivery, deliver, note_on_stderr
 from ..errors import GenerationCancelled, OptionError, RunInterrupted
 from ..frontends import in_marimo
+from ..presets import with_preset
 from ..schema import check_image_count
 from ..settings import configured
 from ..wording import plural
@@ -82,6 +83,10 @@ def run_cell(options: CellOptions, source: str, place: Place) -> ImageResult | I
     for a dry run (its plan is shown) and a background run (its handle is bound)."""
     for warning in options.warnings:
         place.note(warning)
+    if options.preset is not None:  # under the options given, comma lists too
+        options.fields = with_preset(
+            options.preset, options.fields, as_flags=True, beside=options.sweep
+        )
     replay = True if options.replay else False if options.fresh else None
     inputs = _inputs(options, place)
     if options.is_sweep:
@@ -152,6 +157,7 @@ def _sweep(
             cell=source,
             concurrency=options.concurrency,
             inputs=inputs,
+            rows=options.rows,
         )
     images = sum(run.request.n for run in generations)
     check_image_count(images, len(generations), place.config, allow=options.yes)

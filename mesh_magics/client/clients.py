@@ -16,7 +16,8 @@ for a prompt, an `ImageSweep` for several prompts or listed values. The module-l
 connections between calls.
 
 Every method also takes the per-call settings `base_url`, `timeout`, `progress` and
-`replay`, which win over the client's for that call.
+`replay`, which win over the client's for that call, and `preset` (`presets.py`): the
+fields of a named preset, under the fields given.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from __future__ import annotations
 import asyncio
 import difflib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import OptionError
+from ..presets import with_preset
 from ..redact import display_url
 from ..schema import SETTINGS, check
 from ..settings import configured
-from .fields import ImageFields, Progress, SweepFields
+from .fields import ImageFields, Progress, Prompts, SweepFields
 from .prepare import prepare_call
 from .running import (
     await_run,
@@ -118,6 +120,7 @@ class _Client:
         stream: Any = True,
     ) -> tuple[Generation, str]:
         _no_run_mode(fields)
+        fields = with_preset(call.get("preset"), fields, as_flags=False)
         run, progress = prepare_call(
             prompt,
             fields,
@@ -135,13 +138,14 @@ class _Client:
 
     def _sweep(
         self,
-        prompts: str | Sequence[str],
+        prompts: Prompts,
         fields: dict[str, Any],
         params: Mapping[str, Any] | None,
         call: dict[str, Any],
         **plan: Any,
     ) -> tuple[ImageSweep, list[Generation], str]:
         _no_run_mode(fields)
+        fields = with_preset(call.get("preset"), fields, as_flags=False)
         return plan_sweep(
             prompts,
             fields,
@@ -157,7 +161,7 @@ class _Client:
 
     def _start(
         self,
-        prompt: str | Sequence[str],
+        prompt: Prompts,
         fields: dict[str, Any],
         params: Mapping[str, Any] | None,
         call: dict[str, Any],
@@ -211,12 +215,13 @@ class Client(_Client):
         timeout: float | None = None,
         progress: Progress | None = None,
         replay: bool | None = None,
+        preset: str | None = None,
         stream: bool = True,
         params: Mapping[str, Any] | None = None,
         **fields: Unpack[ImageFields],
     ) -> ImageResult:
         """Images for `prompt`, once they are here (see `mm.generate`)."""
-        call = _call(base_url, timeout, progress, replay)
+        call = _call(base_url, timeout, progress, replay, preset)
         run, mode = self._run(prompt, dict(fields), params, call, stream=stream)
         return run_in_foreground(run, mode)
 
@@ -230,17 +235,18 @@ class Client(_Client):
         timeout: float | None = None,
         progress: Progress | None = None,
         replay: bool | None = None,
+        preset: str | None = None,
         params: Mapping[str, Any] | None = None,
         **fields: Unpack[ImageFields],
     ) -> ImageResult:
         """`images` edited through `/v1/images/edits` (see `mm.edit`)."""
-        call = _call(base_url, timeout, progress, replay)
+        call = _call(base_url, timeout, progress, replay, preset)
         run, mode = self._run(prompt, dict(fields), params, call, edit=(images, mask))
         return run_in_foreground(run, mode)
 
     def sweep(
         self,
-        prompts: str | Sequence[str],
+        prompts: Prompts,
         *,
         concurrency: int | None = None,
         yes: bool = False,
@@ -251,13 +257,14 @@ class Client(_Client):
         timeout: float | None = None,
         progress: Progress | None = None,
         replay: bool | None = None,
+        preset: str | None = None,
         stream: bool = True,
         params: Mapping[str, Any] | None = None,
         **fields: Unpack[SweepFields],
     ) -> ImageSweep:
-        """Every combination of `prompts` and the listed values, run concurrently (see
-        `mm.sweep`)."""
-        call = _call(base_url, timeout, progress, replay)
+        """Every combination of `prompts` and the listed values, or every row of a table
+        (a list of dicts, a DataFrame), run concurrently (see `mm.sweep`)."""
+        call = _call(base_url, timeout, progress, replay, preset)
         made, generations, mode = self._sweep(
             prompts, dict(fields), params, call, edit=edit, mask=mask,
             concurrency=concurrency, yes=yes, stream=stream,
@@ -266,7 +273,7 @@ class Client(_Client):
 
     def start(
         self,
-        prompt: str | Sequence[str],
+        prompt: Prompts,
         *,
         edit: Any = None,
         mask: Any = None,
@@ -276,13 +283,14 @@ class Client(_Client):
         timeout: float | None = None,
         progress: Progress | None = None,
         replay: bool | None = None,
+        preset: str | None = None,
         stream: bool = True,
         params: Mapping[str, Any] | None = None,
         **fields: Unpack[SweepFields],
     ) -> Handle:
         """Start a generation, an edit (`edit=`) or a sweep (several prompts, or listed
         values) and return its handle at once (see `mm.start`)."""
-        call = _call(base_url, timeout, progress, replay)
+        call = _call(base_url, timeout, progress, replay, preset)
         return self._start(prompt, dict(fields), params, call, edit=edit, mask=mask,
                            concurrency=concurrency, yes=yes, stream=stream)  # fmt: skip
 
@@ -311,11 +319,12 @@ class AsyncClient(_Client):
         timeout: float | None = None,
         progress: Progress | None = None,
         replay: bool | None = None,
+        preset: str | None = None,
         stream: bool = True,
         params: Mapping[str, Any] | None = None,
         **fields: Unpack[ImageFields],
     ) -> ImageResult:
-        call = _call(base_url, timeout, progress, replay)
+        call = _call(base_url, timeout, progress, replay, preset)
         run, mode = self._run(prompt, dict(fields), params, call, stream=stream)
         return await await_run(run, mode)
 
@@ -329,16 +338,17 @@ class AsyncClient(_Client):
         timeout: float | None = None,
         progress: Progress | None = None,
         replay: bool | None = None,
+        preset: str | None = None,
         params: Mapping[str, Any] | None = None,
         **fields: Unpack[ImageFields],
     ) -> ImageResult:
-        call = _call(base_url, timeout, progress, replay)
+        call = _call(base_url, timeout, progress, replay, preset)
         run, mode = self._run(prompt, dict(fields), params, call, edit=(images, mask))
         return await await_run(run, mode)
 
     async def sweep(
         self,
-        prompts: str | Sequence[str],
+        prompts: Prompts,
         *,
         concurrency: int | None = None,
         yes: bool = False,
@@ -349,11 +359,12 @@ class AsyncClient(_Client):
         timeout: float | None = None,
         progress: Progress | None = None,
         replay: bool | None = None,
+        preset: str | None = None,
         stream: bool = True,
         params: Mapping[str, Any] | None = None,
         **fields: Unpack[SweepFields],
     ) -> ImageSweep:
-        call = _call(base_url, timeout, progress, replay)
+        call = _call(base_url, timeout, progress, replay, preset)
         made, generations, mode = self._sweep(
             prompts, dict(fields), params, call, edit=edit, mask=mask,
             concurrency=concurrency, yes=yes, stream=stream,
@@ -362,7 +373,7 @@ class AsyncClient(_Client):
 
     def start(
         self,
-        prompt: str | Sequence[str],
+        prompt: Prompts,
         *,
         edit: Any = None,
         mask: Any = None,
@@ -372,13 +383,14 @@ class AsyncClient(_Client):
         timeout: float | None = None,
         progress: Progress | None = None,
         replay: bool | None = None,
+        preset: str | None = None,
         stream: bool = True,
         params: Mapping[str, Any] | None = None,
         **fields: Unpack[SweepFields],
     ) -> Handle:
         """As `Client.start`: the handle at once (await it with `asyncio.wrap_future` on
         a `Generation`'s `.future`, or poll `.done()`)."""
-        call = _call(base_url, timeout, progress, replay)
+        call = _call(base_url, timeout, progress, replay, preset)
         return self._start(prompt, dict(fields), params, call, edit=edit, mask=mask,
                            concurrency=concurrency, yes=yes, stream=stream)  # fmt: skip
 
@@ -430,9 +442,14 @@ def _setting(name: str, value: Any) -> Any:
 
 
 def _call(
-    base_url: str | None, timeout: float | None, progress: str | None, replay: bool | None
+    base_url: str | None,
+    timeout: float | None,
+    progress: str | None,
+    replay: bool | None,
+    preset: str | None,
 ) -> dict[str, Any]:
-    return {"base_url": base_url, "timeout": timeout, "progress": progress, "replay": replay}
+    return {"base_url": base_url, "timeout": timeout, "progress": progress, "replay": replay,
+            "preset": preset}  # fmt: skip
 
 
 def _no_run_mode(fields: Mapping[str, Any]) -> None:

@@ -5,14 +5,19 @@ the schema, exactly as the magic's options are."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Union
+
+if TYPE_CHECKING:
+    import pandas
 
 Quality = Literal["auto", "low", "medium", "high", "hd", "standard"]
 OutputFormat = Literal["png", "jpeg", "jpg", "webp"]
 Background = Literal["transparent", "opaque", "auto"]
 Operation = Literal["edit", "remove_background", "upscale", "outpaint", "mix", "reframe", "inpaint"]
 Progress = Literal["auto", "widget", "text", "none"]
+# What a sweep takes: a prompt, a list of prompts, or a table (a row a run, with `prompt`).
+Prompts = Union[str, Sequence[str], Sequence[Mapping[str, Any]], "pandas.DataFrame"]
 
 
 class ImageFields(TypedDict, total=False):

@@ -10,17 +10,18 @@ follows `%config` and the environment.
 Keyword arguments are the request fields (`ImageFields`), checked exactly like the
 magic's options (a bad value is an `OptionError`, also a `ValueError`); `params={...}`
 passes any other field, like `-p`. `replay=True` answers from the store like
-`--replay`, `False` asks anew like `--fresh`, None follows the settings. Works in a plain
+`--replay`, `False` asks anew like `--fresh`, None follows the settings. `preset="NAME"`
+takes the fields of a named preset (`presets.py`) under the ones given. Works in a plain
 script: nothing here imports IPython or ipywidgets unless IPython is running.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .clients import Handle, default_async_client, default_client
-from .fields import ImageFields, Progress, SweepFields
+from .fields import ImageFields, Progress, Prompts, SweepFields
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -36,6 +37,7 @@ def generate(
     timeout: float | None = None,
     progress: Progress = "auto",
     replay: bool | None = None,
+    preset: str | None = None,
     stream: bool = True,
     params: Mapping[str, Any] | None = None,
     **fields: Unpack[ImageFields],
@@ -44,7 +46,7 @@ def generate(
     `ImageResult`. `stream=False` asks with one plain request instead of a stream of
     events (the magic's `--no-stream`). To run in the background, `mm.start(...)`."""
     return default_client().generate(
-        prompt, base_url=base_url, timeout=timeout, progress=progress, replay=replay,
+        prompt, base_url=base_url, timeout=timeout, progress=progress, replay=replay, preset=preset,
         stream=stream, params=params, **fields,
     )  # fmt: skip
 
@@ -56,6 +58,7 @@ async def agenerate(
     timeout: float | None = None,
     progress: Progress = "auto",
     replay: bool | None = None,
+    preset: str | None = None,
     stream: bool = True,
     params: Mapping[str, Any] | None = None,
     **fields: Unpack[ImageFields],
@@ -64,7 +67,7 @@ async def agenerate(
     runs on the package's own loop thread; this coroutine only waits for it, so the
     caller's loop stays free. Cancelling it cancels the run."""
     return await default_async_client().generate(
-        prompt, base_url=base_url, timeout=timeout, progress=progress, replay=replay,
+        prompt, base_url=base_url, timeout=timeout, progress=progress, replay=replay, preset=preset,
         stream=stream, params=params, **fields,
     )  # fmt: skip
 
@@ -78,6 +81,7 @@ def edit(
     timeout: float | None = None,
     progress: Progress = "auto",
     replay: bool | None = None,
+    preset: str | None = None,
     params: Mapping[str, Any] | None = None,
     **fields: Unpack[ImageFields],
 ) -> ImageResult:
@@ -95,7 +99,7 @@ def edit(
     stored results they came from (`result.parents`)."""
     return default_client().edit(
         images, prompt, mask, base_url=base_url, timeout=timeout, progress=progress,
-        replay=replay, params=params, **fields,
+        replay=replay, preset=preset, params=params, **fields,
     )  # fmt: skip
 
 
@@ -108,18 +112,19 @@ async def aedit(
     timeout: float | None = None,
     progress: Progress = "auto",
     replay: bool | None = None,
+    preset: str | None = None,
     params: Mapping[str, Any] | None = None,
     **fields: Unpack[ImageFields],
 ) -> ImageResult:
     """`edit()` for asyncio code."""
     return await default_async_client().edit(
         images, prompt, mask, base_url=base_url, timeout=timeout, progress=progress,
-        replay=replay, params=params, **fields,
+        replay=replay, preset=preset, params=params, **fields,
     )  # fmt: skip
 
 
 def sweep(
-    prompts: str | Sequence[str],
+    prompts: Prompts,
     *,
     concurrency: int | None = None,
     yes: bool = False,
@@ -130,14 +135,18 @@ def sweep(
     timeout: float | None = None,
     progress: Progress = "auto",
     replay: bool | None = None,
+    preset: str | None = None,
     stream: bool = True,
     params: Mapping[str, Any] | None = None,
     **fields: Unpack[SweepFields],
 ) -> ImageSweep:
     """Every combination of `prompts` and the list-valued fields (`model`, `size`,
     `quality`, `seed`, `output_format`, `background`, `moderation`), run concurrently;
-    the `ImageSweep`. More than `max_images_per_cell` images is an error before anything
-    is sent, unless `yes=True`.
+    the `ImageSweep`. A table (`prompts` a list of dicts or a pandas DataFrame, with a
+    `prompt` column) makes one run a row, no cross product: its columns are fields, the
+    keywords apply to every row, and a row's own value wins (`row 3: quality: ...` when
+    one is wrong, before anything is sent). More than `max_images_per_cell` images is an
+    error before anything is sent, unless `yes=True`.
 
     When runs fail, the sweep is shown (in a notebook) and `SweepError` is raised; it
     carries the sweep as `.sweep`, whose `.retry()` runs the failed ones again.
@@ -149,12 +158,12 @@ def sweep(
     return default_client().sweep(
         prompts, concurrency=concurrency, yes=yes, raise_errors=raise_errors, edit=edit,
         mask=mask, base_url=base_url, timeout=timeout, progress=progress, replay=replay,
-        stream=stream, params=params, **fields,
+        preset=preset, stream=stream, params=params, **fields,
     )  # fmt: skip
 
 
 async def asweep(
-    prompts: str | Sequence[str],
+    prompts: Prompts,
     *,
     concurrency: int | None = None,
     yes: bool = False,
@@ -165,6 +174,7 @@ async def asweep(
     timeout: float | None = None,
     progress: Progress = "auto",
     replay: bool | None = None,
+    preset: str | None = None,
     stream: bool = True,
     params: Mapping[str, Any] | None = None,
     **fields: Unpack[SweepFields],
@@ -173,12 +183,12 @@ async def asweep(
     return await default_async_client().sweep(
         prompts, concurrency=concurrency, yes=yes, raise_errors=raise_errors, edit=edit,
         mask=mask, base_url=base_url, timeout=timeout, progress=progress, replay=replay,
-        stream=stream, params=params, **fields,
+        preset=preset, stream=stream, params=params, **fields,
     )  # fmt: skip
 
 
 def start(
-    prompt: str | Sequence[str],
+    prompt: Prompts,
     *,
     edit: Any = None,
     mask: Any = None,
@@ -188,6 +198,7 @@ def start(
     timeout: float | None = None,
     progress: Progress = "auto",
     replay: bool | None = None,
+    preset: str | None = None,
     stream: bool = True,
     params: Mapping[str, Any] | None = None,
     **fields: Unpack[SweepFields],
@@ -199,6 +210,6 @@ def start(
     papermill, a terminal), the cell waits for them at its end."""
     return default_client().start(
         prompt, edit=edit, mask=mask, concurrency=concurrency, yes=yes, base_url=base_url,
-        timeout=timeout, progress=progress, replay=replay, stream=stream, params=params,
-        **fields,
+        timeout=timeout, progress=progress, replay=replay, preset=preset, stream=stream,
+        params=params, **fields,
     )  # fmt: skip

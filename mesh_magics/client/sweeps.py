@@ -1,17 +1,20 @@
 """Sweeps: many runs on the road of `prepare.py` (settings -> request -> runs -> results),
-one per combination of prompts and swept values, at a bounded concurrency.
+one per combination of prompts and swept values, or one per row of a table, at a bounded
+concurrency.
 
     s = mm.sweep(["A fox", "An owl"], model=["openai/gpt-image-1", "vertex/imagen-3"], seed=[1, 2])
+    s = mm.sweep([{"prompt": "A fox", "seed": 1}, {"prompt": "An owl", "size": "512x512"}])
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OptionError
 from ..schema import SETTINGS, SWEEPABLE, check, check_image_count
 from ..settings import client_settings, configured
+from ..tables import check_rows, columns_of, is_table
 from ..views import sweep_view
 from .prepare import (
     edit_inputs_of_call,
@@ -49,18 +52,21 @@ def prepare_sweep(
     progress: str | None = None,
     inputs: tuple[InputImage, ...] = (),
     pool: Pool | None = None,
+    rows: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> tuple[ImageSweep, list[Generation]]:
     """A sweep, ready to start: one `SweepRun` and one `Generation` per combination of
-    `prompts` and the `swept` values (fields and swept values already checked), at most
-    `concurrency` in flight per API host. Its `retry()` runs the failed ones again,
-    blocking, with their own progress view."""
+    `prompts` and the `swept` values (fields and swept values already checked), or per
+    row of a table (`rows`: each a prompt and its own fields, checked; they win over
+    `fields`), at most `concurrency` in flight per API host. Its `retry()` runs the
+    failed ones again, blocking, with their own progress view."""
     from ..engine.sweeps import plan
     from ..results.image_sweep import ImageSweep, SweepRun, label_of
     from ..schema import SWEEPABLE
 
     config = configured() if config is None else config
     limit = concurrency or config["concurrency"]
-    swept_names = [name for name in SWEEPABLE if name in swept]
+    by_row = rows is not None
+    swept_names = columns_of(rows) if rows is not None else [n for n in SWEEPABLE if n in swept]
 
     def generations_for(runs: list[SweepRun], replay: bool | None) -> list[Generation]:
         from ..engine.sweeps import in_flight_limit
@@ -72,17 +78,22 @@ def prepare_sweep(
         client = (pool(settings) if pool is not None else None) or SharedClient(settings, len(runs))
         made = []
         for sweep_run in runs:
-            run = prepare(
-                sweep_run.prompt,
-                {**fields, **sweep_run.params},
-                config=config,
-                timeout=timeout,
-                stream=stream,
-                replay=replay,
-                cell=cell,
-                settings=settings,
-                inputs=inputs,
-            )
+            try:
+                run = prepare(
+                    sweep_run.prompt,
+                    {**fields, **sweep_run.params},
+                    config=config,
+                    timeout=timeout,
+                    stream=stream,
+                    replay=replay,
+                    cell=cell,
+                    settings=settings,
+                    inputs=inputs,
+                )
+            except OptionError as exc:  # a row's values with the cell's, e.g. a conflict
+                if not by_row:
+                    raise
+                raise OptionError(f"{sweep_run.label.partition(' · ')[0]}: {exc}") from None
             run.slot = slot
             run.client = client
             run.add_done_callback(client.release)
@@ -93,19 +104,28 @@ def prepare_sweep(
         from ..engine.sweeps import run_sweep_blocking
 
         again = [SweepRun(r.prompt, dict(r.params), r.label) for r in failed]
-        sweep = ImageSweep(again, swept=swept_names, retry=retry)
+        sweep = ImageSweep(again, swept=swept_names, retry=retry, by_row=by_row)
         generations = generations_for(again, False)  # a retry asks anew
         view = sweep_view(sweep, progress or config["progress"], running_shell(), generations)
         return run_sweep_blocking(sweep, generations, view)
 
-    runs = [
-        SweepRun(prompt, values, label_of(values)) for prompt, values in plan(prompts, dict(swept))
-    ]
-    return ImageSweep(runs, swept=swept_names, retry=retry), generations_for(runs, replay)
+    if rows is not None:  # a table: one run a row, labelled by its row ("row 2 · seed 3")
+        runs = [
+            SweepRun(prompt, values, " · ".join(filter(None, [f"row {number}",
+                     label_of(values, swept_names)])))
+            for number, (prompt, values) in enumerate(rows, start=1)
+        ]  # fmt: skip
+    else:
+        runs = [
+            SweepRun(prompt, values, label_of(values))
+            for prompt, values in plan(prompts, dict(swept))
+        ]
+    made = ImageSweep(runs, swept=swept_names, retry=retry, by_row=by_row)
+    return made, generations_for(runs, replay)
 
 
 def plan_sweep(
-    prompts: str | Sequence[str],
+    prompts: Any,
     fields: dict[str, Any],
     params: Mapping[str, Any] | None,
     *,
@@ -123,8 +143,21 @@ def plan_sweep(
 ) -> tuple[ImageSweep, list[Generation], str]:
     """A sweep a call asks for (`Client.sweep`, `mm.sweep`, `start` of several prompts),
     every argument checked and every run planned, nothing sent: the sweep, its runs, and
-    the progress mode. More than `max_images_per_cell` images is an error unless `yes`."""
-    texts = [prompts] if isinstance(prompts, str) else list(prompts)
+    the progress mode. `prompts`: a prompt, a list of them, or a table (a list of dicts
+    or a DataFrame: one run a row, no cross product). More than `max_images_per_cell`
+    images is an error unless `yes`."""
+    rows = None
+    if is_table(prompts):
+        rows = check_rows(prompts, as_flags=False)
+        listed = [name for name, value in fields.items() if isinstance(value, list | tuple)]
+        if listed:
+            raise OptionError(
+                f"{', '.join(listed)}: a table runs one run a row, so a keyword takes one "
+                "value for every row; put the values in the rows"
+            )
+        texts = [prompt for prompt, _ in rows]
+    else:
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not texts:
         raise OptionError("no prompts: give at least one prompt to sweep")
     swept = {name: fields.pop(name) for name in list(fields) if name in SWEEPABLE and
@@ -157,6 +190,7 @@ def plan_sweep(
         replay=replay,
         inputs=inputs,
         pool=pool,
+        rows=rows,
     )
     images = sum(run.request.n for run in generations)
     check_image_count(images, len(generations), config, allow=yes)

@@ -7,6 +7,7 @@ apart from `%sql`). `%%meshimage` only generates; everything else is a subcomman
     %mesh jobs [-o NAME]                       running and recent background runs
     %mesh wait [--timeout SECONDS]             wait for every background run
     %mesh form [OPTIONS] [PROMPT]              the interactive form (%%mesh form: prefilled)
+    %mesh from PATH [-o NAME]                  the cell that makes a saved image again
 
 Each takes `-h`. A mistake is one `OptionError` line naming the command and what it
 takes, as every option's is.
@@ -127,6 +128,53 @@ def _form(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
     return magics.form(shlex.join(words), cell)
 
 
+def _from_parser() -> _Parser:
+    parser = _parser(
+        "from",
+        "The %%meshimage cell that makes a saved image again, from its provenance: put in "
+        "a new cell below, or printed where no cell can be inserted (a terminal, a headless "
+        "run).",
+    )
+    parser.add_argument("path", metavar="PATH", help="an image saved by mesh-magics")
+    _out(parser)
+    return parser
+
+
+def _from(magics: MeshImageMagics, words: list[str], cell: str | None) -> None:
+    args = _from_parser().parse_args(words)
+    code = cell_of(args.path, args.out)
+    shell = magics.shell
+    from ..views import interactive_frontend
+
+    if shell is not None and interactive_frontend(shell):
+        shell.set_next_input(code)
+    else:
+        print(code)
+
+
+def cell_of(path: str, out: str | None = None) -> str:
+    """The exact `%%meshimage` cell for the image at `path`, written by the form's writer."""
+    from ..client.provenance import fields_of
+    from ..forms.code import to_cell
+    from ..forms.state import FormState
+
+    fields = fields_of(path)
+    prompt = fields.pop("prompt", None)
+    if prompt is None:
+        raise OptionError(
+            f"%mesh from {path}: it was saved without its prompt (embed_prompt=False), so "
+            "no cell can make it again"
+        )
+    if {"image", "reference_images", "mask"} & set(fields):
+        raise OptionError(
+            f"%mesh from {path}: it was made from input images, which its metadata keeps "
+            "as sha256 digests only, so a cell cannot name them; mm.fields_of(path) gives "
+            "its fields"
+        )
+    fields.update(fields.pop("params", {}))
+    return to_cell(FormState(prompt=prompt, fields=fields, out=out))
+
+
 COMMANDS: dict[str, tuple[Callable[[MeshImageMagics, list[str], str | None], Any], str]] = {
     "models": (_models, "the image models the API offers"),
     "history": (_history, "the latest stored generations [TEXT] [-n N]"),
@@ -134,6 +182,7 @@ COMMANDS: dict[str, tuple[Callable[[MeshImageMagics, list[str], str | None], Any
     "jobs": (_jobs, "running and recent background runs"),
     "wait": (_wait, "wait for every background run [--timeout SECONDS]"),
     "form": (_form, "the interactive form, prefilled with options and a prompt"),
+    "from": (_from, "the %%meshimage cell that makes a saved image again PATH"),
 }
 
 # The parsers of the commands that take argparse flags (`form` takes %%meshimage's).
@@ -143,6 +192,7 @@ PARSERS: dict[str, Callable[[], _Parser]] = {
     "usage": _usage_parser,
     "jobs": _jobs_parser,
     "wait": _wait_parser,
+    "from": _from_parser,
 }
 
 

@@ -101,7 +101,8 @@ class SweepRun:
 
 class ImageSweep(Sequence[SweepRun]):
     """The runs of a sweep, in order: a row per prompt, a column per combination of the
-    `swept` values (their names, in column order)."""
+    `swept` values (their names, in column order); a table's sweep (`by_row`): a row per
+    run, labelled by its row of the table and the fields it set (`swept`)."""
 
     def __init__(
         self,
@@ -110,9 +111,11 @@ class ImageSweep(Sequence[SweepRun]):
         swept: list[str],
         retry: Callable[[list[SweepRun]], ImageSweep] | None = None,
         elapsed: float | None = None,
+        by_row: bool = False,
     ) -> None:
         self._runs = list(runs)
         self.swept = list(swept)
+        self.by_row = by_row  # a table's sweep: a run a row, each labelled by its row
         self._retry = retry
         self._elapsed = elapsed
 
@@ -298,7 +301,11 @@ class ImageSweep(Sequence[SweepRun]):
             runs.append(queue.popleft() if id(run) in retried and queue else run)
         runs += [run for queue in waiting.values() for run in queue]  # none, normally
         return ImageSweep(
-            runs, swept=self.swept, retry=self._retry, elapsed=self.elapsed + again.elapsed
+            runs,
+            swept=self.swept,
+            retry=self._retry,
+            elapsed=self.elapsed + again.elapsed,
+            by_row=self.by_row,
         )
 
     # -- how it reads ----------------------------------------------------------------

@@ -106,6 +106,7 @@ class ImageResult(Sequence["Image.Image"]):
         img = Image.open(io.BytesIO(image.data))
         img.load()
         img.info.update(prompt=self.prompt, revised_prompt=image.revised_prompt, model=self.model)
+        img.info["request"] = self.request  # the body that made it (`mm.fields_of`)
         remember_original(img, image, self.request_id)  # an edit of it sends these very bytes
         return img
 

@@ -1,5 +1,6 @@
 """How an `ImageSweep` shows: one HTML table, a row per prompt and a column per
-combination of the swept values, with row and column headers. Each cell holds its run's
+combination of the swept values, with row and column headers (a table's sweep: a row per
+run, headed by its label and prompt). Each cell holds its run's
 images as data-URI tiles (JPEG, PNG when transparent) at twice a 256 px display size,
 each image once, as display.py does for a grid; a failed run shows its short error in
 its place. So a saved notebook carries each image once, at tile size."""
@@ -27,16 +28,18 @@ FULL_CHARS = 2000  # a tooltip holds the rest of a long header or error
 
 def grid_html(sweep: ImageSweep) -> str:
     _make_tiles(sweep)
-    prompts = list(dict.fromkeys(run.prompt for run in sweep.runs))
+    # A table's sweep has a row per run, headed "row 2 · seed 3: the prompt".
+    row_of = (lambda run: f"{run.label}: {run.prompt}") if sweep.by_row else _prompt
+    prompts = list(dict.fromkeys(row_of(run) for run in sweep.runs))
     columns: dict[str, str] = {}  # a combination's key -> its header
     cells: dict[tuple[str, str], list[SweepRun]] = {}
     for run in sweep.runs:
-        combo = _combo(run, sweep.swept)
+        combo = "" if sweep.by_row else _combo(run, sweep.swept)
         columns.setdefault(combo, run.label or label_of(run.params, sweep.swept))
-        cells.setdefault((run.prompt, combo), []).append(run)
+        cells.setdefault((row_of(run), combo), []).append(run)
     th = "text-align:left;vertical-align:top;padding:4px 8px"
     head = ""
-    if sweep.swept:
+    if sweep.swept and not sweep.by_row:
         heads = "".join(
             f'<th scope="col" style="{th}">{html.escape(one_line(text, HEADER_CHARS))}</th>'
             for text in columns.values()
@@ -57,6 +60,10 @@ def grid_html(sweep: ImageSweep) -> str:
         '<table style="border-collapse:collapse;margin:0;table-layout:auto">'
         f"{head}<tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _prompt(run: SweepRun) -> str:
+    return run.prompt
 
 
 def _combo(run: SweepRun, swept: list[str]) -> str:
