@@ -7,7 +7,6 @@ import asyncio
 import email.utils
 import gzip
 import json
-import threading
 import time
 from typing import Any
 
@@ -539,17 +538,13 @@ def test_what_follows_done_is_read_briefly_then_the_images_are_returned(after: s
     but neither more frames nor a server that never ends the body hold the result up."""
     final = png_bytes(6, 5)
     frames = [sse_frame({"data": [{"b64_json": b64(final)}]}), b"data: [DONE]\n\n"]
-    stopping = threading.Event()
     if after == "more frames":
         route = send_sse(*frames, b"data: not json\n\n", sse_frame({"data": []}))
     else:
-        route = send_sse(*frames, then="stall", stopping=stopping)
+        route = send_sse(*frames, then="stall")
     with ScriptedServer({GENERATIONS: route}) as api:
         started = time.monotonic()
-        try:
-            done = completed(generate(api))
-        finally:
-            stopping.set()
+        done = completed(generate(api))
     assert [(i.width, i.height) for i in done.images] == [(6, 5)]
     assert time.monotonic() - started < client_module.AFTER_DONE_SECONDS + 10  # not 120 s
 

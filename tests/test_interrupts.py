@@ -111,22 +111,16 @@ def test_while_waiting_for_the_image(ip: InteractiveShell, server: LocalServer) 
 def test_in_the_middle_of_a_frame(ip: InteractiveShell) -> None:
     processing = sse_frame({"object": "image.chunk", "status": "processing", "data": []})
     half = sse_frame({"object": "image.chunk", "data": [{"b64_json": b64(png_bytes())}]})[:60]
-    stop = threading.Event()
     with ScriptedServer({}) as api:
-        api.routes["/v1/images/generations"] = send_sse(
-            processing, half, then="stall", stopping=stop
+        api.routes["/v1/images/generations"] = send_sse(processing, half, then="stall")
+        # Once the server has the request it sends the two frames at once; 0.1 s later
+        # the client holds half a frame (were it earlier, the run is cancelled anyway).
+        cancelled_cleanly(
+            ip,
+            f"%%meshimage -o t_cancel --base-url {api.url}\nfox",
+            lambda: bool(api.requests),
+            delay=0.1,
         )
-        try:
-            # Once the server has the request it sends the two frames at once; 0.1 s later
-            # the client holds half a frame (were it earlier, the run is cancelled anyway).
-            cancelled_cleanly(
-                ip,
-                f"%%meshimage -o t_cancel --base-url {api.url}\nfox",
-                lambda: bool(api.requests),
-                delay=0.1,
-            )
-        finally:
-            stop.set()
 
 
 def test_while_decoding_images(
