@@ -73,6 +73,7 @@ def ip(_shell: InteractiveShell, server: LocalServer) -> Iterator[InteractiveShe
     magics.base_url = server.url
     magics.progress = "text"
     magics.max_retry_wait = 2.0
+    magics.retry_backoff = 0.01  # a retry the server names no wait for is not a test's pause
     magics.read_timeout = 10.0
     yield _shell
     # A test may have reloaded the extension: the magics now registered are the ones to

@@ -32,7 +32,7 @@ from mesh_magics.http.client import MeshClient
 from mesh_magics.http.envelopes import parse_retry_after
 from mesh_magics.local import LocalServer
 from mesh_magics.request import ImageRequest
-from mesh_magics.settings import ClientSettings, Secret
+from mesh_magics.settings import ClientSettings, Secret, client_settings
 
 from .conftest import FAKE_KEY
 from .servers import (
@@ -444,6 +444,17 @@ def test_an_upload_the_server_stops_reading_times_out_and_is_not_sent_again(
     assert "stalled for 0.5 s (write timeout)" in str(error) and "not retried" in str(error)
     assert not any(isinstance(e, Retrying) for e in events)
     assert arrivals(api) == 1
+
+
+def test_retry_backoff_is_the_first_retrys_wait_and_each_later_one_doubles() -> None:
+    closed = LocalServer().start()
+    closed.stop()  # nothing listens: each attempt fails to connect, and the backoff decides
+    settings = client_settings({"retry_backoff": 0.2, "max_retries": 2}, closed.url)
+    assert settings.backoff_base == 0.2
+    events, error = events_until_failure(closed, settings=settings)
+    assert isinstance(error, TransportError)
+    first, second = (e.delay for e in events if isinstance(e, Retrying))
+    assert 0.15 <= first <= 0.25 and 0.3 <= second <= 0.5  # with jitter of +-25%
 
 
 def test_connection_refused_is_retried_exactly_max_retries_times() -> None:
