@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import select
 import signal
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -31,41 +27,13 @@ from mesh_magics.results.result import ImageResult
 from mesh_magics.run.engine import engine
 from mesh_magics.run.generation import Generation
 
-from .conftest import run_cell
 from .servers import ScriptedServer, b64, png_bytes, sse_frame
-from .test_faults import settled
+from .support import run_cell, run_script, settled, start_script
 
 WITHIN = 20.0  # seconds: a generous bound for a subprocess on a loaded 2-core machine
 
 
 # -- plain scripts ---------------------------------------------------------------------------
-
-
-def script_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHAPI_BASE")}
-    env["PYTHONIOENCODING"] = "utf-8"
-    return env
-
-
-def run_script(source: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(source)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=script_env(),
-    )
-
-
-def start_script(source: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(source)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=script_env(),
-    )
 
 
 LOADED = 'print("loaded", "IPython" in sys.modules, "ipywidgets" in sys.modules)'

@@ -20,15 +20,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .conftest import FAKE_KEY
-from .kernel import Frontend, HeldServer, Msg, display_id, frontend, parent_of
+from .kernel import Frontend, HeldServer, Msg, display_id, frontend, kernel_env, parent_of
 
 HEADING = "openai/gpt-image-1 · 64x64 · 1 image"
 SLOW = 30.0  # seconds the server takes where a test must cancel or leave a run going
-
-
-def kernel_env(home: Path) -> dict[str, str | None]:
-    return {"MESHAPI_API_KEY": FAKE_KEY, "MESHAPI_BASE_URL": None, "IPYTHONDIR": str(home)}
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ from mesh_magics.local.registry import LOCAL_TOKEN
 from mesh_magics.redact import RedactingFilter, display_url, redact
 from mesh_magics.settings import ClientSettings, Secret, client_settings
 
-from .conftest import FAKE_KEY
 from .exposure import run_exposed
 from .servers import KeyRelay, ScriptedServer, echo_faults
+from .support import FAKE_KEY
 
 FAULTS = [
     "status:401", "status:402", "status:403", "status:404", "status:413", "status:429",

@@ -36,6 +36,7 @@ from mesh_magics.local.attempts import AttemptCounter, attempt_key
 from mesh_magics.local.files import FileStore
 
 from .servers import lent
+from .support import generations
 
 PROMPT = "a red fox in the snow"
 GENERATED_ID = re.compile(r"^req_[0-9A-Z]{26}$")
@@ -1336,10 +1337,6 @@ def test_waiting_for_in_flight_times_out_with_false(fresh: LocalServer) -> None:
 # -- scheduled 429s and arrival times -------------------------------------------------------
 
 
-def generation_requests(server: LocalServer) -> list[Any]:
-    return [r for r in server.requests if r.path.endswith("/images/generations")]
-
-
 def test_rate_limit_on_makes_exactly_the_nth_generation_a_429(
     client: httpx.Client, server: LocalServer
 ) -> None:
@@ -1355,7 +1352,7 @@ def test_rate_limit_on_makes_exactly_the_nth_generation_a_429(
     assert (error["code"], error["retry_after_seconds"]) == ("rate_limit_exceeded", 2)
     assert error_of(limited)["message"]
     assert server.pending_rate_limits == []
-    recorded = generation_requests(server)[-5:]
+    recorded = generations(server)[-5:]
     assert [r.status for r in recorded] == [200, 200, 429, 200, 200]
     assert [r.at for r in recorded] == sorted(r.at for r in recorded)
 
@@ -1405,7 +1402,7 @@ def test_a_scheduled_429_hits_one_of_concurrent_requests(fresh: LocalServer) -> 
 
     statuses = sorted(r.status_code for r in asyncio.run(send_all(4)))
     assert statuses == [200, 200, 200, 429]
-    limited = [r for r in generation_requests(fresh) if r.status == 429]
+    limited = [r for r in generations(fresh) if r.status == 429]
     assert len(limited) == 1
     assert fresh.pending_rate_limits == []
 

@@ -21,9 +21,8 @@ from mesh_magics.errors import (
 from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
 
-from .conftest import FAKE_KEY, run_cell
 from .servers import KeyRelay, png_bytes
-from .test_interrupts import CANCEL_BOUND_SECONDS, interrupt_when
+from .support import CANCEL_BOUND_SECONDS, FAKE_KEY, interrupt_when, run_cell
 
 
 def test_cell_binds_returns_and_shows_the_images(ip: InteractiveShell, server: LocalServer) -> None:

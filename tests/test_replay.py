@@ -23,19 +23,11 @@ from mesh_magics.results.history import History
 from mesh_magics.results.usage import UsageReport
 from mesh_magics.store import Store
 
-from .conftest import FAKE_KEY, CellRun, run_cell, wait_for
 from .kernel import frontend
+from .support import FAKE_KEY, CellRun, run_cell, wait_for
 
 WAIT = 30.0  # generous upper bound of every wait on a condition
 FOX = "%%meshimage -o {name} --size 64x64 --seed 7 {flags}\nA fox in the snow"
-
-
-@pytest.fixture
-def store_dir(ip: InteractiveShell, tmp_path: Path) -> Path:
-    """A store of this test's own (the `ip` fixture puts the setting back afterwards)."""
-    folder = tmp_path / "store"
-    assert run_cell(ip, f"%config MeshImageMagics.store_dir = {str(folder)!r}").success
-    return folder
 
 
 def fox(ip: InteractiveShell, name: str, flags: str = "") -> CellRun:

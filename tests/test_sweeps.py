@@ -23,42 +23,25 @@ from mesh_magics.local.faults import RequestControls, parse_fault
 from mesh_magics.local.recording import RecordedRequest
 from mesh_magics.results.sweep import ImageSweep, MissingDependency, SweepError
 from mesh_magics.run.engine import engine
-from mesh_magics.store import open_store
 
-from .conftest import FAKE_KEY, run_cell
 from .kernel import HeldServer, frontend
-from .test_faults import open_sockets, settled
-from .test_interrupts import interrupt_when
+from .support import (
+    FAKE_KEY,
+    generations,
+    interrupt_when,
+    magics,
+    open_sockets,
+    run_cell,
+    settled,
+    stored,
+)
 
 MODELS = ("openai/gpt-image-1", "vertex/imagen-3")
 WAIT = 30.0  # generous upper bound of every wait on a condition
 
 
-def generations(server: LocalServer) -> list[RecordedRequest]:
-    return [r for r in server.requests if r.path.rstrip("/").endswith("/images/generations")]
-
-
 def grid_images(html: str) -> list[str]:
     return re.findall(r'<img src="data:image/(?:png|jpeg);base64,', html)
-
-
-def magics(ip: InteractiveShell) -> Any:
-    return ip.magics_manager.registry["MeshImageMagics"]
-
-
-def stored(ip: InteractiveShell) -> list[Any]:
-    """What the shell's store holds, newest first."""
-    store = open_store(magics(ip).settings())
-    assert store is not None
-    return store.history()
-
-
-@pytest.fixture
-def store_dir(ip: InteractiveShell, tmp_path: Path) -> Path:
-    """A store of this test's own (the `ip` fixture puts the setting back afterwards)."""
-    folder = tmp_path / "store"
-    magics(ip).store_dir = str(folder)
-    return folder
 
 
 # -- concurrency ---------------------------------------------------------------------------
