@@ -17,7 +17,7 @@ from mesh_magics.ipython.cell import parse_cell
 from mesh_magics.local import LocalServer
 
 from .kernel import Frontend, HeldServer, Msg, frontend, kernel_env
-from .support import generations, wait_for
+from .support import generations, sent, wait_for
 
 MODEL = "openai/dall-e-3"
 
@@ -248,7 +248,7 @@ def test_the_form_in_a_kernel_generates_and_cancels_on_clicks(kernel: Frontend) 
         k.click(by_name["Generate"]["content"]["comm_id"])
 
         k.wait_for(api.generations, "the request")
-        body = api.requests[-1].body
+        body = sent(api).body
         assert body["prompt"] == "A kernel fox" and body["model"] == MODEL
         k.wait_for(lambda: len(opened(k, "ImageModel")) > images, "a gallery entry")
         check = k.run(
