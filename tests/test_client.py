@@ -128,9 +128,9 @@ def test_transparent_webp_and_jpeg_formats_come_from_the_bytes(server: LocalServ
 
 
 def test_retry_on_429_honours_retry_after_then_succeeds(server: LocalServer) -> None:
-    events = generate(server, mesh_local={"fault": "status:429", "times": 1, "retry_after": "1"})
+    events = generate(server, mesh_local={"fault": "status:429", "times": 1, "retry_after": "0.3"})
     retry = next(e for e in events if isinstance(e, Retrying))
-    assert retry.delay == pytest.approx(1.0)
+    assert retry.delay == pytest.approx(0.3)
     assert isinstance(events[-1], Completed)
     ids = {r.headers["x-request-id"] for r in generations(server)}
     assert len(generations(server)) == 2 and len(ids) == 1
@@ -217,8 +217,8 @@ def test_a_stalled_stream_hits_the_read_timeout(server: LocalServer) -> None:
 def test_slow_pings_within_the_read_timeout_keep_the_stream_alive(server: LocalServer) -> None:
     events = generate(
         server,
-        settings=settings_for(server, read_timeout=1.0),
-        mesh_local={"latency": 2.0, "ping_interval": 0.4},
+        settings=settings_for(server, read_timeout=0.6),
+        mesh_local={"latency": 1.2, "ping_interval": 0.2},
     )
     assert isinstance(events[-1], Completed)
 
@@ -309,7 +309,7 @@ def test_a_plain_request_may_wait_longer_than_the_stream_read_timeout(server: Lo
         server,
         stream=False,
         settings=settings_for(server, read_timeout=0.3),
-        mesh_local={"latency": 1.0},
+        mesh_local={"latency": 0.6},
     )
     assert isinstance(events[-1], Completed)
 

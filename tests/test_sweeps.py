@@ -98,7 +98,7 @@ def test_a_429_pauses_every_run_to_the_host_for_its_retry_after(
     ip: InteractiveShell, server: LocalServer, store_dir: Path
 ) -> None:
     server.latency = 0.3  # without the pause, the next runs would go out after 0.3 s
-    server.rate_limit_on(1, retry_after="2")
+    server.rate_limit_on(1, retry_after="1")
     run = run_cell(
         ip,
         "%%meshimage -o t_sw --concurrency 4 --size 64x64 --seed 1,2,3,4,5,6,7,8\nA fox",
@@ -111,7 +111,7 @@ def test_a_429_pauses_every_run_to_the_host_for_its_retry_after(
     assert len(log) == 9  # eight runs, one of them twice
     (limited,) = [r for r in log if r.status == 429]
     assert limited.answered_at is not None
-    pause_ends = limited.answered_at + 2
+    pause_ends = limited.answered_at + 1
     first_wave = log[:4]  # sent together when the sweep began, before any answer
     early = [r for r in log if limited.answered_at < r.at < pause_ends]
     # Only requests sent before the client read the 429 may come in the pause.
