@@ -200,6 +200,9 @@ OPTIONS: tuple[Option, ...] = (
            config=True, default=2),
     Option("max_retry_wait", (), Number(0, unit="seconds"), "longest wait between retries, even if "
            "Retry-After asks more", request_field=False, config=True, default=60.0),
+    Option("retry_backoff", (), Number(0, unit="seconds"), "the first retry's wait when the "
+           "server names none; each later one doubles it (with jitter)", request_field=False,
+           config=True, default=0.5),
     Option("max_image_bytes", (), Number(1, whole=True),
            "largest image fetched from a remote URL, in bytes", request_field=False,
            config=True, default=64 * 1024 * 1024),

@@ -217,6 +217,7 @@ def client_settings(config: Mapping[str, Any], base_url: str | None = None) -> C
         read_timeout=config.get("read_timeout", 120.0),
         max_retries=config.get("max_retries", 2),
         max_retry_wait=config.get("max_retry_wait", 60.0),
+        backoff_base=config.get("retry_backoff", 0.5),
         max_image_bytes=config.get("max_image_bytes", 64 * 1024 * 1024),
         max_response_mb=config.get("max_response_mb"),
         idle_timeout=config.get("idle_timeout", 60.0),

@@ -7,24 +7,17 @@ what the user would see (success, error, printed text, rich outputs).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import get_ipython
-from IPython.utils.capture import capture_output
 
 from mesh_magics.local import LocalServer
+from mesh_magics.store import Store
 
-FAKE_KEY = "rsk_test_DO_NOT_LEAK_0123456789abcdef"
+from .support import FAKE_KEY, magics, run_cell
 
 
 @pytest.fixture(autouse=True)
@@ -64,54 +57,26 @@ def _shell() -> InteractiveShell:
 @pytest.fixture
 def ip(_shell: InteractiveShell, server: LocalServer) -> Iterator[InteractiveShell]:
     """The shell, configured for `server`, with fast retries and text progress."""
-    magics = _shell.magics_manager.registry["MeshImageMagics"]
+    registered = magics(_shell)
     saved = {
-        name: getattr(magics, name)
-        for name in magics.trait_names()
-        if magics.trait_metadata(name, "config")
+        name: getattr(registered, name)
+        for name in registered.trait_names()
+        if registered.trait_metadata(name, "config")
     }
-    magics.base_url = server.url
-    magics.progress = "text"
-    magics.max_retry_wait = 2.0
-    magics.read_timeout = 10.0
+    registered.base_url = server.url
+    registered.progress = "text"
+    registered.max_retry_wait = 2.0
+    registered.retry_backoff = 0.01  # a retry the server names no wait for is not a test's pause
+    registered.read_timeout = 10.0
     yield _shell
     # A test may have reloaded the extension: the magics now registered are the ones to
     # reset, and the settings %unload_ext kept in the shell's config go too.
     _shell.config.pop("MeshImageMagics", None)
-    magics = _shell.magics_manager.registry["MeshImageMagics"]
+    registered = magics(_shell)
     for name, value in saved.items():
-        setattr(magics, name, value)
+        setattr(registered, name, value)
     for name in [n for n in _shell.user_ns if n.startswith("t_")]:
         del _shell.user_ns[name]
-
-
-@dataclass
-class CellRun:
-    success: bool
-    error: BaseException | None
-    result: Any
-    stdout: str
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    stderr: str = ""  # the magic's `meshimage:` notes
-
-    @property
-    def error_text(self) -> str:
-        return "" if self.error is None else str(self.error)
-
-
-def run_cell(shell: InteractiveShell, text: str) -> CellRun:
-    """Run `text` as a cell; return what the user would see."""
-    with capture_output() as captured:
-        outcome = shell.run_cell(text, store_history=True)
-    error = outcome.error_in_exec or outcome.error_before_exec
-    return CellRun(
-        success=outcome.success,
-        error=error,
-        result=outcome.result,
-        stdout=captured.stdout,
-        outputs=[output.data for output in captured.outputs],
-        stderr=captured.stderr,
-    )
 
 
 @pytest.fixture
@@ -119,73 +84,17 @@ def cell(ip: InteractiveShell):  # type: ignore[no-untyped-def]
     return lambda text: run_cell(ip, text)
 
 
-def key_is_absent(*texts: object) -> bool:
-    return (
-        all(FAKE_KEY not in str(text) for text in texts)
-        and os.environ.get("MESHAPI_API_KEY") == FAKE_KEY
-    )
+@pytest.fixture
+def store_dir(ip: InteractiveShell, tmp_path: Path) -> Path:
+    """A store of this test's own (the `ip` fixture puts the setting back afterwards)."""
+    folder = tmp_path / "store"
+    magics(ip).store_dir = str(folder)
+    return folder
 
 
-def wait_for(
-    condition: Callable[[], Any], what: str, timeout: float = 30.0, every: float = 0.05
-) -> Any:
-    """Poll `condition` until it gives something true, and return that; fail naming
-    `what` after `timeout` seconds. For conditions nothing signals (a file on disk, a
-    server's log); wait on an event where there is one."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(every)
-    return value
-
-
-def at_once(script: str, argvs: list[list[str]], timeout: float) -> None:
-    """Run `script` in one Python process per argument list, all released together: each
-    prints `ready`, waits for `go` on stdin, does its work and prints `done`. Fails with a
-    process's stderr unless every one exits 0 having said `done`."""
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(script), *argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for argv in argvs
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None and process.stdout.readline() == "ready\n"
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        outcomes = [process.communicate(timeout=timeout) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    for process, (out, err) in zip(processes, outcomes, strict=True):
-        assert process.returncode == 0 and out == "done\n", err
-
-
-def refused(shell: InteractiveShell, server: LocalServer, text: str, out: str = "t_out") -> str:
-    """Run `text` as a cell and check it was refused as the user should see it: the cell
-    failed with an `OptionError` shown as one line by its class name, `out` (the cell's
-    -o NAME) holds what it held before, and the server got no request. Returns the message."""
-    from mesh_magics.errors import OptionError
-
-    had, before = out in shell.user_ns, shell.user_ns.get(out)
-    received = server.request_count
-    run = run_cell(shell, text)
-    assert not run.success and isinstance(run.error, OptionError), repr(run.error)
-    (line,) = run.error._render_traceback_()
-    assert line.startswith("OptionError: ") and "\n" not in line, line
-    assert len(line) < 400, line
-    after = shell.user_ns.get(out)
-    ours = type(after).__module__.startswith("mesh_magics")
-    assert after is before or not ours, f"it bound {out}"
-    if not out.startswith("_"):  # IPython itself moves _, _i, _ii... on every cell
-        assert (out in shell.user_ns, after) == (had, before), f"it bound {out}"
-    assert server.request_count == received, "the server got a request"
-    return str(run.error)
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A store opened on a folder of this test's own."""
+    opened = Store(tmp_path / "store")
+    yield opened
+    opened.close()

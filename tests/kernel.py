@@ -26,10 +26,17 @@ from jupyter_client.manager import KernelManager
 from mesh_magics.local import LocalServer
 from mesh_magics.local.faults import RequestControls
 
+from .support import FAKE_KEY
+
 Msg = dict[str, Any]
 
 STARTUP_SECONDS = 60.0
 WAIT_SECONDS = 30.0
+
+
+def kernel_env(home: Path) -> dict[str, str | None]:
+    """A kernel's environment: the fake key, no base URL, IPython's files in `home`."""
+    return {"MESHAPI_API_KEY": FAKE_KEY, "MESHAPI_BASE_URL": None, "IPYTHONDIR": str(home)}
 
 
 class HeldServer(LocalServer):

@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import select
+import selectors
 import socket
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,34 @@ from mesh_magics.local import LocalServer
 Route = Callable[[BaseHTTPRequestHandler], None]
 
 
+class Alarm:
+    """A stop signal that `select` waits on beside sockets: once rung, it stays readable,
+    so every loop waiting on it wakes at once (none polls)."""
+
+    def __init__(self) -> None:
+        self._read, self._write = socket.socketpair()
+        self.rung = threading.Event()
+
+    def ring(self) -> None:
+        if not self.rung.is_set():
+            self.rung.set()
+            self._write.send(b"!")
+
+    def fileno(self) -> int:
+        return self._read.fileno()
+
+    def close(self) -> None:
+        self._read.close()
+        self._write.close()
+
+
 class ScriptedServer:
     def __init__(self, routes: dict[str, Route], tls: ssl.SSLContext | None = None) -> None:
         self.routes = routes
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,6 +58,16 @@ class ScriptedServer:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._connections.discard(self.connection)
+                super().finish()
 
             def handle_one_request(self) -> None:
                 try:
@@ -67,7 +100,8 @@ class ScriptedServer:
         self.port = self._http.server_address[1]
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._alarm = Alarm()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
 
     def __enter__(self) -> ScriptedServer:
         self._thread.start()
@@ -75,9 +109,24 @@ class ScriptedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stopping.set()
-        self._http.shutdown()
-        self._http.server_close()
+        self._alarm.ring()
         self._thread.join(5)
+        with self._lock:
+            for connection in self._connections:  # a stalled route sees its client go
+                with suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        self._http.server_close()
+        self._alarm.close()
+
+    def _serve(self) -> None:
+        """Accept connections until `__exit__` rings the alarm (no poll interval)."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._http.socket, selectors.EVENT_READ)
+            selector.register(self._alarm, selectors.EVENT_READ)
+            while not self._alarm.rung.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self._http.socket:
+                        self._http.handle_request()  # a connection waits: no blocking
 
     def paths(self) -> list[str]:
         return [path for path, _ in self.requests]
@@ -183,13 +232,9 @@ def echoing(make: Callable[[str], Route]) -> Route:
     return route
 
 
-def send_sse(
-    *frames: bytes,
-    then: str = "end",
-    stopping: threading.Event | None = None,
-    headers: dict[str, str] | None = None,
-) -> Route:
-    """Each of `frames` as one HTTP chunk; then `end` the body, or `stall` until stopped."""
+def send_sse(*frames: bytes, then: str = "end", headers: dict[str, str] | None = None) -> Route:
+    """Each of `frames` as one HTTP chunk; then `end` the body, or `stall` until the client
+    hangs up (or the server stops)."""
 
     def route(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
@@ -204,18 +249,21 @@ def send_sse(
         if then == "end":
             handler.wfile.write(b"0\r\n\r\n")
         else:
-            wait_for_hang_up(handler.connection, stopping or threading.Event())
+            wait_for_hang_up(handler.connection)
         handler.close_connection = True
 
     return route
 
 
-def wait_for_hang_up(connection: socket.socket, stopping: threading.Event) -> None:
-    """Say nothing until the client closes the connection (or the server stops)."""
-    deadline = time.monotonic() + 30
-    while not stopping.is_set() and time.monotonic() < deadline:
-        readable, _, _ = select.select([connection], [], [], 0.05)
-        if readable and not connection.recv(1, socket.MSG_PEEK):
+def wait_for_hang_up(connection: socket.socket, timeout: float = 30.0) -> None:
+    """Say nothing until the client closes the connection, or the server stops (it shuts
+    down every connection it has), or `timeout` passes. What the client sends is read and
+    dropped."""
+    while select.select([connection], [], [], timeout)[0]:
+        try:
+            if not connection.recv(65536):
+                return
+        except OSError:
             return
 
 
@@ -263,11 +311,13 @@ def silent_listener() -> Iterator[str]:
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     connections: list[socket.socket] = []
-    stop = threading.Event()
+    alarm = Alarm()
 
     def serve() -> None:
-        while not stop.is_set():
-            readable, _, _ = select.select([listener, *connections], [], [], 0.05)
+        while True:
+            readable, _, _ = select.select([listener, alarm, *connections], [], [])
+            if alarm in readable:
+                return
             for sock in readable:
                 if sock is listener:
                     connections.append(listener.accept()[0])
@@ -280,11 +330,12 @@ def silent_listener() -> Iterator[str]:
     try:
         yield f"https://127.0.0.1:{listener.getsockname()[1]}"
     finally:
-        stop.set()
+        alarm.ring()
         thread.join(2)
         for conn in connections:
             conn.close()
         listener.close()
+        alarm.close()
 
 
 # -- servers that echo secrets ---------------------------------------------------------------
@@ -372,19 +423,19 @@ class KeyRelay:
         self.authorizations: list[str] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._stop = threading.Event()
+        self._alarm = Alarm()
         self._threads: list[threading.Thread] = []
 
     def __enter__(self) -> KeyRelay:
-        self._listener.settimeout(0.05)
         self._spawn(self._accept)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        self._alarm.ring()
         for thread in self._threads:
             thread.join(5)
         self._listener.close()
+        self._alarm.close()
 
     def _spawn(self, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)
@@ -392,11 +443,8 @@ class KeyRelay:
         thread.start()
 
     def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
+        while self._alarm not in select.select([self._listener, self._alarm], [], [])[0]:
+            client, _ = self._listener.accept()
             self._spawn(self._relay, client)
 
     def _relay(self, client: socket.socket) -> None:
@@ -419,13 +467,15 @@ class KeyRelay:
             upstream = socket.create_connection((self.upstream.host, self.upstream.port))
             with upstream:
                 upstream.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + rest)
-                _pipe(client, upstream, self._stop)
+                _pipe(client, upstream, self._alarm)
 
 
-def _pipe(client: socket.socket, upstream: socket.socket, stop: threading.Event) -> None:
+def _pipe(client: socket.socket, upstream: socket.socket, alarm: Alarm) -> None:
     """Copy bytes both ways until either side closes (or the test ends)."""
-    while not stop.is_set():
-        readable, _, _ = select.select([client, upstream], [], [], 0.05)
+    while True:
+        readable, _, _ = select.select([client, upstream, alarm], [], [])
+        if alarm in readable:
+            return
         for sock in readable:
             other = upstream if sock is client else client
             try:

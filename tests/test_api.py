@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import select
 import signal
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -31,9 +27,8 @@ from mesh_magics.errors import AuthenticationError, GenerationCancelled, OptionE
 from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
 
-from .conftest import run_cell
 from .servers import ScriptedServer, b64, png_bytes, sse_frame
-from .test_faults import settled
+from .support import run_cell, run_script, sent, settled, start_script
 
 WITHIN = 20.0  # seconds: a generous bound for a subprocess on a loaded 2-core machine
 
@@ -47,33 +42,6 @@ def nested(depth: int) -> list[Any]:
 
 
 # -- plain scripts ---------------------------------------------------------------------------
-
-
-def script_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHAPI_BASE")}
-    env["PYTHONIOENCODING"] = "utf-8"
-    return env
-
-
-def run_script(source: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(source)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=script_env(),
-    )
-
-
-def start_script(source: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(source)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=script_env(),
-    )
 
 
 LOADED = 'print("loaded", "IPython" in sys.modules, "ipywidgets" in sys.modules)'
@@ -94,7 +62,7 @@ def test_a_script_gets_its_images_with_progress_on_stderr(server: LocalServer) -
     assert any(line.strip().startswith("processing") for line in lines)
     assert lines[-1].startswith("✓ 2 images · openai/gpt-image-1 · 64x64 png · ")
     assert "\x1b" not in done.stderr  # not a terminal: plain lines, no rewriting
-    assert server.requests[-1].body["n"] == 2
+    assert sent(server).body["n"] == 2
 
 
 def test_widget_progress_in_a_script_says_it_needs_a_kernel(server: LocalServer) -> None:
@@ -345,7 +313,7 @@ def test_agenerate_under_asyncio_run(server: LocalServer) -> None:
     result = asyncio.run(mm.agenerate("a fox", base_url=server.url, size="64x64", progress="none"))
     assert isinstance(result, ImageResult)
     assert len(result) == 1 and result[0].size == (64, 64)
-    assert server.requests[-1].body["prompt"] == "a fox"
+    assert sent(server).body["prompt"] == "a fox"
 
 
 def test_two_agenerate_calls_run_side_by_side(server: LocalServer) -> None:
@@ -538,7 +506,7 @@ def test_keywords_are_normalised_like_options(server: LocalServer) -> None:
         "a fox", base_url=server.url, progress="none", size="64X64", quality=" LOW ", n=2.0,
         output_format="jpg",
     )  # fmt: skip
-    body = server.requests[-1].body
+    body = sent(server).body
     assert (body["size"], body["quality"], body["n"], body["output_format"]) == (
         "64x64", "low", 2, "jpeg",
     )  # fmt: skip
@@ -548,7 +516,7 @@ def test_only_the_fields_that_were_set_are_sent_and_params_pass_through(
     server: LocalServer,
 ) -> None:
     mm.generate("a fox", base_url=server.url, progress="none")
-    assert server.requests[-1].body == {
+    assert sent(server).body == {
         "prompt": "a fox",
         "model": "openai/gpt-image-1",
         "stream": True,
@@ -557,7 +525,7 @@ def test_only_the_fields_that_were_set_are_sent_and_params_pass_through(
         "a fox", base_url=server.url, progress="none", size="64x64",
         params={"style": "vivid", "user": {"id": 7}},
     )  # fmt: skip
-    assert server.requests[-1].body == {
+    assert sent(server).body == {
         "prompt": "a fox",
         "model": "openai/gpt-image-1",
         "size": "64x64",
@@ -571,7 +539,7 @@ def test_a_keyword_wins_over_the_same_field_in_params(server: LocalServer) -> No
     mm.generate(
         "a fox", base_url=server.url, progress="none", size="64x64", params={"size": "32x32"}
     )
-    assert server.requests[-1].body["size"] == "64x64"
+    assert sent(server).body["size"] == "64x64"
 
 
 def test_the_background_field_is_not_swallowed_by_the_background_flag(
@@ -584,7 +552,7 @@ def test_the_background_field_is_not_swallowed_by_the_background_flag(
     except OptionError:
         return  # refusing the ambiguity is fine too
     assert isinstance(outcome, ImageResult)
-    assert server.requests[-1].body.get("background") == "transparent"
+    assert sent(server).body.get("background") == "transparent"
 
 
 def test_the_background_field_can_be_sent_in_params(server: LocalServer) -> None:
@@ -592,7 +560,7 @@ def test_the_background_field_can_be_sent_in_params(server: LocalServer) -> None
         "a fox", base_url=server.url, progress="none", size="64x64",
         params={"background": "transparent"},
     )  # fmt: skip
-    assert server.requests[-1].body["background"] == "transparent"
+    assert sent(server).body["background"] == "transparent"
 
 
 # -- settings from the IPython session ---------------------------------------------------------
@@ -606,13 +574,13 @@ def test_generate_follows_the_sessions_config(
 
     result = mm.generate("a fox")  # no base_url: the session's, which is the test server's
     assert len(result) == 1 and result[0].size == (64, 64)
-    body = server.requests[-1].body
+    body = sent(server).body
     assert (body["quality"], body["size"]) == ("low", "64x64")
     out = capsys.readouterr().out  # a terminal session: progress as printed lines
     assert "⏳ openai/gpt-image-1 · 64x64 · 1 image · started" in out
 
     mm.generate("a fox", quality="high", progress="none")  # a keyword wins over %config
-    assert server.requests[-1].body["quality"] == "high"
+    assert sent(server).body["quality"] == "high"
 
 
 def test_background_runs_in_a_terminal_session_run_together_and_their_cell_waits(

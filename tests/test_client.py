@@ -7,7 +7,6 @@ import asyncio
 import email.utils
 import gzip
 import json
-import threading
 import time
 from typing import Any
 
@@ -33,9 +32,8 @@ from mesh_magics.http.client import MeshClient
 from mesh_magics.http.envelopes import parse_retry_after
 from mesh_magics.local import LocalServer
 from mesh_magics.request import ImageRequest
-from mesh_magics.settings import ClientSettings, Secret
+from mesh_magics.settings import ClientSettings, Secret, client_settings
 
-from .conftest import FAKE_KEY
 from .servers import (
     ScriptedServer,
     answer_unread,
@@ -52,19 +50,7 @@ from .servers import (
     send_sse,
     sse_frame,
 )
-
-
-def settings_for(server: LocalServer | ScriptedServer, **overrides: Any) -> ClientSettings:
-    values: dict[str, Any] = {
-        "base_url": server.url,
-        "api_key": Secret(FAKE_KEY),
-        "max_retries": 2,
-        "max_retry_wait": 2.0,
-        "backoff_base": 0.05,
-        "read_timeout": 5.0,
-    }
-    values.update(overrides)
-    return ClientSettings(**values)
+from .support import FAKE_KEY, GENERATIONS, events_until_failure, generations, settings_for
 
 
 def generate(
@@ -79,43 +65,9 @@ def generate(
     return events
 
 
-def events_until_failure(
-    server: LocalServer | ScriptedServer,
-    stream: bool = True,
-    settings: ClientSettings | None = None,
-    **fields: Any,
-) -> tuple[list[StreamEvent], BaseException | None]:
-    """Every event of one generation, and the error that ended it, if one did."""
-    body = {
-        "prompt": "a fox",
-        "model": "openai/gpt-image-1",
-        "size": "64x64",
-        "n": 1,
-        "stream": stream,
-    }
-    body.update(fields)
-
-    events: list[StreamEvent] = []
-
-    async def collect() -> None:
-        async with MeshClient(settings or settings_for(server)) as client:
-            async for event in client.generate(ImageRequest(body)):
-                events.append(event)
-
-    try:
-        asyncio.run(collect())
-    except Exception as exc:
-        return events, exc
-    return events, None
-
-
 def completed(events: list[StreamEvent]) -> Completed:
     assert isinstance(events[-1], Completed)
     return events[-1]
-
-
-def generation_requests(server: LocalServer) -> list[Any]:
-    return [r for r in server.requests if r.path.endswith("/images/generations")]
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -151,7 +103,7 @@ def test_stream_reports_status_and_partial_previews(server: LocalServer) -> None
 
 def test_request_headers_auth_and_request_id(server: LocalServer) -> None:
     generate(server)
-    (sent,) = generation_requests(server)
+    (sent,) = generations(server)
     assert sent.credential == "local token"  # our own backend is never sent the key
     assert sent.headers["accept"] == "text/event-stream"
     assert sent.headers["x-request-id"].startswith("mm_")
@@ -176,12 +128,12 @@ def test_transparent_webp_and_jpeg_formats_come_from_the_bytes(server: LocalServ
 
 
 def test_retry_on_429_honours_retry_after_then_succeeds(server: LocalServer) -> None:
-    events = generate(server, mesh_local={"fault": "status:429", "times": 1, "retry_after": "1"})
+    events = generate(server, mesh_local={"fault": "status:429", "times": 1, "retry_after": "0.3"})
     retry = next(e for e in events if isinstance(e, Retrying))
-    assert retry.delay == pytest.approx(1.0)
+    assert retry.delay == pytest.approx(0.3)
     assert isinstance(events[-1], Completed)
-    ids = {r.headers["x-request-id"] for r in generation_requests(server)}
-    assert len(generation_requests(server)) == 2 and len(ids) == 1
+    ids = {r.headers["x-request-id"] for r in generations(server)}
+    assert len(generations(server)) == 2 and len(ids) == 1
 
 
 def test_429_beyond_the_retry_budget_is_a_rate_limit_error(server: LocalServer) -> None:
@@ -189,7 +141,7 @@ def test_429_beyond_the_retry_budget_is_a_rate_limit_error(server: LocalServer) 
         generate(server, mesh_local={"fault": "status:429", "retry_after": "0"})
     assert caught.value.status == 429 and caught.value.code == "rate_limit_exceeded"
     assert caught.value.retry_after == 0
-    assert len(generation_requests(server)) == 3  # the first try and two retries
+    assert len(generations(server)) == 3  # the first try and two retries
 
 
 def test_a_503_with_retry_after_is_retried(server: LocalServer) -> None:
@@ -204,14 +156,14 @@ def test_gateway_errors_that_may_have_billed_are_not_retried(
 ) -> None:
     with pytest.raises(ServiceUnavailableError):
         generate(server, mesh_local={"fault": f"status:{status}", "times": 1})
-    assert len(generation_requests(server)) == 1
+    assert len(generations(server)) == 1
 
 
 def test_500_is_never_retried(server: LocalServer) -> None:
     with pytest.raises(InternalServerError) as caught:
         generate(server, mesh_local={"fault": "status:500", "times": 1})
     assert caught.value.status == 500 and caught.value.request_id
-    assert len(generation_requests(server)) == 1
+    assert len(generations(server)) == 1
 
 
 def test_api_errors_carry_status_code_message_and_request_id(server: LocalServer) -> None:
@@ -251,7 +203,7 @@ def test_broken_streams_are_errors_not_results(
     with pytest.raises(error) as caught:
         generate(server, mesh_local={"fault": fault})
     assert words in str(caught.value)
-    assert len(generation_requests(server)) == 1  # a started stream is never retried
+    assert len(generations(server)) == 1  # a started stream is never retried
 
 
 def test_a_stalled_stream_hits_the_read_timeout(server: LocalServer) -> None:
@@ -265,8 +217,8 @@ def test_a_stalled_stream_hits_the_read_timeout(server: LocalServer) -> None:
 def test_slow_pings_within_the_read_timeout_keep_the_stream_alive(server: LocalServer) -> None:
     events = generate(
         server,
-        settings=settings_for(server, read_timeout=1.0),
-        mesh_local={"latency": 2.0, "ping_interval": 0.4},
+        settings=settings_for(server, read_timeout=0.6),
+        mesh_local={"latency": 1.2, "ping_interval": 0.2},
     )
     assert isinstance(events[-1], Completed)
 
@@ -357,7 +309,7 @@ def test_a_plain_request_may_wait_longer_than_the_stream_read_timeout(server: Lo
         server,
         stream=False,
         settings=settings_for(server, read_timeout=0.3),
-        mesh_local={"latency": 1.0},
+        mesh_local={"latency": 0.6},
     )
     assert isinstance(events[-1], Completed)
 
@@ -379,7 +331,6 @@ def test_a_gzip_compressed_stream_is_decoded() -> None:
 
 # -- what may be sent twice (issue 9) ------------------------------------------------------
 
-GENERATIONS = "/v1/images/generations"
 BIG_IMAGE = "data:image/png;base64," + "A" * (32 * 1024 * 1024)  # beyond any socket buffer
 
 
@@ -421,7 +372,7 @@ def test_the_embedded_backend_reads_a_body_over_its_limit_so_its_413_arrives(
 ) -> None:
     _, error = events_until_failure(server, image=BIG_IMAGE + "A" * (1024 * 1024))
     assert isinstance(error, RequestTooLargeError), error
-    assert len(generation_requests(server)) <= 1  # the refused body may not be recorded
+    assert len(generations(server)) <= 1  # the refused body may not be recorded
 
 
 def test_a_server_that_drops_after_the_whole_request_is_not_asked_again() -> None:
@@ -445,6 +396,17 @@ def test_an_upload_the_server_stops_reading_times_out_and_is_not_sent_again(
     assert "stalled for 0.5 s (write timeout)" in str(error) and "not retried" in str(error)
     assert not any(isinstance(e, Retrying) for e in events)
     assert arrivals(api) == 1
+
+
+def test_retry_backoff_is_the_first_retrys_wait_and_each_later_one_doubles() -> None:
+    closed = LocalServer().start()
+    closed.stop()  # nothing listens: each attempt fails to connect, and the backoff decides
+    settings = client_settings({"retry_backoff": 0.2, "max_retries": 2}, closed.url)
+    assert settings.backoff_base == 0.2
+    events, error = events_until_failure(closed, settings=settings)
+    assert isinstance(error, TransportError)
+    first, second = (e.delay for e in events if isinstance(e, Retrying))
+    assert 0.15 <= first <= 0.25 and 0.3 <= second <= 0.5  # with jitter of +-25%
 
 
 def test_connection_refused_is_retried_exactly_max_retries_times() -> None:
@@ -539,17 +501,13 @@ def test_what_follows_done_is_read_briefly_then_the_images_are_returned(after: s
     but neither more frames nor a server that never ends the body hold the result up."""
     final = png_bytes(6, 5)
     frames = [sse_frame({"data": [{"b64_json": b64(final)}]}), b"data: [DONE]\n\n"]
-    stopping = threading.Event()
     if after == "more frames":
         route = send_sse(*frames, b"data: not json\n\n", sse_frame({"data": []}))
     else:
-        route = send_sse(*frames, then="stall", stopping=stopping)
+        route = send_sse(*frames, then="stall")
     with ScriptedServer({GENERATIONS: route}) as api:
         started = time.monotonic()
-        try:
-            done = completed(generate(api))
-        finally:
-            stopping.set()
+        done = completed(generate(api))
     assert [(i.width, i.height) for i in done.images] == [(6, 5)]
     assert time.monotonic() - started < client_module.AFTER_DONE_SECONDS + 10  # not 120 s
 

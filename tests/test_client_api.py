@@ -22,9 +22,7 @@ from mesh_magics.results.result import ImageResult
 from mesh_magics.schema import REQUEST_FIELDS, SWEEPABLE
 from mesh_magics.value_kinds import Choice
 
-from .conftest import FAKE_KEY
-from .test_api import script_env
-from .test_faults import open_sockets, settled
+from .support import FAKE_KEY, open_sockets, script_env, settled
 
 
 def test_the_typed_fields_are_the_schemas_request_fields() -> None:

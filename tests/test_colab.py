@@ -22,7 +22,7 @@ from mesh_magics.local import LocalServer
 from mesh_magics.views import in_kernel, on_colab
 from mesh_magics.views.in_cell import ON_COLAB
 
-from .conftest import run_cell
+from .support import run_cell
 
 IMAGES = {"image/png", "image/jpeg"}
 

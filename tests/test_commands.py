@@ -14,7 +14,7 @@ from mesh_magics.results.history import History
 from mesh_magics.results.model_list import ModelList
 from mesh_magics.results.usage_report import UsageReport
 
-from .conftest import run_cell
+from .support import run_cell
 
 
 def test_mesh_alone_lists_every_command(ip: InteractiveShell) -> None:

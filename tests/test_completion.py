@@ -25,9 +25,9 @@ from mesh_magics.local import LocalServer
 from mesh_magics.schema import QUALITIES
 from mesh_magics.value_kinds import SIZE_PRESETS
 
-from .conftest import FAKE_KEY, run_cell
 from .kernel import Frontend, frontend
 from .servers import ScriptedServer, send_json
+from .support import FAKE_KEY, run_cell
 
 MODELS = ("openai/gpt-image-1", "openai/dall-e-3", "vertex/imagen-3")
 

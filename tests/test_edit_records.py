@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,8 @@ from mesh_magics.settings import configured
 from mesh_magics.store import Store, StoredImage, open_store, request_key
 from mesh_magics.store.disk import image_path, make_private_folder, write_image
 
-from .conftest import FAKE_KEY, at_once, key_is_absent
 from .servers import KeyRelay
+from .support import FAKE_KEY, at_once, key_is_absent
 
 API = "https://api.meshapi.ai"
 MODEL = "openai/gpt-image-1"
@@ -93,13 +92,6 @@ def edit(
         inputs=inputs,
         **extra,
     )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "store")
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from mesh_magics.engine.generation import Generation
 from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
 
-from .conftest import CellRun, refused, run_cell
 from .servers import (
     Route,
     ScriptedServer,
@@ -43,8 +42,8 @@ from .servers import (
     reads_body,
     send_json,
 )
+from .support import EDITS, CellRun, refused, run_cell
 
-EDITS = "/v1/images/edits"
 PROMPT = "Make it night"
 
 
@@ -136,14 +135,6 @@ def running() -> Iterator[LocalServer]:
 def server(running: LocalServer) -> Iterator[LocalServer]:
     """The module's embedded backend, lent to one test (for `ip` too)."""
     yield from lent(running, ping_interval=0.2)
-
-
-@pytest.fixture
-def store_dir(ip: InteractiveShell, tmp_path: Path) -> Path:
-    """A store of this test's own (the `ip` fixture puts the setting back afterwards)."""
-    folder = tmp_path / "store"
-    ok(ip, f"%config MeshImageMagics.store_dir = {str(folder)!r}")
-    return folder
 
 
 @pytest.fixture

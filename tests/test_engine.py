@@ -37,7 +37,7 @@ from mesh_magics.settings import ClientSettings
 from mesh_magics.views.base import ProgressView
 
 from .servers import png_bytes
-from .test_faults import settled
+from .support import settled
 
 NOWHERE = ClientSettings(base_url="http://127.0.0.1:9")  # the fake sources send nothing
 WITHIN = 5.0  # seconds: a generous bound for anything that should be "at once"

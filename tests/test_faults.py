@@ -5,8 +5,6 @@ target survives); no worker thread or connection left behind; the shell still wo
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ from IPython.core.interactiveshell import InteractiveShell
 from mesh_magics import errors
 from mesh_magics.local import LocalServer
 
-from .conftest import FAKE_KEY, run_cell
 from .exposure import run_exposed
 from .servers import (
     KeyRelay,
@@ -29,38 +26,7 @@ from .servers import (
     send_sse,
     sse_frame,
 )
-
-
-def open_sockets() -> int:
-    """Sockets this process has open. The engine's loop keeps a socket pair (its wake-up
-    pipe) for its whole life: it is started first, so it is counted on both sides."""
-    from mesh_magics.engine.loop import engine
-
-    engine().loop  # noqa: B018
-    fds = Path("/proc/self/fd")
-    count = 0
-    for fd in fds.iterdir():
-        try:
-            count += os.readlink(fd).startswith("socket:")
-        except OSError:
-            continue
-    return count
-
-
-def worker_threads() -> list[object]:
-    """What still runs on the engine's loop (a run that did not end)."""
-    from mesh_magics.engine.loop import engine
-
-    return [object()] * engine().running_tasks()
-
-
-def settled(check, timeout: float = 3.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return bool(check())
+from .support import FAKE_KEY, GENERATIONS, open_sockets, run_cell, settled, worker_threads
 
 
 def fails_cleanly(ip: InteractiveShell, cell: str, error: type[Exception], *words: str) -> str:
@@ -235,7 +201,8 @@ def test_remote_image_redirected_to_another_host_is_fetched_without_the_key(
         run = run_cell(ip, f"%%meshimage -o t_cdn --no-stream --base-url {api.url}\nfox")
         assert run.success, run.error
         assert ip.user_ns["t_cdn"][0].size == (9, 7)
-        assert api.requests[0][1]["authorization"].startswith("Bearer ")
+        [posted] = [headers for path, headers in api.requests if path == GENERATIONS]
+        assert posted["authorization"].startswith("Bearer ")
         assert all("authorization" not in headers for _, headers in files.requests + cdn.requests)
 
 

@@ -16,9 +16,8 @@ from mesh_magics.cell import parse_cell
 from mesh_magics.forms.widget import WIDGET_VIEW, MeshForm
 from mesh_magics.local import LocalServer
 
-from .conftest import wait_for
-from .kernel import Frontend, HeldServer, Msg, frontend
-from .test_kernel import kernel_env
+from .kernel import Frontend, HeldServer, Msg, frontend, kernel_env
+from .support import generations, sent, wait_for
 
 MODEL = "openai/dall-e-3"
 
@@ -26,10 +25,6 @@ MODEL = "openai/dall-e-3"
 def ended(form: MeshForm) -> bool:
     """The form's run has ended and the form shows it (Generate is enabled last)."""
     return form.run is not None and form.run.done() and not form.generate_button.disabled
-
-
-def generations(server: LocalServer) -> list[Any]:
-    return [r for r in server.requests if r.path.rstrip("/").endswith("/images/generations")]
 
 
 def same_request(form: MeshForm, body: dict[str, Any]) -> None:
@@ -253,7 +248,7 @@ def test_the_form_in_a_kernel_generates_and_cancels_on_clicks(kernel: Frontend) 
         k.click(by_name["Generate"]["content"]["comm_id"])
 
         k.wait_for(api.generations, "the request")
-        body = api.requests[-1].body
+        body = sent(api).body
         assert body["prompt"] == "A kernel fox" and body["model"] == MODEL
         k.wait_for(lambda: len(opened(k, "ImageModel")) > images, "a gallery entry")
         check = k.run(

@@ -15,7 +15,7 @@ import mesh_magics as mm
 from mesh_magics.ipython import commands
 from mesh_magics.local import LocalServer
 
-from .conftest import run_cell
+from .support import run_cell
 
 PROMPT = "A fox {kept} in the snow\n-- its second line"
 

@@ -26,14 +26,13 @@ import pytest
 
 from mesh_magics.http.connections import AddressRefused, Nearest, Place, place_of
 
-from .conftest import FAKE_KEY
 from .servers import ScriptedServer, png_bytes, sse_frame
+from .support import FAKE_KEY, GENERATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1024**3
 MIB = 1024**2
 RSS_BOUND = 256 * MIB
-GENERATIONS = "/v1/images/generations"
 FAKE_API = "api.hostile.test"  # a name that is not loopback, routed to 127.0.0.1 by the child
 SMALL = {"prompt": "a fox", "model": "openai/gpt-image-1", "size": "64x64", "n": 1}
 

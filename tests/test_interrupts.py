@@ -3,8 +3,6 @@ no worker thread, no open connection, nothing bound, and the shell keeps working
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -16,51 +14,16 @@ from mesh_magics.errors import GenerationCancelled
 from mesh_magics.http import client as client_module
 from mesh_magics.local import LocalServer
 
-from .conftest import run_cell
 from .servers import ScriptedServer, b64, png_bytes, send_sse, silent_listener, sse_frame
-from .test_faults import open_sockets, settled, worker_threads
-
-
-class Interrupter(threading.Thread):
-    """SIGINTs this process (a kernel interrupt) once `ready()` holds and `delay` more
-    seconds have passed; `sent_at` is when. Never after `finished()`: a SIGINT that came
-    after the cell would hit pytest instead."""
-
-    def __init__(self, ready: Callable[[], bool], delay: float = 0.0) -> None:
-        super().__init__(daemon=True)
-        self._ready = ready
-        self._delay = delay
-        self._finished = threading.Event()
-        self.sent_at: float | None = None
-
-    def run(self) -> None:
-        while not self._ready():
-            if self._finished.wait(0.01):  # polls the condition; no fixed wait
-                return
-        if self._delay and self._finished.wait(self._delay):
-            return
-        if not self._finished.is_set():
-            self.sent_at = time.monotonic()
-            os.kill(os.getpid(), signal.SIGINT)
-
-    def finished(self) -> float | None:
-        """The cell has returned: stop waiting; when the interrupt was sent, if it was."""
-        self._finished.set()
-        self.join(5)
-        return self.sent_at
-
-
-def interrupt_when(ready: Callable[[], bool], delay: float = 0.0) -> Interrupter:
-    interrupter = Interrupter(ready, delay)
-    interrupter.start()
-    return interrupter
-
-
-# How soon after the interrupt the cell must have returned. Cancelling takes milliseconds;
-# the bound is wide for a loaded 2-core CI machine, and still well below what each run
-# would take if the interrupt did not stop it (a 15 s connect timeout, 30 s of latency, a
-# stream that stalls for good, 10 images checked at 1 s each).
-CANCEL_BOUND_SECONDS = 5.0
+from .support import (
+    CANCEL_BOUND_SECONDS,
+    interrupt_when,
+    open_sockets,
+    received_after,
+    run_cell,
+    settled,
+    worker_threads,
+)
 
 
 def cancelled_cleanly(
@@ -80,12 +43,6 @@ def cancelled_cleanly(
         "a connection was left open"
     )
     assert run_cell(ip, "6 * 7").result == 42
-
-
-def received_after(server: LocalServer) -> Callable[[], bool]:
-    """The server has received a request it had not received yet."""
-    seen = server.request_count
-    return lambda: server.request_count > seen
 
 
 def connected(sockets_before: int) -> Callable[[], bool]:
@@ -111,22 +68,16 @@ def test_while_waiting_for_the_image(ip: InteractiveShell, server: LocalServer) 
 def test_in_the_middle_of_a_frame(ip: InteractiveShell) -> None:
     processing = sse_frame({"object": "image.chunk", "status": "processing", "data": []})
     half = sse_frame({"object": "image.chunk", "data": [{"b64_json": b64(png_bytes())}]})[:60]
-    stop = threading.Event()
     with ScriptedServer({}) as api:
-        api.routes["/v1/images/generations"] = send_sse(
-            processing, half, then="stall", stopping=stop
+        api.routes["/v1/images/generations"] = send_sse(processing, half, then="stall")
+        # Once the server has the request it sends the two frames at once; 0.1 s later
+        # the client holds half a frame (were it earlier, the run is cancelled anyway).
+        cancelled_cleanly(
+            ip,
+            f"%%meshimage -o t_cancel --base-url {api.url}\nfox",
+            lambda: bool(api.requests),
+            delay=0.1,
         )
-        try:
-            # Once the server has the request it sends the two frames at once; 0.1 s later
-            # the client holds half a frame (were it earlier, the run is cancelled anyway).
-            cancelled_cleanly(
-                ip,
-                f"%%meshimage -o t_cancel --base-url {api.url}\nfox",
-                lambda: bool(api.requests),
-                delay=0.1,
-            )
-        finally:
-            stop.set()
 
 
 def test_while_decoding_images(

@@ -20,15 +20,11 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .conftest import FAKE_KEY
-from .kernel import Frontend, HeldServer, Msg, display_id, frontend, parent_of
+from .kernel import Frontend, HeldServer, Msg, display_id, frontend, kernel_env, parent_of
+from .support import sent
 
 HEADING = "openai/gpt-image-1 · 64x64 · 1 image"
 SLOW = 30.0  # seconds the server takes where a test must cancel or leave a run going
-
-
-def kernel_env(home: Path) -> dict[str, str | None]:
-    return {"MESHAPI_API_KEY": FAKE_KEY, "MESHAPI_BASE_URL": None, "IPYTHONDIR": str(home)}
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +270,7 @@ def test_jobs_lists_the_run_and_wait_waits_for_it(notebook: Frontend, api: HeldS
     (table,) = k.of(listing, "execute_result")
     last = text_of(table).splitlines()[-1]
     assert last.startswith(f"{HEADING} · done · ")
-    assert last.endswith(f" · {api.requests[-1].headers['x-request-id']}")  # the request's id
+    assert last.endswith(f" · {sent(api).headers['x-request-id']}")  # the request's id
 
 
 def test_top_level_await_of_agenerate_returns_the_images_with_progress(

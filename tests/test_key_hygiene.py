@@ -26,9 +26,9 @@ from mesh_magics.local.registry import LOCAL_TOKEN
 from mesh_magics.redact import RedactingFilter, display_url, redact
 from mesh_magics.settings import ClientSettings, Secret, client_settings
 
-from .conftest import FAKE_KEY
 from .exposure import run_exposed
 from .servers import KeyRelay, ScriptedServer, echo_faults
+from .support import FAKE_KEY, sent
 
 FAULTS = [
     "status:401", "status:402", "status:403", "status:404", "status:413", "status:429",
@@ -109,7 +109,8 @@ def test_the_embedded_backend_gets_the_local_token_never_the_key(
     """`ip` points at `server`, a LocalServer this process started: the local token goes."""
     shown = run_exposed(ip, "%%meshimage -o t_token --size 64x64 --model openai/dall-e-3\nA fox")
     assert shown.error is None, shown.error
-    posted, fetched = server.requests[-2:]
+    posted = sent(server)
+    [fetched] = [r for r in server.requests if r.path.startswith("/files/")]
     assert posted.credential == "local token" and fetched.credential is None
     assert FAKE_KEY not in repr(server.requests) and LOCAL_TOKEN not in repr(server.requests)
     assert all("authorization" not in r.headers for r in server.requests)
@@ -120,7 +121,7 @@ def test_base_url_local_gets_the_local_token(ip: InteractiveShell) -> None:
 
     shown = run_exposed(ip, "%%meshimage -o t_token --base-url local --size 64x64\nA fox")
     assert shown.error is None, shown.error
-    assert ensure_local_server().requests[-1].credential == "local token"
+    assert sent(ensure_local_server()).credential == "local token"
     settings = client_settings({}, "local")
     assert repr(settings.api_key) == "LocalToken()"
 
@@ -151,7 +152,7 @@ def test_the_key_still_goes_to_an_api_that_is_not_the_embedded_backend(
     assert shown.error is None, shown.error
     assert api.authorizations == [f"Bearer {FAKE_KEY}"]
     # What the backend records of a client's key: its kind, never its value.
-    assert server.requests[-1].credential is None  # the relay dropped it
+    assert sent(server).credential is None  # the relay dropped it
     assert FAKE_KEY not in repr(server.requests)
 
 

@@ -28,31 +28,10 @@ from mesh_magics.results.result import ImageResult
 from mesh_magics.settings import configured
 from mesh_magics.store import open_store
 
-from .conftest import run_cell
-from .test_api import script_env
-from .test_faults import settled
-from .test_interrupts import interrupt_when
+from .support import interrupt_when, magics, run_cell, script_env, settled, stored
 
 WAIT = 30.0  # generous bound of every wait on a condition
 SLOW_MODEL = "vertex/imagen-3"
-
-
-def magics(ip: InteractiveShell) -> Any:
-    return ip.magics_manager.registry["MeshImageMagics"]
-
-
-@pytest.fixture
-def store_dir(ip: InteractiveShell, tmp_path: Path) -> Path:
-    """A store of this test's own (the `ip` fixture puts the setting back afterwards)."""
-    folder = tmp_path / "store"
-    magics(ip).store_dir = str(folder)
-    return folder
-
-
-def stored(ip: InteractiveShell) -> list[Any]:
-    store = open_store(magics(ip).settings())
-    assert store is not None
-    return store.history()
 
 
 def images_shown(outputs: list[dict[str, Any]]) -> int:

@@ -36,6 +36,7 @@ from mesh_magics.local.attempts import AttemptCounter, attempt_key
 from mesh_magics.local.published import FileStore
 
 from .servers import lent
+from .support import generations, sent
 
 PROMPT = "a red fox in the snow"
 GENERATED_ID = re.compile(r"^req_[0-9A-Z]{26}$")
@@ -295,8 +296,8 @@ def test_dalle_answers_remote_urls_served_by_the_same_server(
     response = httpx.get(urls[0])
     assert response.headers["content-type"] == "image/png"
     assert open_image(response.content).size == (64, 64)
-    fetch = server.requests[-1]
-    assert (fetch.method, fetch.path) == ("GET", urls[0].removeprefix(server.url))
+    fetch = sent(server, urls[0].removeprefix(server.url))
+    assert fetch.method == "GET"
     assert "authorization" not in fetch.headers
     assert httpx.get(server.url + "/files/nope.png").status_code == 404
 
@@ -323,8 +324,8 @@ def test_latency_delays_a_plain_answer(client: httpx.Client) -> None:
 
 def test_requests_are_recorded_with_their_body(client: httpx.Client, server: LocalServer) -> None:
     generate(client, headers_test=1)
-    recorded = server.requests[-1]
-    assert (recorded.method, recorded.path) == ("POST", "/v1/images/generations")
+    recorded = sent(server)
+    assert recorded.method == "POST"
     assert recorded.body["headers_test"] == 1
     assert recorded.headers["content-type"] == "application/json"
 
@@ -845,7 +846,7 @@ def test_a_chunked_body_is_read_and_limited_too(small_limit: LocalServer) -> Non
         small = {"prompt": PROMPT, "size": "64x64", "response_format": "b64_json"}
         fine = http.post("/images/generations", content=pieces(small))
         assert fine.status_code == 200
-        assert small_limit.requests[-1].headers["transfer-encoding"] == "chunked"
+        assert sent(small_limit).headers["transfer-encoding"] == "chunked"
         assert http.post("/images/generations", content=pieces(oversized_body())).status_code == 413
 
 
@@ -897,7 +898,7 @@ def test_a_long_prompt_is_summarised_by_its_first_words(
 ) -> None:
     prompt = "a fox " * 400
     generate(client, prompt=prompt)
-    summary = server.requests[-1].body["prompt"]
+    summary = sent(server).body["prompt"]
     assert summary.startswith("<a fox a fox") and f"{len(prompt):,} chars" in summary
 
 
@@ -929,7 +930,7 @@ def test_times_counts_attempts_of_the_same_body_without_a_request_id(
         retry = http.post("/images/generations", json=body)
         other = http.post("/images/generations", json={**body, "seed": 1})
         again = http.post("/images/generations", json=body)
-    assert "x-request-id" not in server.requests[-1].headers
+    assert "x-request-id" not in sent(server).headers
     assert [first.status_code, retry.status_code] == [503, 200]
     assert other.status_code == 503  # another body is another request
     assert again.status_code == 503  # a success starts the count again
@@ -1336,10 +1337,6 @@ def test_waiting_for_in_flight_times_out_with_false(fresh: LocalServer) -> None:
 # -- scheduled 429s and arrival times -------------------------------------------------------
 
 
-def generation_requests(server: LocalServer) -> list[Any]:
-    return [r for r in server.requests if r.path.endswith("/images/generations")]
-
-
 def test_rate_limit_on_makes_exactly_the_nth_generation_a_429(
     client: httpx.Client, server: LocalServer
 ) -> None:
@@ -1355,7 +1352,7 @@ def test_rate_limit_on_makes_exactly_the_nth_generation_a_429(
     assert (error["code"], error["retry_after_seconds"]) == ("rate_limit_exceeded", 2)
     assert error_of(limited)["message"]
     assert server.pending_rate_limits == []
-    recorded = generation_requests(server)[-5:]
+    recorded = generations(server)[-5:]
     assert [r.status for r in recorded] == [200, 200, 429, 200, 200]
     assert [r.at for r in recorded] == sorted(r.at for r in recorded)
 
@@ -1405,7 +1402,7 @@ def test_a_scheduled_429_hits_one_of_concurrent_requests(fresh: LocalServer) -> 
 
     statuses = sorted(r.status_code for r in asyncio.run(send_all(4)))
     assert statuses == [200, 200, 200, 429]
-    limited = [r for r in generation_requests(fresh) if r.status == 429]
+    limited = [r for r in generations(fresh) if r.status == 429]
     assert len(limited) == 1
     assert fresh.pending_rate_limits == []
 
@@ -1435,14 +1432,14 @@ def test_each_request_records_when_it_arrived_and_its_status(
     began = time.monotonic()
     assert generate(client).status_code == 200
     ended = time.monotonic()
-    entry = server.requests[-1]
+    entry = sent(server)
     # It arrived before the latency was spent, and was answered after it.
     assert began <= entry.at <= ended - 0.3
     assert entry.status == 200
     assert entry.answered_at is not None
     assert entry.at + 0.3 <= entry.answered_at <= ended
     assert client.get("/models").status_code == 200
-    models = server.requests[-1]
+    models = sent(server, "/v1/models")
     assert (models.status, models.at >= entry.at) == (200, True)
 
 

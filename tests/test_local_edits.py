@@ -16,6 +16,7 @@ from mesh_magics.local import LocalServer
 from mesh_magics.local.edits import MAX_REFERENCES, tint_color
 
 from .servers import lent
+from .support import EDITS, sent
 
 MODEL = "openai/gpt-image-1"
 
@@ -315,6 +316,6 @@ def test_an_edit_counts_in_flight_and_is_recorded_bounded(server: LocalServer) -
         worker.join()
     assert server.request_count == before + 1
     assert server.generation_count == counted + 1 and server.in_flight == 0
-    recorded = server.requests[-1]
-    assert recorded.path == "/v1/images/edits" and recorded.status == 200
+    recorded = sent(server, EDITS)
+    assert recorded.status == 200
     assert recorded.body["image"].startswith("<data:image/png;base64 ")

@@ -24,9 +24,8 @@ from meshapi import ImageGenerationParams, MeshAPI, MeshAPIError
 from mesh_magics import errors
 from mesh_magics.local import LocalServer
 
-from .conftest import run_cell
+from .support import GENERATIONS, run_cell
 
-GENERATIONS = "/v1/images/generations"
 FOX = {"prompt": "a fox", "size": "64x64"}
 
 

@@ -21,9 +21,8 @@ from mesh_magics.errors import (
 from mesh_magics.local import LocalServer
 from mesh_magics.results.result import ImageResult
 
-from .conftest import FAKE_KEY, refused, run_cell
 from .servers import KeyRelay, png_bytes
-from .test_interrupts import CANCEL_BOUND_SECONDS, interrupt_when
+from .support import CANCEL_BOUND_SECONDS, FAKE_KEY, interrupt_when, refused, run_cell, sent
 
 
 def test_cell_binds_returns_and_shows_the_images(ip: InteractiveShell, server: LocalServer) -> None:
@@ -133,7 +132,7 @@ def test_an_explicit_option_wins_over_a_broken_default(
     magics = ip.magics_manager.registry["MeshImageMagics"]
     magics._trait_values["quality"] = "ultra"  # as a profile loaded before validation could
     assert run_cell(ip, "%%meshimage --quality high --size 64x64\nfox").success
-    assert server.requests[-1].body["quality"] == "high"
+    assert sent(server).body["quality"] == "high"
     run = run_cell(ip, "%%meshimage --size 64x64\nfox")
     assert isinstance(run.error, OptionError) and "MeshImageMagics.quality" in str(run.error)
     assert len(server.requests) == 1
@@ -141,11 +140,11 @@ def test_an_explicit_option_wins_over_a_broken_default(
 
 def test_only_what_was_set_is_sent(ip: InteractiveShell, server: LocalServer) -> None:
     assert run_cell(ip, "%%meshimage\nfox").success
-    assert server.requests[-1].body.keys() == {"prompt", "model", "stream"}
+    assert sent(server).body.keys() == {"prompt", "model", "stream"}
     ip.run_line_magic("config", "MeshImageMagics.quality = 'low'")
     assert run_cell(ip, "%%meshimage -n 2\nfox").success
-    sent = server.requests[-1].body
-    assert (sent["quality"], sent["n"]) == ("low", 2) and "size" not in sent
+    body = sent(server).body
+    assert (body["quality"], body["n"]) == ("low", 2) and "size" not in body
 
 
 def test_an_option_line_inside_the_prompt_warns(ip: InteractiveShell) -> None:
@@ -207,7 +206,7 @@ def test_base_url_local_starts_the_embedded_backend_without_sending_the_key(
     run = run_cell(ip, "%%meshimage -o t_local --base-url local --size 64x64\nfox")
     assert run.success, run.error
     local = ensure_local_server()
-    assert local.requests and local.requests[-1].credential == "local token"
+    assert sent(local).credential == "local token"
 
 
 def test_timeout_gives_up_and_binds_nothing(ip: InteractiveShell, server: LocalServer) -> None:

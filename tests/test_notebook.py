@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 
 from mesh_magics.local import LocalServer
 
-from .conftest import FAKE_KEY, wait_for
+from .support import FAKE_KEY, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

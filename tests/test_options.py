@@ -17,8 +17,8 @@ from mesh_magics.errors import OptionError
 from mesh_magics.local import LocalServer
 from mesh_magics.request import ImageRequest, build_request
 
-from .conftest import refused
 from .servers import png_bytes
+from .support import refused
 
 PNG_URL = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
 DEFAULTS = {"model": "openai/gpt-image-1", "size": "auto", "quality": "auto", "n": 1}

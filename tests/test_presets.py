@@ -12,7 +12,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import mesh_magics as mm
 from mesh_magics.local import LocalServer
 
-from .conftest import run_cell
+from .support import run_cell
 
 PYPROJECT = """\
 [project]

@@ -31,8 +31,8 @@ from mesh_magics.results.metadata import read_metadata
 from mesh_magics.results.result import ImageResult
 from mesh_magics.results.saving import MANIFEST, append_line
 
-from .conftest import FAKE_KEY
 from .servers import KeyRelay
+from .support import FAKE_KEY
 
 CREATED = 1735787045  # 2025-01-02T03:04:05Z
 REQUEST: dict[str, Any] = {

@@ -23,19 +23,11 @@ from mesh_magics.results.history import History
 from mesh_magics.results.usage_report import UsageReport
 from mesh_magics.store import Store
 
-from .conftest import FAKE_KEY, CellRun, run_cell, wait_for
 from .kernel import frontend
+from .support import FAKE_KEY, CellRun, run_cell, sent, wait_for
 
 WAIT = 30.0  # generous upper bound of every wait on a condition
 FOX = "%%meshimage -o {name} --size 64x64 --seed 7 {flags}\nA fox in the snow"
-
-
-@pytest.fixture
-def store_dir(ip: InteractiveShell, tmp_path: Path) -> Path:
-    """A store of this test's own (the `ip` fixture puts the setting back afterwards)."""
-    folder = tmp_path / "store"
-    assert run_cell(ip, f"%config MeshImageMagics.store_dir = {str(folder)!r}").success
-    return folder
 
 
 def fox(ip: InteractiveShell, name: str, flags: str = "") -> CellRun:
@@ -113,8 +105,8 @@ def test_how_the_answer_travels_does_not_make_another_request(
     ip: InteractiveShell, server: LocalServer, store_dir: Path
 ) -> None:
     fox(ip, "t_r1", "--no-stream --response-format b64_json")
-    assert server.requests[-1].body["stream"] is False
-    assert server.requests[-1].body["response_format"] == "b64_json"
+    assert sent(server).body["stream"] is False
+    assert sent(server).body["response_format"] == "b64_json"
     fox(ip, "t_r2", "--replay --stream --partial-images 1")  # streamed, data URLs, previews
     assert server.generation_count == 1
     assert ip.user_ns["t_r2"].replayed

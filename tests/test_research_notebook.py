@@ -22,7 +22,7 @@ from PIL import Image, ImageChops
 
 import mesh_magics as mm
 
-from .conftest import FAKE_KEY
+from .support import FAKE_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "research.ipynb"

@@ -22,9 +22,8 @@ from .servers import (
     send_sse,
     sse_frame,
 )
-from .test_client import events_until_failure, settings_for
+from .support import GENERATIONS, events_until_failure, settings_for
 
-GENERATIONS = "/v1/images/generations"
 SUCCESS = send_sse(
     sse_frame({"status": "completed", "data": [{"b64_json": b64(png_bytes())}]}),
     b"data: [DONE]\n\n",

@@ -25,8 +25,8 @@ from PIL import Image
 from mesh_magics.images import check_image
 from mesh_magics.results.previews import make_preview
 
-from .conftest import FAKE_KEY
 from .servers import ScriptedServer, b64, send_json
+from .support import FAKE_KEY
 
 SIDE = 1024
 PREVIEW = 1024  # preview_max_px, the default

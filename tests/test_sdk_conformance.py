@@ -32,6 +32,7 @@ from PIL import Image
 from mesh_magics.local import MODELS, LocalServer
 
 from .servers import lent
+from .support import EDITS, GENERATIONS, generations, sent
 
 PROMPT = "a red fox in the snow"
 TOKEN = "rsk_local_conformance"
@@ -261,10 +262,12 @@ STATUS_CODES = [
 ]
 
 
-def check_error(error: MeshAPIError, server: LocalServer, status: int, code: str) -> None:
+def check_error(
+    error: MeshAPIError, server: LocalServer, path: str, status: int, code: str
+) -> None:
     assert (error.status, error.error_code) == (status, code)
     assert str(error)
-    recorded = server.requests[-1]
+    recorded = sent(server, path)
     assert "x-request-id" not in recorded.headers  # the SDK sends none: ours is generated
     assert error.request_id.startswith("req_")
     if status in (429, 503):
@@ -280,13 +283,13 @@ def test_status_faults_are_the_sdks_errors(
     server.fault = f"status:{status}"
     with pytest.raises(MeshAPIError) as generating:
         sdk.images.generate(params())
-    check_error(generating.value, server, status, code)
+    check_error(generating.value, server, GENERATIONS, status, code)
     with pytest.raises(MeshAPIError) as streaming:
         list(sdk.images.stream(params()))
-    check_error(streaming.value, server, status, code)
+    check_error(streaming.value, server, GENERATIONS, status, code)
     with pytest.raises(MeshAPIError) as listing:
         sdk.models.list()
-    check_error(listing.value, server, status, code)
+    check_error(listing.value, server, "/v1/models", status, code)
 
 
 @pytest.mark.parametrize(("status", "code"), STATUS_CODES)
@@ -301,7 +304,7 @@ def test_status_faults_are_the_async_sdks_errors(
                 await client.images.generate(params())
             return caught.value
 
-    check_error(run(attempt()), server, status, code)
+    check_error(run(attempt()), server, GENERATIONS, status, code)
 
 
 def test_a_scheduled_429_is_the_sdks_rate_limit_error_once(
@@ -324,7 +327,7 @@ def test_the_sdks_retry_waits_out_a_scheduled_429(server: LocalServer) -> None:
     server.rate_limit_on(1, retry_after="1")
     with MeshAPI(base_url=server.url, token=TOKEN, timeout=10, max_retries=1) as client:
         assert client.images.generate(params()).data
-    limited, retried = server.requests[-2:]
+    limited, retried = generations(server)[-2:]
     assert (limited.status, retried.status) == (429, 200)
     # The SDK waits Retry-After with +-20% jitter; the log's times show the pause.
     assert limited.answered_at is not None
@@ -475,7 +478,7 @@ def test_status_faults_on_edits_are_the_sdks_errors(
     server.fault = f"status:{status}"
     with pytest.raises(MeshAPIError) as editing:
         sdk.images.edit(edit_params())
-    check_error(editing.value, server, status, code)
+    check_error(editing.value, server, EDITS, status, code)
 
     async def attempt() -> MeshAPIError:
         async with async_sdk(server) as client:
@@ -483,7 +486,7 @@ def test_status_faults_on_edits_are_the_sdks_errors(
                 await client.images.edit(edit_params())
             return caught.value
 
-    check_error(run(attempt()), server, status, code)
+    check_error(run(attempt()), server, EDITS, status, code)
 
 
 def test_an_edit_validation_error_carries_every_detail(sdk: MeshAPI) -> None:

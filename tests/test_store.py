@@ -15,9 +15,7 @@ import threading
 import time
 import tracemalloc
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
@@ -40,17 +38,8 @@ from mesh_magics.store import (
 from mesh_magics.store import images as stored_images
 from mesh_magics.store import store as store_module
 
-from .conftest import FAKE_KEY, at_once, key_is_absent
 from .servers import KeyRelay
-
-API = "https://api.meshapi.ai"
-MODEL = "openai/gpt-image-1"
-
-
-def png(seed: int = 0, size: int = 64) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), (seed % 256, seed // 256 % 256, 90)).save(buffer, "PNG")
-    return buffer.getvalue()
+from .support import API, FAKE_KEY, MODEL, at_once, key_is_absent, key_of, png, result_of
 
 
 def noise_png(size: int = 128) -> bytes:
@@ -58,38 +47,6 @@ def noise_png(size: int = 128) -> bytes:
     buffer = io.BytesIO()
     Image.frombytes("RGB", (size, size), os.urandom(size * size * 3)).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def result_of(
-    *blobs: bytes,
-    prompt: str = "A fox in snow",
-    model: str = MODEL,
-    request_id: str | None = "req_1",
-    revised: str | None = None,
-    created: float | None = None,
-    **body: Any,
-) -> ImageResult:
-    images = [check_image(blob, what="test image", revised_prompt=revised) for blob in blobs]
-    return ImageResult(
-        images,
-        request={"prompt": prompt, "n": len(blobs), "stream": True, **body},
-        model=model,
-        request_id=request_id,
-        usage={"total_tokens": 42},
-        elapsed=3.2,
-        created=created,
-    )
-
-
-def key_of(result: ImageResult, api_host: str = API) -> str:
-    return request_key(result.request, api_host)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "store")
-    yield opened
-    opened.close()
 
 
 def files_in(folder: Path) -> list[Path]:

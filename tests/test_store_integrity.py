@@ -14,7 +14,7 @@ import sys
 import textwrap
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -24,14 +24,7 @@ from mesh_magics.errors import OptionError
 from mesh_magics.store import Store, StoreWarning, open_store
 from mesh_magics.store.store import ORPHAN_AGE
 
-from .test_store import API, key_of, png, result_of
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "store")
-    yield opened
-    opened.close()
+from .support import API, key_of, png, result_of
 
 
 @pytest.fixture

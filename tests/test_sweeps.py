@@ -23,42 +23,25 @@ from mesh_magics.local import LocalServer
 from mesh_magics.local.faults import RequestControls, parse_fault
 from mesh_magics.local.recording import RecordedRequest
 from mesh_magics.results.image_sweep import ImageSweep, MissingDependency, SweepError
-from mesh_magics.store import open_store
 
-from .conftest import FAKE_KEY, run_cell
 from .kernel import HeldServer, frontend
-from .test_faults import open_sockets, settled
-from .test_interrupts import interrupt_when
+from .support import (
+    FAKE_KEY,
+    generations,
+    interrupt_when,
+    magics,
+    open_sockets,
+    run_cell,
+    settled,
+    stored,
+)
 
 MODELS = ("openai/gpt-image-1", "vertex/imagen-3")
 WAIT = 30.0  # generous upper bound of every wait on a condition
 
 
-def generations(server: LocalServer) -> list[RecordedRequest]:
-    return [r for r in server.requests if r.path.rstrip("/").endswith("/images/generations")]
-
-
 def grid_images(html: str) -> list[str]:
     return re.findall(r'<img src="data:image/(?:png|jpeg);base64,', html)
-
-
-def magics(ip: InteractiveShell) -> Any:
-    return ip.magics_manager.registry["MeshImageMagics"]
-
-
-def stored(ip: InteractiveShell) -> list[Any]:
-    """What the shell's store holds, newest first."""
-    store = open_store(magics(ip).settings())
-    assert store is not None
-    return store.history()
-
-
-@pytest.fixture
-def store_dir(ip: InteractiveShell, tmp_path: Path) -> Path:
-    """A store of this test's own (the `ip` fixture puts the setting back afterwards)."""
-    folder = tmp_path / "store"
-    magics(ip).store_dir = str(folder)
-    return folder
 
 
 # -- concurrency ---------------------------------------------------------------------------
@@ -115,7 +98,7 @@ def test_a_429_pauses_every_run_to_the_host_for_its_retry_after(
     ip: InteractiveShell, server: LocalServer, store_dir: Path
 ) -> None:
     server.latency = 0.3  # without the pause, the next runs would go out after 0.3 s
-    server.rate_limit_on(1, retry_after="2")
+    server.rate_limit_on(1, retry_after="1")
     run = run_cell(
         ip,
         "%%meshimage -o t_sw --concurrency 4 --size 64x64 --seed 1,2,3,4,5,6,7,8\nA fox",
@@ -128,7 +111,7 @@ def test_a_429_pauses_every_run_to_the_host_for_its_retry_after(
     assert len(log) == 9  # eight runs, one of them twice
     (limited,) = [r for r in log if r.status == 429]
     assert limited.answered_at is not None
-    pause_ends = limited.answered_at + 2
+    pause_ends = limited.answered_at + 1
     first_wave = log[:4]  # sent together when the sweep began, before any answer
     early = [r for r in log if limited.answered_at < r.at < pause_ends]
     # Only requests sent before the client read the 429 may come in the pause.

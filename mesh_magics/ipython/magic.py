@@ -57,6 +57,7 @@ class MeshImageMagics(Magics):
     read_timeout = _setting(Float, "read_timeout")
     max_retries = _setting(Int, "max_retries")
     max_retry_wait = _setting(Float, "max_retry_wait")
+    retry_backoff = _setting(Float, "retry_backoff")
     max_image_bytes = _setting(Int, "max_image_bytes")
     max_response_mb = _setting(Float, "max_response_mb")
     idle_timeout = _setting(Float, "idle_timeout")

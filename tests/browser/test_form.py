@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from ..conftest import wait_for
+from ..support import wait_for
 from .conftest import (
     ARTIFACTS,
     FAKE_KEY,
