@@ -56,7 +56,21 @@ def history(
         min_rating=min_rating,
     )
     store = open_store(configured() if config is None else config)
-    return History(store.history(limit=limit, where=where) if store is not None else [])
+    found = store.history(limit=limit, where=where) if store is not None else []
+    return History(found, widget_view=_clickable_view())
+
+
+def _clickable_view() -> Any:
+    """The history's widget where a click can arrive (an interactive Jupyter frontend with
+    ipywidgets), else None: the static table."""
+    from ..views import interactive_frontend, widgets_importable
+    from .prepare import running_shell
+
+    if not (interactive_frontend(running_shell()) and widgets_importable()):
+        return None
+    from ..views.history_widget import history_widget
+
+    return history_widget
 
 
 def usage_prices(settings: ClientSettings, models: set[str]) -> dict[str, float | None]:
