@@ -36,8 +36,10 @@ class HistoryRow:
         for n, button in zip(STARS, self.stars, strict=True):
             button.on_click(lambda _button, n=n: self.rate(n))
         self.tags = widgets.HBox([])
-        self.new_tag = widgets.Text(placeholder="+ tag (-tag removes)", layout=_box("150px"))
-        self.new_tag.on_submit(lambda box: self.add_tag(box.value))
+        self.new_tag = widgets.Text(
+            placeholder="+ tag (-tag removes)", continuous_update=False, layout=_box("150px")
+        )
+        self.new_tag.observe(lambda change: self.add_tag(change["new"]), names="value")
         self.note = widgets.HTML("")
         caption = widgets.HTML(_caption(result), layout=_box("360px"))
         self.box = widgets.HBox(
@@ -55,7 +57,9 @@ class HistoryRow:
             self._marking(lambda: self.result.untag(text[1:]))
         elif text:
             self._marking(lambda: self.result.tag(text))
-        self.new_tag.value = ""
+        else:
+            return
+        self.new_tag.value = ""  # (observed again, with nothing to add)
 
     def _marking(self, change: Any) -> None:
         try:
