@@ -25,6 +25,7 @@ from mesh_magics.results.saving import MANIFEST
 from mesh_magics.settings import configured
 from mesh_magics.store import Store, StoredImage, open_store, request_key
 from mesh_magics.store.disk import image_path, make_private_folder, write_image
+from mesh_magics.store.index import SCHEMA_VERSION
 
 from .servers import KeyRelay
 from .support import FAKE_KEY, at_once, key_is_absent
@@ -311,7 +312,7 @@ def test_a_store_made_before_edits_is_brought_up_to_date(tmp_path: Path) -> None
 
     store = Store(folder)
     version, columns, runs = schema_of(folder)
-    assert version == 2 and columns.count("inputs") == 1 and runs == 1
+    assert version == SCHEMA_VERSION and columns.count("inputs") == 1 and runs == 1
     replay = store.get(request_key(OLD_BODY, API))  # the old row, replayed as before
     assert replay is not None and replay.data == [old] and replay.inputs == []
     assert store.find_image(sha(old)).request_id == "req_old"  # type: ignore[union-attr]
@@ -323,7 +324,7 @@ def test_a_store_made_before_edits_is_brought_up_to_date(tmp_path: Path) -> None
     store.close()
 
     again = Store(folder)  # opening it again changes nothing
-    assert schema_of(folder) == (2, columns, 2)
+    assert schema_of(folder) == (SCHEMA_VERSION, columns, 2)
     assert [r.prompt for r in again.history()] == ["Make it night", "An old fox"]
     again.close()
     db = sqlite3.connect(folder / "index.db")
@@ -370,7 +371,7 @@ def test_two_kernels_opening_an_old_store_at_once_both_use_it(tmp_path: Path) ->
     make_v1_store(folder, old)
     at_once(OPENER, [[str(folder), str(i), sha(old)] for i in range(2)], timeout=60)
     version, columns, runs = schema_of(folder)
-    assert version == 2 and columns.count("inputs") == 1 and runs == 3
+    assert version == SCHEMA_VERSION and columns.count("inputs") == 1 and runs == 3
     store = Store(folder)
     assert sorted(r.prompt for r in store.history() if r.is_edit) == ["edit 0", "edit 1"]
     store.close()

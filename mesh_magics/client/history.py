@@ -2,11 +2,13 @@
 report of this session's requests, images and cost.
 
     mm.history("fox")           # the latest stored generations
+    mm.history(model="openai/gpt-image-1", since="2025-05-01", tag="hero", min_rating=4)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MeshError
@@ -18,17 +20,57 @@ if TYPE_CHECKING:
 
 
 def history(
-    text: str | None = None, limit: int = 20, *, config: Mapping[str, Any] | None = None
+    text: str | None = None,
+    limit: int = 20,
+    *,
+    model: str | None = None,
+    size: str | None = None,
+    seed: int | None = None,
+    since: datetime | date | str | None = None,
+    until: datetime | date | str | None = None,
+    tag: str | Sequence[str] | None = None,
+    min_rating: int | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> History:
-    """The latest stored generations, newest first, filtered by `text` (in the prompt, the
-    model or the request id); each an `ImageResult` whose images load when touched."""
+    """The latest stored generations, newest first; each an `ImageResult` whose images
+    load when touched. Filters (all must hold): `text` in the prompt, model or request id;
+    `model` exactly; `size` ("1024x1024": asked for, or an image's); `seed`; `since` and
+    `until` (a datetime, a date or an ISO string; naive is local time; a date as `until`
+    takes in that whole day); `tag` (one, or several that must all be there); `min_rating`
+    (1 to 5). A run has a tag or rating when it, or one of its images, has it. A bad
+    value is a one-line `OptionError`."""
     from ..results.history import History
     from ..store import open_store
+    from ..store.filters import HistoryFilter
     from ..store.store import history_limit
 
     limit = history_limit(limit)  # checked even when the store is off
+    where = HistoryFilter.checked(
+        text,
+        model=model,
+        size=size,
+        seed=seed,
+        since=since,
+        until=until,
+        tag=tag,
+        min_rating=min_rating,
+    )
     store = open_store(configured() if config is None else config)
-    return History(store.history(text, limit) if store is not None else [])
+    found = store.history(limit=limit, where=where) if store is not None else []
+    return History(found, widget_view=_clickable_view())
+
+
+def _clickable_view() -> Any:
+    """The history's widget where a click can arrive (an interactive Jupyter frontend with
+    ipywidgets), else None: the static table."""
+    from ..views import interactive_frontend, widgets_importable
+    from .prepare import running_shell
+
+    if not (interactive_frontend(running_shell()) and widgets_importable()):
+        return None
+    from ..views.history_widget import history_widget
+
+    return history_widget
 
 
 def usage_prices(settings: ClientSettings, models: set[str]) -> dict[str, float | None]:

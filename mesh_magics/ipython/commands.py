@@ -2,7 +2,7 @@
 apart from `%sql`). `%%meshimage` only generates; everything else is a subcommand here:
 
     %mesh models [--base-url URL] [-o NAME]   the image models the API offers
-    %mesh history [TEXT] [-n N] [-o NAME]      the latest stored generations
+    %mesh history [TEXT] [FILTERS] [-n N] [-o NAME]   the latest stored generations
     %mesh usage                                this session's requests, images and cost
     %mesh jobs [-o NAME]                       running and recent background runs
     %mesh wait [--timeout SECONDS]             wait for every background run
@@ -65,6 +65,15 @@ def _models(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
 def _history_parser() -> _Parser:
     parser = _parser("history", "The latest stored generations, newest first.")
     parser.add_argument("text", nargs="*", help="only those whose prompt, model or id has it")
+    parser.add_argument("--model", metavar="MODEL", help="only this model's")
+    parser.add_argument("--size", metavar="WxH", help="only this size (asked for, or made)")
+    parser.add_argument("--seed", type=int, metavar="N", help="only this seed's")
+    parser.add_argument("--since", metavar="WHEN", help="made at or after (ISO: 2025-05-01)")
+    parser.add_argument("--until", metavar="WHEN", help="made before (a date: to its end)")
+    parser.add_argument(
+        "--tag", action="append", metavar="TAG", help="only those tagged so (again: all of them)"
+    )
+    parser.add_argument("--min-rating", type=int, metavar="STARS", help="at least 1 to 5 stars")
     parser.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
     _out(parser)
     return parser
@@ -74,7 +83,21 @@ def _history(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any
     from ..client.history import history
 
     args = _history_parser().parse_args(words)
-    found = history(" ".join(args.text) or None, args.limit, config=magics.settings())
+    try:
+        found = history(
+            " ".join(args.text) or None,
+            args.limit,
+            model=args.model,
+            size=args.size,
+            seed=args.seed,
+            since=args.since,
+            until=args.until,
+            tag=args.tag,
+            min_rating=args.min_rating,
+            config=magics.settings(),
+        )
+    except OptionError as exc:  # name the command, as argparse's errors do
+        raise OptionError(f"%mesh history: {exc}") from None
     return magics.bind(args.out, found)
 
 
@@ -177,7 +200,7 @@ def cell_of(path: str, out: str | None = None) -> str:
 
 COMMANDS: dict[str, tuple[Callable[[MeshImageMagics, list[str], str | None], Any], str]] = {
     "models": (_models, "the image models the API offers"),
-    "history": (_history, "the latest stored generations [TEXT] [-n N]"),
+    "history": (_history, "the latest stored generations [TEXT] [--model, --tag ...] [-n N]"),
     "usage": (_usage, "this session's requests, images, replays and cost"),
     "jobs": (_jobs, "running and recent background runs"),
     "wait": (_wait, "wait for every background run [--timeout SECONDS]"),

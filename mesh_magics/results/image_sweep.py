@@ -95,6 +95,22 @@ class SweepRun:
         except BaseException as exc:  # the run's own error, kept as the run's outcome
             self.error = exc
 
+    def rate(self, stars: int | None, *, image: int | str | None = None) -> None:
+        """Rate this run's result (or one `image` of it), as `ImageResult.rate`."""
+        self._finished().rate(stars, image=image)
+
+    def tag(self, *tags: str, image: int | str | None = None) -> None:
+        self._finished().tag(*tags, image=image)
+
+    def untag(self, *tags: str, image: int | str | None = None) -> None:
+        self._finished().untag(*tags, image=image)
+
+    def _finished(self) -> ImageResult:
+        self._sync()
+        if self.result is None:
+            raise OptionError(f"run {self.label} has no result to mark ({self.status})")
+        return self.result
+
     def __repr__(self) -> str:
         return f"<SweepRun {one_line(self.prompt, 40)!r} · {self.label} · {self.status}>"
 
@@ -142,6 +158,20 @@ class ImageSweep(Sequence[SweepRun]):
     def results(self) -> list[ImageResult]:
         """The results of the runs that succeeded, in order."""
         return [run.result for run in self._runs if run.status == "done" and run.result is not None]
+
+    def rate(self, stars: int | None) -> None:
+        """Give every run with a result the same stars (each run's own: `sweep[i].rate`)."""
+        for result in self.results:
+            result.rate(stars)
+
+    def tag(self, *tags: str) -> None:
+        """Tag every run with a result, e.g. `sweep.tag("lighting-study")`."""
+        for result in self.results:
+            result.tag(*tags)
+
+    def untag(self, *tags: str) -> None:
+        for result in self.results:
+            result.untag(*tags)
 
     @property
     def failed(self) -> list[SweepRun]:

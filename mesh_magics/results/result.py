@@ -7,6 +7,7 @@ files.py (names: names.py).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import time
@@ -19,6 +20,7 @@ from ..images import GeneratedImage
 from ..originals import remember_original
 from ..redact import one_line
 from ..wording import plural
+from .marks import Marks, StoredRun, check_stars, check_tags
 from .previews import Preview, make_preview, preview_pool
 
 if TYPE_CHECKING:
@@ -76,6 +78,7 @@ class ImageResult(Sequence["Image.Image"]):
         self.replayed = replayed
         self.inputs = [dict(entry) for entry in inputs or ()]
         self.lineage = lineage  # the store that holds it, which finds its parents
+        self.stored: StoredRun | None = None  # its run in the store: where its marks go
         self._decoded: dict[int, Image.Image] = {}
         self._previews: dict[tuple[int, int], Preview] = {}
 
@@ -178,6 +181,80 @@ class ImageResult(Sequence["Image.Image"]):
             if parent is not None and sha256 not in {i.get("sha256") for i in parent.inputs}:
                 found.append(parent)
         return found
+
+    # -- the user's marks (marks.py): in the store, so they outlive the kernel ------------
+
+    def rate(self, stars: int | None, *, image: int | str | None = None) -> None:
+        """Give the run (or one `image`: its index or SHA-256) 1 to 5 stars; None clears."""
+        stars = None if stars is None else check_stars(stars)
+        run = self._run_in_store()
+        run.book.set_rating(run.run_id, self._position(image), stars)
+
+    def tag(self, *tags: str, image: int | str | None = None) -> None:
+        """Tag the run (or one `image`: its index or SHA-256), e.g. `result.tag("hero")`."""
+        run = self._run_in_store()
+        run.book.change_tags(run.run_id, self._position(image), check_tags(tags), add=True)
+
+    def untag(self, *tags: str, image: int | str | None = None) -> None:
+        """Take tags off the run (or one `image`); a tag it does not have is no error."""
+        run = self._run_in_store()
+        run.book.change_tags(run.run_id, self._position(image), check_tags(tags), add=False)
+
+    @property
+    def marks(self) -> Marks:
+        """The run's rating and tags and its images', as the store has them now."""
+        run = self._run_in_store()
+        return run.book.marks_of(run.run_id)
+
+    @property
+    def rating(self) -> int | None:
+        """The run's stars (1 to 5), or None."""
+        return self.marks.rating if self.stored is not None else None
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The run's own tags (an image's: `tags_of(image)`)."""
+        return self.marks.tags if self.stored is not None else ()
+
+    def rating_of(self, image: int | str) -> int | None:
+        """One image's stars (its index or SHA-256), or None."""
+        position = self._position(image)
+        if self.stored is None or position is None:
+            return None
+        return self.marks.image_ratings.get(position)
+
+    def tags_of(self, image: int | str) -> tuple[str, ...]:
+        position = self._position(image)
+        if self.stored is None or position is None:
+            return ()
+        return self.marks.image_tags.get(position, ())
+
+    def _run_in_store(self) -> StoredRun:
+        if self.stored is None:
+            raise OptionError(
+                "this result is in no store (the store is off, or storing it failed), so it "
+                "cannot be rated or tagged"
+            )
+        return self.stored
+
+    def _position(self, image: int | str | None) -> int | None:
+        """The index of `image` (an index, negative ones too, or a SHA-256); None: the run."""
+        if image is None:
+            return None
+        if isinstance(image, str):
+            for position, held in enumerate(self._images):
+                digest = getattr(held, "sha256", None) or hashlib.sha256(held.data).hexdigest()
+                if digest == image.lower():
+                    return position
+            raise OptionError(f"no image of this result has the SHA-256 {one_line(image, 70)}")
+        if isinstance(image, bool) or not isinstance(image, int):
+            raise OptionError(f"image: an index or a SHA-256, not {one_line(repr(image), 40)}")
+        try:
+            return range(len(self))[image]
+        except IndexError:
+            raise OptionError(
+                f"image {image}: this result has {plural(len(self), 'image')}"
+            ) from None
 
     def summary(self) -> str:
         """One line: what was made, by which model, how long it took."""

@@ -13,7 +13,13 @@ input image.
 
 A store made by an earlier version is brought up to this one when it is opened: missing
 columns are added (`ALTER TABLE ... ADD COLUMN`, nullable), its rows are kept, and
-`user_version` says which version it is (1: before edits, 2: `runs.inputs`).
+`user_version` says which version it is (1: before edits, 2: `runs.inputs`, 3: ratings
+and tags).
+
+A user's marks: a run's rating is `runs.rating`, an image's `images.rating` (1 to 5, NULL:
+none); tags are rows of `tags`, position -1 for the run itself. A trigger deletes a run's
+tags with the run, so eviction by an older version (which knows no tags) leaves none behind
+for a later run that gets the same id.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from pathlib import Path
 
 from .disk import FILE_MODE, StoreError
 
-SCHEMA_VERSION = 2  # 2: runs.inputs
+SCHEMA_VERSION = 3  # 2: runs.inputs; 3: runs.rating, images.rating, tags
+RUN_POSITION = -1  # a tag's position when it marks the run, not one image
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
 
 _TABLES = (
@@ -45,10 +52,12 @@ CREATE TABLE IF NOT EXISTS runs (
     elapsed REAL NOT NULL,        -- seconds
     cell TEXT,                    -- the cell's source, when it came from one
     total_bytes INTEGER NOT NULL, -- its image bytes and the text above: what the cap counts
-    inputs TEXT                   -- an edit's input images (JSON list); NULL: a generation
+    inputs TEXT,                  -- an edit's input images (JSON list); NULL: a generation
+    rating INTEGER                -- 1 to 5 stars the user gave; NULL: none
 )""",
     "CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, created)",
     "CREATE INDEX IF NOT EXISTS runs_by_age ON runs (created)",
+    "CREATE INDEX IF NOT EXISTS runs_by_model ON runs (model, created)",
     """
 CREATE TABLE IF NOT EXISTS images (
     run_id INTEGER NOT NULL,
@@ -59,13 +68,29 @@ CREATE TABLE IF NOT EXISTS images (
     height INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
     revised_prompt TEXT,
+    rating INTEGER,               -- 1 to 5 stars the user gave this image; NULL: none
     PRIMARY KEY (run_id, position)
 ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS images_by_hash ON images (sha256)",
+    """
+CREATE TABLE IF NOT EXISTS tags (
+    run_id INTEGER NOT NULL,
+    position INTEGER NOT NULL,    -- the image's; -1 (RUN_POSITION): the run's own tag
+    tag TEXT NOT NULL,
+    PRIMARY KEY (run_id, position, tag)
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS tags_by_tag ON tags (tag, run_id)",
+    """
+CREATE TRIGGER IF NOT EXISTS tags_go_with_their_run AFTER DELETE ON runs
+BEGIN DELETE FROM tags WHERE run_id = old.id; END""",
 )
 # Columns later versions added to a table that `CREATE TABLE IF NOT EXISTS` leaves as an
 # earlier version made it. Each is nullable, so older versions still insert their rows.
-_ADDED_COLUMNS = (("runs", "inputs", "TEXT"),)
+_ADDED_COLUMNS = (
+    ("runs", "inputs", "TEXT"),
+    ("runs", "rating", "INTEGER"),
+    ("images", "rating", "INTEGER"),
+)
 
 RUN_COLUMNS = "r.id, r.request, r.model, r.request_id, r.usage, r.created, r.elapsed, r.inputs"
 IMAGE_COLUMNS = "i.sha256, i.format, i.width, i.height, i.revised_prompt"
@@ -78,18 +103,26 @@ WHERE r.id = (SELECT id FROM runs WHERE key = ? ORDER BY created DESC, id DESC L
 ORDER BY i.position
 """
 
-# The latest runs (those whose prompt, model or request id holds ?1, if given), with their
-# images, newest first.
-LATEST = f"""
+
+def latest(where: str) -> str:
+    """The latest runs that match `where` (conditions on `r`, the runs table; its `?`
+    values first, then the limit), with their images, newest first."""
+    return f"""
 WITH chosen AS (
-    SELECT * FROM runs
-    WHERE ?1 IS NULL OR mm_contains(?1, prompt, model, request_id)
-    ORDER BY created DESC, id DESC LIMIT ?2
+    SELECT * FROM runs r WHERE {where} ORDER BY created DESC, id DESC LIMIT ?
 )
 SELECT {RUN_COLUMNS}, {IMAGE_COLUMNS}
 FROM chosen r JOIN images i ON i.run_id = r.id
 ORDER BY r.created DESC, r.id DESC, i.position
 """
+
+
+# A run's marks: its rating, its images' ratings, and every tag (position -1: the run's).
+RATINGS_OF_RUN = """
+SELECT -1, rating FROM runs WHERE id = ?1 AND rating IS NOT NULL
+UNION ALL SELECT position, rating FROM images WHERE run_id = ?1 AND rating IS NOT NULL
+"""
+TAGS_OF_RUN = "SELECT position, tag FROM tags WHERE run_id = ? ORDER BY position, tag"
 
 # The newest run with an image of that SHA-256 (one lookup in images_by_hash), with its
 # images: the run that made an edit's input.
@@ -220,10 +253,13 @@ def _contains(needle: str, *texts: object) -> bool:
 __all__ = [
     "INSERT_IMAGE",
     "INSERT_RUN",
-    "LATEST",
     "NEWEST_OF_KEY",
     "NEWEST_WITH_IMAGE",
+    "RATINGS_OF_RUN",
+    "RUN_POSITION",
     "SCHEMA_VERSION",
+    "TAGS_OF_RUN",
     "connect",
+    "latest",
     "writing",
 ]

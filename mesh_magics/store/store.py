@@ -6,6 +6,7 @@
     store.get(request_key(body, "https://api.meshapi.ai"))   # ImageResult | None
     store.history("fox")                                       # newest first
     store.find_image(sha256)                  # the newest run that made that image
+    store.set_rating(run_id, None, 4)         # a user's marks: `result.rate(4)` calls it
 
 The folder holds `index.db` (index.py) and `images/ab/abcdef….png`, each image file named
 by the SHA-256 of its bytes (files.py): the same image stored twice is one file, and a
@@ -24,6 +25,10 @@ stored image that has gone or changed is a miss with a warning, not a crash. So 
 damaged row (JSON that does not parse, a time that is no time, a hash that is no SHA-256):
 it is skipped with a one-line warning, and the other rows are served.
 
+A result it stores or rebuilds knows its run (`ImageResult.stored`), so the user's
+ratings and tags (`result.rate`, `result.tag`) are written to the store, and `history()`
+can filter by them (filters.py).
+
 Opening a store reclaims what a killed process left behind: temporary files, and image
 files no row names (written, then killed before the row was committed), once they are
 older than `ORPHAN_AGE`, so a file another process is about to index is never taken.
@@ -31,6 +36,7 @@ older than `ORPHAN_AGE`, so a file another process is about to index is never ta
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -38,7 +44,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +53,7 @@ from typing import Any
 from ..errors import OptionError
 from ..images import GeneratedImage
 from ..redact import one_line, redact, redact_value
+from ..results.marks import Marks, StoredRun, check_stars, check_tags
 from ..results.result import ImageResult, Lineage
 from . import index
 from .disk import (
@@ -67,6 +74,7 @@ from .disk import (
     write_image,
     write_images,
 )
+from .filters import HistoryFilter
 from .images import StoredImage
 from .keys import host_of, request_key
 
@@ -183,6 +191,8 @@ class Store:
             run_id = db.execute(index.INSERT_RUN, run).lastrowid
             db.executemany(index.INSERT_IMAGE, ([run_id, *row] for row in rows))
             self._evict(db)
+        if run_id is not None:
+            result.stored = StoredRun(self, run_id)
 
     def _evict(self, db: sqlite3.Connection) -> None:
         """While the store holds more than `max_bytes`, delete the oldest runs (a run whose
@@ -302,12 +312,14 @@ class Store:
         if load:  # a replay is shown at once: read (and check) every file once, now
             images = [_read(image) for image in images]
         try:
-            return _result(
+            result = _result(
                 rows[0], images, replayed=replayed, preview_max_px=preview_max_px, lineage=self
             )
         except _DamagedRow as exc:
             self._damaged(rows[0][0], exc)
             return None
+        result.stored = StoredRun(self, rows[0][0])
+        return result
 
     def _damaged(self, run_id: object, problem: Exception) -> None:
         warn(f"run {run_id} in {self.directory} is damaged ({problem}); skipped")
@@ -339,16 +351,25 @@ class Store:
             return True  # cannot tell: say what was seen
 
     def history(
-        self, text: str | None = None, limit: int = 20, *, preview_max_px: int = 1024
+        self,
+        text: str | None = None,
+        limit: int = 20,
+        *,
+        where: HistoryFilter | None = None,
+        preview_max_px: int = 1024,
     ) -> list[ImageResult]:
         """The latest stored generations, newest first, filtered by `text` in the prompt,
-        model or request id (case-insensitive). Their images read their files only when
-        their bytes are asked for. `limit`: 1 to `HISTORY_MAX` (else an `OptionError`).
-        A damaged run is left out, with a one-line warning."""
+        model or request id (case-insensitive), and by `where` (model, size, seed, time,
+        tags, rating: filters.py). Their images read their files only when their bytes
+        are asked for. `limit`: 1 to `HISTORY_MAX` (else an `OptionError`). A damaged run
+        is left out, with a one-line warning."""
         limit = history_limit(limit)
+        if text is not None:
+            where = HistoryFilter(**{**vars(where or HistoryFilter()), "text": text})
+        conditions, values = (where or HistoryFilter()).where()
         try:
             with self._lock:
-                rows = self._db.execute(index.LATEST, (text or None, limit)).fetchall()
+                rows = self._db.execute(index.latest(conditions), (*values, limit)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the store in {self.directory} ({exc})") from None
         runs: dict[int, list[Sequence[Any]]] = {}
@@ -358,6 +379,75 @@ class Store:
             self._run(run, preview_max_px=preview_max_px, replayed=False) for run in runs.values()
         )
         return [result for result in found if result is not None]
+
+    # -- the user's marks ------------------------------------------------------------
+
+    def marks_of(self, run_id: int) -> Marks:
+        """The run's rating and tags, and its images' (by index)."""
+        try:
+            with self._lock:
+                ratings = self._db.execute(index.RATINGS_OF_RUN, (run_id,)).fetchall()
+                tagged = self._db.execute(index.TAGS_OF_RUN, (run_id,)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the store in {self.directory} ({exc})") from None
+        run_tags = tuple(tag for position, tag in tagged if position == index.RUN_POSITION)
+        image_tags: dict[int, tuple[str, ...]] = {}
+        for position, tag in tagged:
+            if position != index.RUN_POSITION:
+                image_tags[position] = (*image_tags.get(position, ()), tag)
+        stars = {position: rating for position, rating in ratings if rating in range(1, 6)}
+        return Marks(
+            rating=stars.pop(index.RUN_POSITION, None),
+            tags=run_tags,
+            image_ratings=stars,
+            image_tags=image_tags,
+        )
+
+    def set_rating(self, run_id: int, position: int | None, stars: int | None) -> None:
+        """Rate the run (`position` None) or one of its images; None clears the rating."""
+        stars = None if stars is None else check_stars(stars)
+        sql = "UPDATE images SET rating = ?1 WHERE run_id = ?2 AND position = ?3"
+        if position is None:
+            sql = "UPDATE runs SET rating = ?1 WHERE id = ?2 AND ?3 IS NULL"
+        values = (stars, run_id, position)
+        with self._writing() as db:
+            if db.execute(sql, values).rowcount != 1:
+                raise StoreError(self._gone(run_id, position))
+
+    def change_tags(
+        self, run_id: int, position: int | None, tags: Sequence[str], *, add: bool
+    ) -> None:
+        """Add (`add`) or remove `tags` on the run (`position` None) or one of its images."""
+        tags = check_tags(tags)
+        where = index.RUN_POSITION if position is None else position
+        with self._writing() as db:
+            found = (
+                db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,))
+                if position is None
+                else db.execute(
+                    "SELECT 1 FROM images WHERE run_id = ? AND position = ?", (run_id, position)
+                )
+            ).fetchone()
+            if not found:
+                raise StoreError(self._gone(run_id, position))
+            sql = (
+                "INSERT OR IGNORE INTO tags (run_id, position, tag) VALUES (?, ?, ?)"
+                if add
+                else "DELETE FROM tags WHERE run_id = ? AND position = ? AND tag = ?"
+            )
+            db.executemany(sql, ((run_id, where, tag) for tag in tags))
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._lock, index.writing(self._db) as db:
+                yield db
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the store in {self.directory} ({exc})") from None
+
+    def _gone(self, run_id: int, position: int | None) -> str:
+        what = "this run" if position is None else f"image {position} of this run"
+        return f"{what} is no longer in the store in {self.directory} (evicted or deleted)"
 
     def total_bytes(self) -> int:
         """What the size cap counts: every stored run's image bytes and texts."""

@@ -147,3 +147,6 @@ def _ipywidgets_importable() -> bool:
     except ImportError:
         return False
     return True
+
+
+widgets_importable = _ipywidgets_importable  # for the history's clickable view
