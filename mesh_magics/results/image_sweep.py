@@ -294,7 +294,7 @@ class ImageSweep(Sequence[SweepRun]):
     ) -> Path:
         """Write one self-contained HTML file: the summary, the grid (images embedded),
         the table of runs, each run's provenance and the estimated cost where `prices`
-        (per image, by model: `mm.usage().prices`) gives one, "unknown" where not. It
+        (per image, by model, as `/v1/models` prices them) gives one, "unknown" where not. It
         refers to nothing outside itself (no script, no link, no URL). Returns its path."""
         self._require_ended("report()")
         target = Path(path).expanduser()

@@ -9,7 +9,7 @@ is text, not a reference), every user text escaped. The API key is never in a re
 so never in here.
 
 A result carries the usage the API reported, not a price: prices come from `/v1/models`
-(`mm.usage().prices`, by model), handed in as `prices`; without one, the cost says
+(by model; `%mesh usage` shows them), handed in as `prices`; without one, the cost says
 "unknown".
 """
 
