@@ -23,7 +23,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from mesh_magics.events import StreamEvent
 from mesh_magics.http.client import MeshClient
 from mesh_magics.images import check_image
 from mesh_magics.local import LocalServer
+from mesh_magics.local.faults import RequestControls, parse_fault
 from mesh_magics.local.recording import RecordedRequest
 from mesh_magics.request import ImageRequest
 from mesh_magics.results.result import ImageResult
@@ -378,3 +379,28 @@ def refused(shell: InteractiveShell, server: LocalServer, text: str, out: str = 
         assert (out in shell.user_ns, after) == (had, before), f"it bound {out}"
     assert server.request_count == received, "the server got a request"
     return str(run.error)
+
+
+class FaultsBySeed(LocalServer):
+    """The embedded backend, each generation's fault chosen by the seed in its body
+    (`faults[seed]`, a fault spec), so which run fails how does not hang on the order in
+    which concurrent requests arrive."""
+
+    def __init__(self, faults: dict[int, str], **options: Any) -> None:
+        super().__init__(**options)
+        self.faults = dict(faults)
+        self._this = threading.local()  # one thread per connection, so per request
+
+    def record(
+        self, method: str, path: str, headers: dict[str, str], body: Any, at: float
+    ) -> RecordedRequest:
+        self._this.body = body
+        return super().record(method, path, headers, body, at)
+
+    def defaults(self) -> RequestControls:
+        controls = super().defaults()
+        body = getattr(self._this, "body", None)
+        spec = self.faults.get(body.get("seed", 0)) if isinstance(body, dict) else None
+        if spec is None:
+            return controls
+        return replace(controls, fault=parse_fault(spec), retry_after="0")

@@ -23,7 +23,7 @@ from mesh_magics.store import Store
 from mesh_magics.store.index import SCHEMA_VERSION
 from mesh_magics.views.history_widget import HistoryWidget
 
-from .conftest import run_cell
+from .support import run_cell
 
 MADE = [
     ("openai/gpt-image-1", "64x64", 1),

@@ -233,7 +233,8 @@ def test_a_background_sweep_saves_and_a_failed_save_is_one_line_in_its_own_outpu
     sweep_cell = k.run(f"%%meshimage --bg -o grid --size 64x64 --seed 1,2 --save {save_to}\nA fox")
     (view, _slot) = k.displays(sweep_cell)
     assert text_of(ended(k, view)).startswith("✓ 2 runs")
-    assert sorted(p.suffix for p in save_to.iterdir()) == [".jsonl", ".png", ".png"]
+    assert sorted(p.name for p in save_to.iterdir())[-2:] == ["grid.png", "manifest.jsonl"]
+    assert sorted(p.suffix for p in save_to.iterdir()) == [".jsonl", *[".png"] * 3]
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -350,7 +351,8 @@ def test_under_nbclient_background_runs_run_together_and_a_failure_fails_their_c
     assert not [o for o in cells[1].outputs if o.output_type == "stream"]  # no note at all
     grid = shown(cells[2])
     assert sum(len(images_in(o.data)) for o in grid) == 2  # the grid, in the saved file
-    assert sorted(p.suffix for p in save_to.iterdir()) == [".jsonl", ".png", ".png"]
+    assert sorted(p.name for p in save_to.iterdir())[-2:] == ["grid.png", "manifest.jsonl"]
+    assert sorted(p.suffix for p in save_to.iterdir()) == [".jsonl", *[".png"] * 3]
     errors = [o for o in cells[3].outputs if o.output_type == "error"]
     assert [e.ename for e in errors] == ["SaveError"]
     assert sum(len(images_in(o.data)) for o in shown(cells[3])) == 1  # kept and shown

@@ -116,14 +116,14 @@ def test_the_saved_set_has_its_manifest_and_metadata(
 ) -> None:
     nb, work = ran
     text = printed(code_cell(nb, "from pathlib import Path")).splitlines()
-    assert text[0].startswith("9 files in research-images/, the first: ")
+    assert text[0].startswith("10 files in research-images/, the first: ")  # 9 and the grid
     first = text[0].rpartition(" ")[2]
     line = json.loads(text[2])
     assert line["file"] == first
     assert line["metadata"]["seed"] == 3 and line["metadata"]["model"] == MODELS[0]
     assert line["metadata"]["prompt"].startswith("A lighthouse")
     folder = work / "research-images"
-    assert len(list(folder.glob("*.png"))) == 9
+    assert len(list(folder.glob("*.png"))) == 9 + 1  # the images and grid.png
     on_disk = (folder / "manifest.jsonl").read_text().splitlines()
     assert len(on_disk) == 9 and json.loads(on_disk[0]) == line
 

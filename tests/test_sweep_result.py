@@ -298,7 +298,9 @@ def manifest(folder: Path) -> list[dict[str, Any]]:
 
 def test_save_names_each_file_by_prompt_and_values_with_a_manifest_line(tmp_path: Path) -> None:
     sweep = make_sweep({3: rate_limited()}, n=2)
-    paths = sweep.save(tmp_path, embed_prompt=True)
+    saved = sweep.save(tmp_path, embed_prompt=True)
+    paths, grid = saved[:-1], saved[-1]  # the images, then the labelled grid
+    assert grid.name == "grid.png" and grid.parent == tmp_path
     assert len(paths) == 14  # 7 runs that succeeded, 2 images each
     assert paths[0].name == "a-fox-in-the-snow-ice-gpt-image-1-seed-1-1.png"
     assert paths[-1].name == "an-owl-at-dusk-imagen-4-seed-2-2.png"
@@ -321,13 +323,13 @@ def test_save_keeps_names_apart_and_the_prompt_out_when_asked(tmp_path: Path) ->
         SweepRun(prompt, {"seed": 1}, "seed 1", result=result_for(prompt, {"seed": 1}, 60 + i))
         for i, prompt in enumerate([long + "one", long + "two"])
     ]
-    named = ImageSweep(runs, swept=["seed"]).save(tmp_path / "a", embed_prompt=True)
+    *named, _ = ImageSweep(runs, swept=["seed"]).save(tmp_path / "a", embed_prompt=True)
     first, second = (p.name for p in named)  # the same 60 characters: told apart by -r2
     assert first.startswith("a-very-long-prompt-about-a-fox") and first.endswith("-seed-1.png")
     assert second.startswith("a-very-long-prompt-about-a-fox") and second.endswith("-seed-1-r2.png")
     assert max(len(p.stem) for p in named) <= 60
     hidden = ImageSweep(runs, swept=["seed"]).save(tmp_path / "b", embed_prompt=False)
-    assert [p.name for p in hidden] == ["seed-1.png", "seed-1-r2.png"]
+    assert [p.name for p in hidden] == ["seed-1.png", "seed-1-r2.png", "grid.png"]
     assert "fox" not in (tmp_path / "b" / "manifest.jsonl").read_text()
 
 

@@ -9,9 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -20,13 +18,12 @@ import mesh_magics as mm
 from mesh_magics.engine.loop import engine
 from mesh_magics.errors import GenerationCancelled, OptionError
 from mesh_magics.local import LocalServer
-from mesh_magics.local.faults import RequestControls, parse_fault
-from mesh_magics.local.recording import RecordedRequest
 from mesh_magics.results.image_sweep import ImageSweep, MissingDependency, SweepError
 
 from .kernel import HeldServer, frontend
 from .support import (
     FAKE_KEY,
+    FaultsBySeed,
     generations,
     interrupt_when,
     magics,
@@ -124,31 +121,6 @@ def test_a_429_pauses_every_run_to_the_host_for_its_retry_after(
 
 
 # -- failures, retry -----------------------------------------------------------------------
-
-
-class FaultsBySeed(LocalServer):
-    """The embedded backend, each generation's fault chosen by the seed in its body
-    (`faults[seed]`, a fault spec), so which run fails how does not hang on the order in
-    which concurrent requests arrive."""
-
-    def __init__(self, faults: dict[int, str], **options: Any) -> None:
-        super().__init__(**options)
-        self.faults = dict(faults)
-        self._this = threading.local()  # one thread per connection, so per request
-
-    def record(
-        self, method: str, path: str, headers: dict[str, str], body: Any, at: float
-    ) -> RecordedRequest:
-        self._this.body = body
-        return super().record(method, path, headers, body, at)
-
-    def defaults(self) -> RequestControls:
-        controls = super().defaults()
-        body = getattr(self._this, "body", None)
-        spec = self.faults.get(body.get("seed", 0)) if isinstance(body, dict) else None
-        if spec is None:
-            return controls
-        return replace(controls, fault=parse_fault(spec), retry_after="0")
 
 
 def test_mixed_failures_bind_show_and_store_the_successes_and_retry_only_the_failed(

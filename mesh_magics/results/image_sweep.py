@@ -16,10 +16,11 @@ Billed images are never thrown away: a sweep with failed runs is still a sweep, 
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -28,6 +29,7 @@ from ..errors import (
     GenerationCancelled,
     MissingDependency,
     OptionError,
+    SaveError,
     StillRunning,
     SweepError,
 )
@@ -35,11 +37,15 @@ from ..redact import one_line
 from ..wording import plural
 from .result import ImageResult
 from .run_labels import label_of, short_error
+from .saving import write_file
 from .sweep_file_names import unique_stems
+from .sweep_picture import TILE_PX, grid_image
+from .sweep_report import report_html
 from .sweep_table import table_rows, text_table
 
 if TYPE_CHECKING:
     import pandas
+    from PIL import Image
 
     from ..engine.generation import Generation
 
@@ -277,7 +283,9 @@ class ImageSweep(Sequence[SweepRun]):
     ) -> list[Path]:
         """Write the images of every run that has some (an incomplete run's too: they were
         billed) into `directory`, named by prompt and swept values
-        (`a-fox-in-snow-gpt-image-1-seed-1.png`); returns the paths, in run order.
+        (`a-fox-in-snow-gpt-image-1-seed-1.png`), then the labelled grid as `grid.png`
+        (`grid_image()`; `grid-v2.png`... if taken); returns the paths: the images in run
+        order, then the grid.
 
         Each file is saved by `ImageResult.save`: its provenance inside, and a line in
         `directory/manifest.jsonl` whose metadata holds the request's fields, so the run's
@@ -297,7 +305,53 @@ class ImageSweep(Sequence[SweepRun]):
             written += run.result.save(
                 folder, stem=stem, overwrite=overwrite, embed_prompt=embed_prompt
             )
+        grid = io.BytesIO()
+        self.grid_image(with_prompt=embed_prompt).save(grid, "PNG")
+        written.append(write_file(folder, "grid", ".png", grid.getvalue(), overwrite=overwrite))
         return written
+
+    # -- what leaves the notebook ----------------------------------------------------
+
+    def grid_image(self, *, tile: int = TILE_PX, with_prompt: bool = True) -> Image.Image:
+        """The grid as a PIL image: a row per prompt, a column per combination of swept
+        values, labelled; each run's images within a `tile`-pixel square; a failed or
+        cancelled run as a red-marked tile with its short error. `with_prompt=False`
+        labels the rows `prompt 1`, `prompt 2`..."""
+        return grid_image(self, tile=tile, with_prompt=with_prompt)
+
+    def report(
+        self, path: str | os.PathLike[str], *, prices: Mapping[str, float | None] | None = None
+    ) -> Path:
+        """Write one self-contained HTML file: the summary, the grid (images embedded),
+        the table of runs, each run's provenance and the estimated cost where `prices`
+        (per image, by model, as `/v1/models` prices them) gives one, "unknown" where not. It
+        refers to nothing outside itself (no script, no link, no URL). Returns its path."""
+        self._require_ended("report()")
+        target = Path(path).expanduser()
+        try:
+            target.write_text(report_html(self, prices=prices), encoding="utf-8")
+        except OSError as exc:
+            raise SaveError(f"cannot write the report to {target}: {exc.strerror or exc}") from exc
+        return target
+
+    def log_mlflow(
+        self,
+        experiment: str | None = None,
+        *,
+        run_name: str | None = None,
+        prices: Mapping[str, float | None] | None = None,
+        embed_prompt: bool | None = None,
+    ) -> str:
+        """Log this sweep as an MLflow run (`pip install mesh-magics[mlflow]`): its fields
+        as params, seconds, runs, failed, images and (when `prices` gives it) cost as
+        metrics, every image, `grid.png` and `report.html` as artifacts; returns the run
+        id. It logs where MLflow is pointed (`mlflow.set_tracking_uri`)."""
+        self._require_ended("log_mlflow()")
+        from .sweep_mlflow import log_sweep  # MLflow is imported only when a sweep is logged
+
+        return log_sweep(
+            self, experiment=experiment, run_name=run_name, prices=prices, embed_prompt=embed_prompt
+        )
 
     # -- running again ---------------------------------------------------------------
 

@@ -228,6 +228,27 @@ def _write_free(
     return path
 
 
+def write_file(folder: Path, name: str, suffix: str, data: bytes, *, overwrite: bool) -> Path:
+    """Write `data` as `folder/name.suffix`, or (unless `overwrite`) the first free
+    `name-vN.suffix`, with no manifest line: a file that is not an image of the result (a
+    sweep's `grid.png`). Returns its path; failures are a `SaveError`."""
+    _make_folder(folder)
+    path = folder / f"{name}{suffix}"
+    with _reported(path):
+        temp = _temporary(folder, data)
+        try:
+            for version in itertools.count(1):
+                path = folder / f"{name if version == 1 else f'{name}-v{version}'}{suffix}"
+                try:
+                    _publish(temp, path, overwrite)
+                    return path
+                except FileExistsError:
+                    continue
+        finally:
+            temp.unlink(missing_ok=True)
+    raise AssertionError("unreachable")  # itertools.count never ends
+
+
 def _record(folder: Path, path: Path, data: bytes, meta: Fields) -> None:
     """The manifest line of the file just written at `path` (its bytes: `data`)."""
     entry = {
@@ -361,4 +382,12 @@ def _umask() -> int:
     return mask
 
 
-__all__ = ["EXTENSION", "FORMAT_OF_SUFFIX", "MANIFEST", "append_line", "save_images", "save_result"]
+__all__ = [
+    "EXTENSION",
+    "FORMAT_OF_SUFFIX",
+    "MANIFEST",
+    "append_line",
+    "save_images",
+    "save_result",
+    "write_file",
+]

@@ -8,6 +8,7 @@ its place. So a saved notebook carries each image once, at tile size."""
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..redact import one_line
@@ -26,8 +27,22 @@ ERROR_CHARS = 160  # a failed cell's text
 FULL_CHARS = 2000  # a tooltip holds the rest of a long header or error
 
 
-def grid_html(sweep: ImageSweep) -> str:
-    _make_tiles(sweep)
+@dataclass
+class GridLayout:
+    """Where each run of a sweep stands in its grid: the rows (a prompt each; a table's
+    sweep, a run each), the columns (a combination of swept values each: key -> header)
+    and the runs of each (row, column) cell. The HTML grid and the picture both use it."""
+
+    rows: list[str]
+    columns: dict[str, str]
+    cells: dict[tuple[str, str], list[SweepRun]]
+    headed: bool  # whether the columns have headers (something was swept, not by row)
+
+    def runs_at(self, row: str, column: str) -> list[SweepRun]:
+        return self.cells.get((row, column), [])
+
+
+def grid_layout(sweep: ImageSweep) -> GridLayout:
     # A table's sweep has a row per run, headed "row 2 · seed 3: the prompt".
     row_of = (lambda run: f"{run.label}: {run.prompt}") if sweep.by_row else _prompt
     prompts = list(dict.fromkeys(row_of(run) for run in sweep.runs))
@@ -37,22 +52,28 @@ def grid_html(sweep: ImageSweep) -> str:
         combo = "" if sweep.by_row else _combo(run, sweep.swept)
         columns.setdefault(combo, run.label or label_of(run.params, sweep.swept))
         cells.setdefault((row_of(run), combo), []).append(run)
+    return GridLayout(prompts, columns, cells, bool(sweep.swept) and not sweep.by_row)
+
+
+def grid_html(sweep: ImageSweep) -> str:
+    _make_tiles(sweep)
+    layout = grid_layout(sweep)
     th = "text-align:left;vertical-align:top;padding:4px 8px"
     head = ""
-    if sweep.swept and not sweep.by_row:
+    if layout.headed:
         heads = "".join(
             f'<th scope="col" style="{th}">{html.escape(one_line(text, HEADER_CHARS))}</th>'
-            for text in columns.values()
+            for text in layout.columns.values()
         )
         head = f'<thead><tr><th style="{th}"></th>{heads}</tr></thead>'
     rows = []
-    for prompt in prompts:
+    for prompt in layout.rows:
         shown = one_line(prompt, HEADER_CHARS)
         title = _title(prompt, shown)
         style = f"{th};min-width:120px;max-width:200px;font-weight:normal"
         row = [f'<th scope="row" style="{style}"{title}>{html.escape(shown)}</th>']
-        for combo in columns:
-            here = cells.get((prompt, combo), [])
+        for combo in layout.columns:
+            here = layout.runs_at(prompt, combo)
             row.append(f'<td style="{th}">{"".join(_cell_html(r) for r in here)}</td>')
         rows.append(f"<tr>{''.join(row)}</tr>")
     return (

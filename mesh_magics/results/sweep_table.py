@@ -34,7 +34,7 @@ def _row(run: SweepRun) -> dict[str, Any]:
     elif run.run is not None:
         body = run.run.request.body
     row: dict[str, Any] = {"prompt": run.prompt}
-    row.update({k: _cell_value(v) for k, v in body.items() if k not in ("prompt", "stream")})
+    row.update({k: cell_value(v) for k, v in body.items() if k not in ("prompt", "stream")})
     row.update(run.params)
     row.update(
         status=status,
@@ -66,12 +66,12 @@ def text_table(runs: Sequence[SweepRun], swept: list[str]) -> list[str]:
     return text
 
 
-def _cell_value(value: Any) -> Any:
+def cell_value(value: Any) -> Any:
     """A body value for a table: an input image's data URL is named, not copied."""
     if isinstance(value, str) and value.startswith("data:"):
         return f"{value.partition(',')[0]},… ({len(value)} chars)"
     if isinstance(value, list):
-        return [_cell_value(item) for item in value]
+        return [cell_value(item) for item in value]
     return value
 
 
@@ -84,4 +84,4 @@ def _outcome(run: SweepRun) -> str:
     return status
 
 
-__all__ = ["table_rows", "text_table"]
+__all__ = ["cell_value", "table_rows", "text_table"]
