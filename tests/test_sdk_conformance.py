@@ -26,6 +26,8 @@ from meshapi import (
     MeshAPI,
     MeshAPIError,
     ModelInfo,
+    ModelSearchParams,
+    ModelsPage,
 )
 from PIL import Image
 
@@ -128,6 +130,64 @@ def test_the_sdk_reads_free_and_paid_models(sdk: MeshAPI) -> None:
 def test_the_sdk_gets_each_model_by_its_id(sdk: MeshAPI, model_id: str) -> None:
     model = sdk.models.get(model_id)
     assert model == ModelInfo.model_validate(next(m for m in MODELS if m["id"] == model_id))
+
+
+FLAGS = [name for name in ModelInfo.model_fields if name.startswith("supports_image_")]
+
+
+def test_every_image_model_publishes_each_capability_flag_the_sdk_reads(sdk: MeshAPI) -> None:
+    assert {"supports_image_edit", "supports_image_inpaint", "supports_image_reference"} <= set(
+        FLAGS
+    )
+    for model in sdk.models.list(type="image"):
+        assert all(isinstance(getattr(model, flag), bool) for flag in FLAGS), model.id
+    sketch, dalle = sdk.models.get("local/sketch"), sdk.models.get("openai/dall-e-3")
+    assert all(getattr(sketch, flag) for flag in FLAGS)
+    assert not any(getattr(dalle, flag) for flag in FLAGS)
+
+
+def test_the_sdk_searches_the_catalogue(sdk: MeshAPI) -> None:
+    everything = sdk.models.search()
+    assert isinstance(everything, ModelsPage)
+    assert [m.id for m in everything.items] == [m["id"] for m in MODELS]
+    assert everything.total == len(MODELS) and everything.offset == 0
+    assert everything.brands == ["Google", "Local", "OpenAI"]
+
+    page = sdk.models.search(
+        ModelSearchParams(
+            q="OPENAI", output_modality=["image"], sort="name", order="desc", limit=1, offset=1
+        )
+    )
+    assert (page.total, page.limit, page.offset) == (2, 1, 1)
+    assert [m.id for m in page.items] == ["openai/dall-e-3"]  # GPT Image 1, then DALL·E 3
+    assert page.items[0].supports_image_edit is False and page.brands == ["OpenAI"]
+
+    free = sdk.models.search(ModelSearchParams(free=True, brand=["local"]))
+    assert [m.id for m in free.items] == ["local/sketch"] and free.items[0].supports_image_inpaint
+    assert sdk.models.search(ModelSearchParams(q="no such model")).items == []
+    assert sdk.models.search(ModelSearchParams(discounted=True)).total == 0
+
+
+def test_the_async_sdk_searches_the_catalogue(server: LocalServer) -> None:
+    async def search() -> ModelsPage:
+        async with async_sdk(server) as client:
+            return await client.models.search(ModelSearchParams(input_modality=["image"]))
+
+    page = run(search())
+    takes_images = {"openai/gpt-image-1", "local/sketch", "openai/gpt-4o-mini"}
+    assert {m.id for m in page.items} == takes_images
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"sort": "price"}, "sort"), ({"limit": "0"}, "limit"), ({"free": "maybe"}, "free")],
+)
+def test_a_bad_search_is_the_sdks_422_naming_the_field(
+    server: LocalServer, query: dict[str, str], field: str
+) -> None:
+    answer = httpx.get(f"{server.url}/v1/models/search", params=query)
+    assert answer.status_code == 422
+    assert [d["loc"] for d in answer.json()["error"]["details"]] == [["query", field]]
 
 
 def test_an_unknown_model_is_the_sdks_404(sdk: MeshAPI) -> None:

@@ -27,7 +27,17 @@ from .addresses import base_url_from_host_header
 from .attempts import attempt_key
 from .backend import Backend
 from .bodies import BodyError, read_body
-from .catalogue import MODEL_TYPES, accepts_image_input, find_model, image_model_ids, select_models
+from .catalogue import (
+    MAX_SEARCH_LIMIT,
+    MODEL_TYPES,
+    SEARCH_LIMIT,
+    SEARCH_SORTS,
+    accepts_image_input,
+    find_model,
+    image_model_ids,
+    search_models,
+    select_models,
+)
 from .faults import (
     RETRY_AFTER_STATUSES,
     Fault,
@@ -249,6 +259,8 @@ class Handler(BaseHTTPRequestHandler):
         """``/models`` (filtered), ``/models/free``, ``/models/paid``, ``/models/{id}``."""
         if not self._check_version() or self._page_fault(self.backend.defaults(), None):
             return None
+        if route == "/models/search":
+            return self._search(query)
         if route not in ("/models", "/models/free", "/models/paid"):
             # Ids hold a slash (openai/gpt-image-1), sent as is or percent-encoded.
             model_id = unquote(route.removeprefix("/models/"))
@@ -274,6 +286,59 @@ class Handler(BaseHTTPRequestHandler):
             free = route == "/models/free"
         provider = query.get("provider", [""])[-1] or None
         return self._send_json(200, select_models(kind, free=free, provider=provider))
+
+    def _search(self, query: dict[str, list[str]]) -> None:
+        """``/models/search``: the SDK's ``ModelSearchParams`` in, a ``ModelsPage`` out."""
+        details: list[dict[str, Any]] = []
+
+        def last(name: str) -> str | None:
+            return query.get(name, [""])[-1] or None
+
+        def flag(name: str) -> bool | None:
+            text = (last(name) or "").lower()
+            value = True if text in _TRUE else False if text in _FALSE else None
+            if text and value is None:
+                message = "Input should be a valid boolean, unable to interpret input"
+                details.append(_query_detail(name, message, "bool_parsing", text))
+            return value
+
+        def whole(name: str, default: int, lo: int, hi: int) -> int:
+            text = last(name)
+            if text is None:
+                return default
+            if not text.isdigit() or not lo <= int(text) <= hi:
+                message = f"Input should be a whole number from {lo} to {hi}"
+                details.append(_query_detail(name, message, "int_parsing", text[:100]))
+                return default
+            return int(text)
+
+        def choice(name: str, allowed: tuple[str, ...]) -> str | None:
+            text = last(name)
+            if text is not None and text not in allowed:
+                message = f"Input should be {', '.join(repr(a) for a in allowed)}"
+                details.append(_query_detail(name, message, "literal_error", text[:100]))
+                return None
+            return text
+
+        q, free, discounted = last("q"), flag("free"), flag("discounted")
+        sort, order = choice("sort", SEARCH_SORTS), choice("order", ("asc", "desc"))
+        limit = whole("limit", SEARCH_LIMIT, 1, MAX_SEARCH_LIMIT)
+        offset = whole("offset", 0, 0, 1_000_000)
+        if details:
+            return self._send_error(422, "validation_error", summarize(details), details=details)
+        page = search_models(
+            q,
+            free=free,
+            discounted=discounted,
+            input_modalities=query.get("input_modality"),
+            output_modalities=query.get("output_modality"),
+            brands=query.get("brand"),
+            sort=sort,
+            descending=order == "desc",
+            limit=limit,
+            offset=offset,
+        )
+        return self._send_json(200, page)
 
     # -- generations ----------------------------------------------------------------
 
