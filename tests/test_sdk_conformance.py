@@ -1,4 +1,5 @@
-"""The vendor's own SDK (``meshapi`` 0.1.11) reads every answer of the embedded backend.
+"""The vendor's own SDK (``meshapi`` 0.1.11) reads every answer of the embedded backend;
+the ``openai`` SDK's multipart ``images.edit`` works against it too.
 
 The SDK's pydantic models are the wire shapes, so each endpoint, stream shape and error
 the backend can produce is driven through the SDK, sync and async, over loopback HTTP.
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from meshapi import (
     AsyncMeshAPI,
@@ -562,3 +564,46 @@ def test_an_edit_with_a_model_that_cannot_edit_is_the_sdks_422(sdk: MeshAPI) -> 
     with pytest.raises(MeshAPIError) as unknown:
         sdk.images.edit(edit_params(model="acme/painter-9"))
     assert (unknown.value.status, unknown.value.error_code) == (404, "model_not_found")
+
+
+# -- the openai SDK: its images.edit sends multipart/form-data -------------------------------
+
+
+def png_file(color: str, mode: str = "RGB") -> tuple[str, bytes, str]:
+    buffer = io.BytesIO()
+    Image.new(mode, (32, 32), color).save(buffer, "PNG")
+    return f"{color}.png", buffer.getvalue(), "image/png"
+
+
+def test_the_openai_sdks_multipart_edit_returns_an_image(running: LocalServer) -> None:
+    with openai.OpenAI(base_url=f"{running.url}/v1", api_key=TOKEN, max_retries=0) as client:
+        answer = client.images.edit(
+            image=png_file("red"),
+            prompt=PROMPT,
+            model="local/sketch",
+            n=2,
+            size="64x48",
+            response_format="b64_json",
+        )
+        assert [
+            open_image(base64.b64decode(item.b64_json or "")).size for item in answer.data or []
+        ] == [(64, 48)] * 2
+        mixed = client.images.edit(  # several images: image[] parts, the first one edited
+            image=[png_file("red"), png_file("blue")],
+            mask=png_file("black", "RGBA"),
+            prompt=PROMPT,
+            extra_body={"operation": "mix"},
+        )
+        (item,) = mixed.data or []
+        assert item.url is not None and open_image(base64.b64decode(item.url.partition(",")[2]))
+        with pytest.raises(openai.UnprocessableEntityError, match="does not support image edits"):
+            client.images.edit(image=png_file("red"), prompt=PROMPT, model="openai/dall-e-3")
+
+
+def test_the_async_openai_sdks_edit_returns_an_image(server: LocalServer) -> None:
+    async def session() -> Any:
+        async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=TOKEN) as client:
+            return await client.images.edit(image=png_file("red"), prompt=PROMPT)
+
+    (item,) = run(session()).data
+    assert open_image(base64.b64decode(item.url.partition(",")[2])).size == (32, 32)

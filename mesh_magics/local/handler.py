@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import edits, generation, guards
+from . import edits, forms, generation, guards
 from .addresses import base_url_from_host_header
 from .attempts import attempt_key
 from .backend import Backend
@@ -112,6 +112,7 @@ class Handler(BaseHTTPRequestHandler):
     _slot = False  # a generation holding one of the backend's work slots
     _arrived = 0.0  # time.monotonic() when the request line and headers were read
     _entry: RecordedRequest | None = None
+    _form_error: str | None = None  # why a multipart body could not be read
 
     def __init__(self, request: Any, client_address: Any, server: Any, *, backend: Backend) -> None:
         self.backend = backend  # before super().__init__, which handles the connection
@@ -138,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         self._request_id, self._in_flight, self._responded = None, False, False
         self._counted, self._entry, self._slot = False, None, False
+        self._form_error = None
         self.backend.waiting_for_request(self.connection, True)
         try:
             super().handle_one_request()
@@ -178,20 +180,27 @@ class Handler(BaseHTTPRequestHandler):
             return self._send_error(exc.status, exc.code, exc.message)
         finally:
             self.backend.waiting_for_request(self.connection, False)  # the request is in
-        try:
-            parsed: Any = json.loads(raw) if raw or self.command == "POST" else None
-        except ValueError:
-            parsed, invalid_json = None, True
+        route, query = self._route()
+        takes_forms = route == "/images/edits"  # as the openai SDK sends an edit
+        parsed: Any = None
+        invalid_json = False
+        if takes_forms and guards.media_type(self.headers) == guards.MULTIPART:
+            parsed = self._form(raw)
         else:
-            invalid_json = False
+            try:
+                parsed = json.loads(raw) if raw or self.command == "POST" else None
+            except ValueError:
+                invalid_json = True
         self._record(parsed)
         refused = guards.refusal(
-            self.headers, self.command, loopback_only=self.backend.loopback_only
+            self.headers,
+            self.command,
+            loopback_only=self.backend.loopback_only,
+            takes_forms=takes_forms,
         )
         if refused is not None:
             self.close_connection = True  # nothing more is taken from a refused client
             return self._send_error(refused.status, refused.code, refused.message)
-        route, query = self._route()
         method = _method_for(route)
         if method is None:
             return self._send_error(404, "not_found", f"No such endpoint: {self.command} {route}")
@@ -215,6 +224,16 @@ class Handler(BaseHTTPRequestHandler):
             return self._generate(raw, parsed, invalid_json)
         finally:
             self._settle()
+
+    def _form(self, raw: bytes) -> dict[str, Any] | None:
+        """A multipart body as the JSON body it stands for; None (and the reason kept for
+        the answer) when it cannot be read."""
+        try:
+            boundary = forms.boundary_of(self.headers.get("Content-Type", ""))
+            return forms.edit_body(forms.parts(raw, boundary))
+        except forms.FormError as exc:
+            self._form_error = str(exc)
+            return None
 
     def _route(self) -> tuple[str, dict[str, list[str]]]:
         parts = urlsplit(self.path)
@@ -347,6 +366,9 @@ class Handler(BaseHTTPRequestHandler):
     ) -> tuple[dict[str, Any], RequestControls] | None:
         """The body and its controls, or None once an error or a page fault has answered."""
         if not self._check_version():
+            return None
+        if self._form_error is not None:
+            self._send_error(400, "invalid_request", self._form_error)
             return None
         if invalid_json:
             self._send_error(400, "invalid_request", "The request body is not valid JSON")
