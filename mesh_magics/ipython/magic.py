@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +118,7 @@ class MeshImageMagics(Magics):
                 inputs=inputs,
             )
         check_image_count(run.request.n, 1, self.settings(), allow=options.yes)
+        run.note = _note  # what /v1/models says the model ignores, as a note
         if options.dry_run:
             self._show_dry_run(run)
             return None
@@ -210,6 +211,9 @@ class MeshImageMagics(Magics):
             )
         images = sum(run.request.n for run in generations)
         check_image_count(images, len(generations), config, allow=options.yes)
+        said = _once(_note)  # a note on a field the model ignores: once for the sweep
+        for run in generations:
+            run.note = said
         if options.dry_run:
             self._show_sweep_dry_run(sweep, generations, images)
             return None
@@ -323,6 +327,18 @@ class MeshImageMagics(Magics):
 
 def _note(text: str) -> None:
     print(f"meshimage: {text}", file=sys.stderr)
+
+
+def _once(say: Callable[[str], None]) -> Callable[[str], None]:
+    """`say`, saying each text once."""
+    said: set[str] = set()
+
+    def once(text: str) -> None:
+        if text not in said:
+            said.add(text)
+            say(text)
+
+    return once
 
 
 def _nothing(value: Any) -> None:
