@@ -49,9 +49,10 @@ OPERATION_FLAGS = {
     "upscale": "supports_image_upscale",
     "remove_background": "supports_image_remove_background",
 }
-# Fields that every image model takes, or that the flags judge (an edit's images). A
-# generation that sets no other field asks nothing of /v1/models.
-ALWAYS_TAKEN = frozenset({"prompt", "model", "stream", "n", "size"})
+# Fields that every image model takes (and `mesh_local`, the embedded backend's own
+# controls, for the server rather than a model); an edit's images are the flags' business.
+# A run that sets no other field asks nothing of /v1/models.
+ALWAYS_TAKEN = frozenset({"prompt", "model", "stream", "n", "size", "mesh_local"})
 EDIT_INPUTS = frozenset({"image", "mask", "reference_images"})
 
 log = logging.getLogger("mesh_magics")
