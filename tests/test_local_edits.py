@@ -319,3 +319,103 @@ def test_an_edit_counts_in_flight_and_is_recorded_bounded(server: LocalServer) -
     recorded = sent(server, EDITS)
     assert recorded.status == 200
     assert recorded.body["image"].startswith("<data:image/png;base64 ")
+
+
+# -- multipart: the openai SDK's way of sending an edit -----------------------------------------
+
+
+def form_edit(
+    http: httpx.Client,
+    files: list[tuple[str, Any]],
+    headers: dict[str, str] | None = None,
+    **data: Any,
+) -> httpx.Response:
+    fields = {"model": MODEL, "prompt": "make it blue", **data}
+    return http.post("/images/edits", data=fields, files=files, headers=headers)
+
+
+def test_a_multipart_edit_draws_what_the_json_edit_draws(client: httpx.Client) -> None:
+    as_form = form_edit(client, [("image", ("in.png", png(picture()), "image/png"))], n="2")
+    as_json = edit(client, n=2)
+    assert [result(as_form, i).tobytes() for i in (0, 1)] == [
+        result(as_json, i).tobytes() for i in (0, 1)
+    ]
+
+
+def test_multipart_images_go_as_the_edited_one_then_references(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    red, blue = Image.new("RGB", (48, 32), "red"), Image.new("RGB", (48, 32), "blue")
+    files = [("image[]", ("a.png", png(red), "image/png")), ("image[]", ("b.png", png(blue)))]
+    mixed = form_edit(client, files, operation="mix", response_format="b64_json")
+    assert result(mixed).size == (48, 32)
+    body = server.requests[-1].body
+    assert body["operation"] == "mix" and len(body["reference_images"]) == 1
+    masked = form_edit(
+        client,
+        [("image", ("a.png", png(red))), ("mask", ("m.png", png(Image.new("RGBA", (48, 32)))))],
+        mask_feather="2",
+    )
+    assert result(masked).size == (48, 32)
+    assert server.requests[-1].body["mask_feather"] == 2  # a number again, as in JSON
+
+
+def test_a_multipart_field_of_the_wrong_kind_is_named_like_json(client: httpx.Client) -> None:
+    answer = form_edit(client, [("image", ("a.png", png(picture())))], n="many")
+    assert locs(answer) == [("body", "n")]
+
+
+def raw_form(http: httpx.Client, body: bytes, boundary: str = "b0und") -> httpx.Response:
+    content_type = f"multipart/form-data; boundary={boundary}"
+    return http.post("/images/edits", content=body, headers={"Content-Type": content_type})
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"no delimiter at all", "no part"),
+        (b"--b0und\r\nContent-Disposition: form-data; name=prompt\r\n\r\nfox", "ends inside"),
+        (b"--b0und\r\nX: " + b"y" * 10_000 + b"\r\n\r\nfox\r\n--b0und--", "headers"),
+        (b"--b0und\r\n\r\nfox\r\n--b0und--", "Content-Disposition"),
+        (b"--b0und\r\nContent-Disposition: form-data\r\n\r\nfox\r\n--b0und--", "no name"),
+        (
+            b"".join(
+                b"--b0und\r\nContent-Disposition: form-data; name=x\r\n\r\n1\r\n" for _ in range(65)
+            )
+            + b"--b0und--",
+            "more than 64 parts",
+        ),
+        (
+            b"--b0und\r\nContent-Disposition: form-data; name=prompt\r\n\r\n"
+            + b"p" * 70_000
+            + b"\r\n--b0und--",
+            "over 65536 bytes",
+        ),
+    ],
+)
+def test_a_hostile_multipart_body_is_a_400_saying_why(
+    client: httpx.Client, body: bytes, says: str
+) -> None:
+    answer = raw_form(client, body)
+    assert answer.status_code == 400, answer.text
+    assert says in answer.json()["error"]["message"]
+
+
+def test_a_multipart_body_without_a_boundary_is_a_400(client: httpx.Client) -> None:
+    answer = client.post(
+        "/images/edits", content=b"x", headers={"Content-Type": "multipart/form-data"}
+    )
+    assert answer.status_code == 400 and "boundary" in answer.json()["error"]["message"]
+
+
+def test_multipart_is_taken_by_edits_only_and_never_cross_origin(
+    client: httpx.Client, server: LocalServer
+) -> None:
+    files = [("image", ("a.png", png(picture()), "image/png"))]
+    before = server.generation_count
+    generation = client.post("/images/generations", data={"prompt": "a fox"}, files=files)
+    assert generation.status_code == 415
+    assert generation.json()["error"]["code"] == "unsupported_media_type"
+    page = form_edit(client, files, headers={"Origin": "http://evil.example"})
+    assert page.status_code == 403 and page.json()["error"]["code"] == "forbidden_origin"
+    assert server.generation_count == before

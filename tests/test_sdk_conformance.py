@@ -1,4 +1,5 @@
-"""The vendor's own SDK (``meshapi`` 0.1.11) reads every answer of the embedded backend.
+"""The vendor's own SDK (``meshapi`` 0.1.11) reads every answer of the embedded backend;
+the ``openai`` SDK's multipart ``images.edit`` works against it too.
 
 The SDK's pydantic models are the wire shapes, so each endpoint, stream shape and error
 the backend can produce is driven through the SDK, sync and async, over loopback HTTP.
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from meshapi import (
     AsyncMeshAPI,
@@ -26,6 +28,8 @@ from meshapi import (
     MeshAPI,
     MeshAPIError,
     ModelInfo,
+    ModelSearchParams,
+    ModelsPage,
 )
 from PIL import Image
 
@@ -129,6 +133,64 @@ def test_the_sdk_reads_free_and_paid_models(sdk: MeshAPI) -> None:
 def test_the_sdk_gets_each_model_by_its_id(sdk: MeshAPI, model_id: str) -> None:
     model = sdk.models.get(model_id)
     assert model == ModelInfo.model_validate(next(m for m in MODELS if m["id"] == model_id))
+
+
+FLAGS = [name for name in ModelInfo.model_fields if name.startswith("supports_image_")]
+
+
+def test_every_image_model_publishes_each_capability_flag_the_sdk_reads(sdk: MeshAPI) -> None:
+    assert {"supports_image_edit", "supports_image_inpaint", "supports_image_reference"} <= set(
+        FLAGS
+    )
+    for model in sdk.models.list(type="image"):
+        assert all(isinstance(getattr(model, flag), bool) for flag in FLAGS), model.id
+    sketch, dalle = sdk.models.get("local/sketch"), sdk.models.get("openai/dall-e-3")
+    assert all(getattr(sketch, flag) for flag in FLAGS)
+    assert not any(getattr(dalle, flag) for flag in FLAGS)
+
+
+def test_the_sdk_searches_the_catalogue(sdk: MeshAPI) -> None:
+    everything = sdk.models.search()
+    assert isinstance(everything, ModelsPage)
+    assert [m.id for m in everything.items] == [m["id"] for m in MODELS]
+    assert everything.total == len(MODELS) and everything.offset == 0
+    assert everything.brands == ["Google", "Local", "OpenAI"]
+
+    page = sdk.models.search(
+        ModelSearchParams(
+            q="OPENAI", output_modality=["image"], sort="name", order="desc", limit=1, offset=1
+        )
+    )
+    assert (page.total, page.limit, page.offset) == (2, 1, 1)
+    assert [m.id for m in page.items] == ["openai/dall-e-3"]  # GPT Image 1, then DALL·E 3
+    assert page.items[0].supports_image_edit is False and page.brands == ["OpenAI"]
+
+    free = sdk.models.search(ModelSearchParams(free=True, brand=["local"]))
+    assert [m.id for m in free.items] == ["local/sketch"] and free.items[0].supports_image_inpaint
+    assert sdk.models.search(ModelSearchParams(q="no such model")).items == []
+    assert sdk.models.search(ModelSearchParams(discounted=True)).total == 0
+
+
+def test_the_async_sdk_searches_the_catalogue(server: LocalServer) -> None:
+    async def search() -> ModelsPage:
+        async with async_sdk(server) as client:
+            return await client.models.search(ModelSearchParams(input_modality=["image"]))
+
+    page = run(search())
+    takes_images = {"openai/gpt-image-1", "local/sketch", "openai/gpt-4o-mini"}
+    assert {m.id for m in page.items} == takes_images
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"sort": "price"}, "sort"), ({"limit": "0"}, "limit"), ({"free": "maybe"}, "free")],
+)
+def test_a_bad_search_is_the_sdks_422_naming_the_field(
+    server: LocalServer, query: dict[str, str], field: str
+) -> None:
+    answer = httpx.get(f"{server.url}/v1/models/search", params=query)
+    assert answer.status_code == 422
+    assert [d["loc"] for d in answer.json()["error"]["details"]] == [["query", field]]
 
 
 def test_an_unknown_model_is_the_sdks_404(sdk: MeshAPI) -> None:
@@ -505,3 +567,46 @@ def test_an_edit_with_a_model_that_cannot_edit_is_the_sdks_422(sdk: MeshAPI) -> 
     with pytest.raises(MeshAPIError) as unknown:
         sdk.images.edit(edit_params(model="acme/painter-9"))
     assert (unknown.value.status, unknown.value.error_code) == (404, "model_not_found")
+
+
+# -- the openai SDK: its images.edit sends multipart/form-data -------------------------------
+
+
+def png_file(color: str, mode: str = "RGB") -> tuple[str, bytes, str]:
+    buffer = io.BytesIO()
+    Image.new(mode, (32, 32), color).save(buffer, "PNG")
+    return f"{color}.png", buffer.getvalue(), "image/png"
+
+
+def test_the_openai_sdks_multipart_edit_returns_an_image(running: LocalServer) -> None:
+    with openai.OpenAI(base_url=f"{running.url}/v1", api_key=TOKEN, max_retries=0) as client:
+        answer = client.images.edit(
+            image=png_file("red"),
+            prompt=PROMPT,
+            model="local/sketch",
+            n=2,
+            size="64x48",
+            response_format="b64_json",
+        )
+        assert [
+            open_image(base64.b64decode(item.b64_json or "")).size for item in answer.data or []
+        ] == [(64, 48)] * 2
+        mixed = client.images.edit(  # several images: image[] parts, the first one edited
+            image=[png_file("red"), png_file("blue")],
+            mask=png_file("black", "RGBA"),
+            prompt=PROMPT,
+            extra_body={"operation": "mix"},
+        )
+        (item,) = mixed.data or []
+        assert item.url is not None and open_image(base64.b64decode(item.url.partition(",")[2]))
+        with pytest.raises(openai.UnprocessableEntityError, match="does not support image edits"):
+            client.images.edit(image=png_file("red"), prompt=PROMPT, model="openai/dall-e-3")
+
+
+def test_the_async_openai_sdks_edit_returns_an_image(server: LocalServer) -> None:
+    async def session() -> Any:
+        async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=TOKEN) as client:
+            return await client.images.edit(image=png_file("red"), prompt=PROMPT)
+
+    (item,) = run(session()).data
+    assert open_image(base64.b64decode(item.url.partition(",")[2])).size == (32, 32)

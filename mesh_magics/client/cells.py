@@ -106,6 +106,7 @@ def run_cell(options: CellOptions, source: str, place: Place) -> ImageResult | I
             inputs=inputs,
         )
     check_image_count(run.request.n, 1, place.config, allow=options.yes)
+    run.note = place.note  # what /v1/models says the model ignores, as a note
     if options.dry_run:
         place.show(Plan(dry_run_text(run)))
         return None
@@ -161,6 +162,9 @@ def _sweep(
         )
     images = sum(run.request.n for run in generations)
     check_image_count(images, len(generations), place.config, allow=options.yes)
+    said = _once(place.note)  # a note on a field the model ignores: once for the sweep
+    for run in generations:
+        run.note = said
     if options.dry_run:
         place.show(Plan(sweep_dry_run_text(sweep, generations, images)))
         return None
@@ -352,3 +356,15 @@ def _running_shell() -> Any:
     from .prepare import running_shell
 
     return running_shell()
+
+
+def _once(say: Callable[[str], object]) -> Callable[[str], None]:
+    """`say`, saying each text once."""
+    said: set[str] = set()
+
+    def once(text: str) -> None:
+        if text not in said:
+            said.add(text)
+            say(text)
+
+    return once

@@ -99,6 +99,7 @@ class Generation:
         self.slot = slot  # held while the request runs: a sweep's --concurrency
         self.client: SharedClient | None = None  # a sweep's pool; else a client of its own
         self.replayed = False
+        self.note: Callable[[str], object] | None = None  # a warning's line; else warn_caller
         self._watchers: list[Watcher] = []
         self._future: concurrent.futures.Future[ImageResult] = concurrent.futures.Future()
         self._future.set_running_or_notify_cancel()  # settled by the task alone
@@ -120,11 +121,21 @@ class Generation:
         the interpreter."""
         if self.status != "pending":
             raise RuntimeError("a Generation runs once")
+        self._say_ignored()
         self.status = "running"
         self.started_at = time.monotonic()
         self._engine = on or engine()
         self._engine.submit(self._main(after))
         return self
+
+    def _say_ignored(self) -> None:
+        """A line for each field this run sets that /v1/models says its model ignores
+        (`model_check.py`): said by the caller's thread, before anything is sent."""
+        from ..errors import warn_caller
+        from .model_check import ignored_in
+
+        for text in ignored_in(self.settings, self.api_host, self.request, self.client):
+            (self.note or warn_caller)(text)
 
     async def _main(self, after: float = 0.0) -> None:
         self._task = asyncio.current_task()
@@ -175,7 +186,7 @@ class Generation:
         if self.request.inputs:  # refused before an upload of megabytes, where the list says
             from .model_check import check_edit_model
 
-            await check_edit_model(self.settings, self.api_host, self.request.model)
+            await check_edit_model(self.settings, self.api_host, self.request, self.client)
         async with self.slot() if self.slot is not None else contextlib.nullcontext():
             # Waiting for a sweep's slot is not generating: the clock and --timeout start now.
             self.started_at = time.monotonic()

@@ -640,6 +640,13 @@ class SharedClient:
             async for event in events:
                 yield event
 
+    async def list_models(self) -> list[dict[str, Any]]:
+        """The image models, over the shared connection (what a run's check reads)."""
+        if self._client is None:  # as in stream(): no await before it is set
+            self._loop = asyncio.get_running_loop()
+            self._client = await MeshClient(self.settings).__aenter__()
+        return await self._client.list_models()
+
     def release(self, _run: object = None) -> None:
         """One run has settled; after the last, close the client on the loop it runs on
         (from any thread; a loop that has closed took its connections along)."""

@@ -10,7 +10,10 @@ the backend checks both:
 - an `Origin` (what a browser sends with a cross-origin request, and with every POST)
   must be this very server, `http://` + the `Host` the request was sent to;
 - a body must be JSON: a `Content-Type` other than `application/json` (or `+json`) is
-  refused, so a form or a `text/plain` beacon cannot pose as an API call.
+  refused, so a form or a `text/plain` beacon cannot pose as an API call. The one
+  exception is `multipart/form-data` on the route that takes it (`/v1/images/edits`, as
+  the openai SDK sends an edit): a browser may send that without a preflight too, but
+  always with an `Origin`, which the check above refuses when it is not this server.
 """
 
 from __future__ import annotations
@@ -37,8 +40,20 @@ def host_name(header: str) -> str:
     return value.rpartition(":")[0] if value.count(":") == 1 else value
 
 
-def refusal(headers: Message, method: str, *, loopback_only: bool) -> Refusal | None:
-    """Why a request with HEADERS must not be served, or None if it may be."""
+MULTIPART = "multipart/form-data"
+
+
+def media_type(headers: Message) -> str | None:
+    """The media type of the body (`Content-Type` without its parameters), lower-case."""
+    content_type = headers.get("Content-Type")
+    return None if content_type is None else content_type.partition(";")[0].strip().lower()
+
+
+def refusal(
+    headers: Message, method: str, *, loopback_only: bool, takes_forms: bool = False
+) -> Refusal | None:
+    """Why a request with HEADERS must not be served, or None if it may be.
+    `takes_forms`: the route also takes a `multipart/form-data` body."""
     host = headers.get("Host")
     if host is not None:
         name = host_name(host)
@@ -55,10 +70,9 @@ def refusal(headers: Message, method: str, *, loopback_only: bool) -> Refusal | 
     ):
         message = f"Cross-origin requests are refused (Origin {origin.strip()[:100]!r})"
         return Refusal(403, "forbidden_origin", message)
-    content_type = headers.get("Content-Type")
-    if method == "POST" and content_type is not None:
-        media = content_type.partition(";")[0].strip().lower()
-        if media != "application/json" and not media.endswith("+json"):
-            message = f"The body must be application/json, not {media[:100]!r}"
-            return Refusal(415, "unsupported_media_type", message)
+    media = media_type(headers)
+    json_body = media is None or media == "application/json" or media.endswith("+json")
+    if method == "POST" and not json_body and not (takes_forms and media == MULTIPART):
+        message = f"The body must be application/json, not {str(media)[:100]!r}"
+        return Refusal(415, "unsupported_media_type", message)
     return None

@@ -22,12 +22,22 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import edits, generation, guards
+from . import edits, forms, generation, guards
 from .addresses import base_url_from_host_header
 from .attempts import attempt_key
 from .backend import Backend
 from .bodies import BodyError, read_body
-from .catalogue import MODEL_TYPES, accepts_image_input, find_model, image_model_ids, select_models
+from .catalogue import (
+    MAX_SEARCH_LIMIT,
+    MODEL_TYPES,
+    SEARCH_LIMIT,
+    SEARCH_SORTS,
+    accepts_image_input,
+    find_model,
+    image_model_ids,
+    search_models,
+    select_models,
+)
 from .faults import (
     RETRY_AFTER_STATUSES,
     Fault,
@@ -102,6 +112,7 @@ class Handler(BaseHTTPRequestHandler):
     _slot = False  # a generation holding one of the backend's work slots
     _arrived = 0.0  # time.monotonic() when the request line and headers were read
     _entry: RecordedRequest | None = None
+    _form_error: str | None = None  # why a multipart body could not be read
 
     def __init__(self, request: Any, client_address: Any, server: Any, *, backend: Backend) -> None:
         self.backend = backend  # before super().__init__, which handles the connection
@@ -128,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         self._request_id, self._in_flight, self._responded = None, False, False
         self._counted, self._entry, self._slot = False, None, False
+        self._form_error = None
         self.backend.waiting_for_request(self.connection, True)
         try:
             super().handle_one_request()
@@ -168,20 +180,27 @@ class Handler(BaseHTTPRequestHandler):
             return self._send_error(exc.status, exc.code, exc.message)
         finally:
             self.backend.waiting_for_request(self.connection, False)  # the request is in
-        try:
-            parsed: Any = json.loads(raw) if raw or self.command == "POST" else None
-        except ValueError:
-            parsed, invalid_json = None, True
+        route, query = self._route()
+        takes_forms = route == "/images/edits"  # as the openai SDK sends an edit
+        parsed: Any = None
+        invalid_json = False
+        if takes_forms and guards.media_type(self.headers) == guards.MULTIPART:
+            parsed = self._form(raw)
         else:
-            invalid_json = False
+            try:
+                parsed = json.loads(raw) if raw or self.command == "POST" else None
+            except ValueError:
+                invalid_json = True
         self._record(parsed)
         refused = guards.refusal(
-            self.headers, self.command, loopback_only=self.backend.loopback_only
+            self.headers,
+            self.command,
+            loopback_only=self.backend.loopback_only,
+            takes_forms=takes_forms,
         )
         if refused is not None:
             self.close_connection = True  # nothing more is taken from a refused client
             return self._send_error(refused.status, refused.code, refused.message)
-        route, query = self._route()
         method = _method_for(route)
         if method is None:
             return self._send_error(404, "not_found", f"No such endpoint: {self.command} {route}")
@@ -205,6 +224,16 @@ class Handler(BaseHTTPRequestHandler):
             return self._generate(raw, parsed, invalid_json)
         finally:
             self._settle()
+
+    def _form(self, raw: bytes) -> dict[str, Any] | None:
+        """A multipart body as the JSON body it stands for; None (and the reason kept for
+        the answer) when it cannot be read."""
+        try:
+            boundary = forms.boundary_of(self.headers.get("Content-Type", ""))
+            return forms.edit_body(forms.parts(raw, boundary))
+        except forms.FormError as exc:
+            self._form_error = str(exc)
+            return None
 
     def _route(self) -> tuple[str, dict[str, list[str]]]:
         parts = urlsplit(self.path)
@@ -249,6 +278,8 @@ class Handler(BaseHTTPRequestHandler):
         """``/models`` (filtered), ``/models/free``, ``/models/paid``, ``/models/{id}``."""
         if not self._check_version() or self._page_fault(self.backend.defaults(), None):
             return None
+        if route == "/models/search":
+            return self._search(query)
         if route not in ("/models", "/models/free", "/models/paid"):
             # Ids hold a slash (openai/gpt-image-1), sent as is or percent-encoded.
             model_id = unquote(route.removeprefix("/models/"))
@@ -275,6 +306,59 @@ class Handler(BaseHTTPRequestHandler):
         provider = query.get("provider", [""])[-1] or None
         return self._send_json(200, select_models(kind, free=free, provider=provider))
 
+    def _search(self, query: dict[str, list[str]]) -> None:
+        """``/models/search``: the SDK's ``ModelSearchParams`` in, a ``ModelsPage`` out."""
+        details: list[dict[str, Any]] = []
+
+        def last(name: str) -> str | None:
+            return query.get(name, [""])[-1] or None
+
+        def flag(name: str) -> bool | None:
+            text = (last(name) or "").lower()
+            value = True if text in _TRUE else False if text in _FALSE else None
+            if text and value is None:
+                message = "Input should be a valid boolean, unable to interpret input"
+                details.append(_query_detail(name, message, "bool_parsing", text))
+            return value
+
+        def whole(name: str, default: int, lo: int, hi: int) -> int:
+            text = last(name)
+            if text is None:
+                return default
+            if not text.isdigit() or not lo <= int(text) <= hi:
+                message = f"Input should be a whole number from {lo} to {hi}"
+                details.append(_query_detail(name, message, "int_parsing", text[:100]))
+                return default
+            return int(text)
+
+        def choice(name: str, allowed: tuple[str, ...]) -> str | None:
+            text = last(name)
+            if text is not None and text not in allowed:
+                message = f"Input should be {', '.join(repr(a) for a in allowed)}"
+                details.append(_query_detail(name, message, "literal_error", text[:100]))
+                return None
+            return text
+
+        q, free, discounted = last("q"), flag("free"), flag("discounted")
+        sort, order = choice("sort", SEARCH_SORTS), choice("order", ("asc", "desc"))
+        limit = whole("limit", SEARCH_LIMIT, 1, MAX_SEARCH_LIMIT)
+        offset = whole("offset", 0, 0, 1_000_000)
+        if details:
+            return self._send_error(422, "validation_error", summarize(details), details=details)
+        page = search_models(
+            q,
+            free=free,
+            discounted=discounted,
+            input_modalities=query.get("input_modality"),
+            output_modalities=query.get("output_modality"),
+            brands=query.get("brand"),
+            sort=sort,
+            descending=order == "desc",
+            limit=limit,
+            offset=offset,
+        )
+        return self._send_json(200, page)
+
     # -- generations ----------------------------------------------------------------
 
     def _controls(
@@ -282,6 +366,9 @@ class Handler(BaseHTTPRequestHandler):
     ) -> tuple[dict[str, Any], RequestControls] | None:
         """The body and its controls, or None once an error or a page fault has answered."""
         if not self._check_version():
+            return None
+        if self._form_error is not None:
+            self._send_error(400, "invalid_request", self._form_error)
             return None
         if invalid_json:
             self._send_error(400, "invalid_request", "The request body is not valid JSON")
