@@ -50,14 +50,17 @@ CELLS = {  # index: (source, the images it shows)
     4: ("form = %mesh form --size 64x64 A fox in the form\nform", 1),
 }
 OTHER = 5
+WAIT = 60_000  # ms, for what a generation or a kernel must do first
 
 
 def loaded(images: Locator, count: int) -> None:
-    """Wait for `count` images, all decoded and 64 px wide."""
-    expect(images).to_have_count(count)
+    """Wait for `count` images, all decoded and 64 px wide (a run takes a few seconds, more
+    on a loaded machine: generous bounds)."""
+    expect(images).to_have_count(count, timeout=WAIT)
     images.first.page.wait_for_function(
         "imgs => imgs.every(img => img.complete && img.naturalWidth === 64)",
         arg=images.element_handles(),
+        timeout=WAIT,
     )
 
 
@@ -70,7 +73,7 @@ def run_everything(page: Page) -> None:
     run_cell(page, 1)
     loaded(images_of(page, 1), 1)
     background = run_cell(page, 2)
-    expect(background.locator(".jp-InputPrompt")).to_have_text(PROMPT_NUMBER)
+    expect(background.locator(".jp-InputPrompt")).to_have_text(PROMPT_NUMBER, timeout=WAIT)
     loaded(images_of(page, 2), 1)  # arrived after the cell had returned
     run_cell(page, 3)
     loaded(images_of(page, 3), 2)
@@ -79,7 +82,7 @@ def run_everything(page: Page) -> None:
     expect(form.locator("textarea")).to_have_value("A fox in the form")
     wait_for_idle_kernel(page)
     form.locator("button", has_text="Generate").click()
-    expect(form).to_contain_text("✓ 1 image", timeout=30_000)
+    expect(form).to_contain_text("✓ 1 image", timeout=WAIT)
     loaded(form.locator("img"), 1)
     run_cell(page, OTHER)
     expect(outputs(page, OTHER).locator(".widget-slider")).to_be_visible()  # live: a slider
@@ -131,6 +134,6 @@ def test_a_reopened_notebook_shows_every_image(page: Page, frontend: Lab) -> Non
             assert broken not in shown, (index, shown)
     screenshot(page, f"reopen_{frontend.app}_2_reopened")
     # The control: the unmarked widget shows what every widget did before the extension.
-    expect(outputs(page, OTHER)).to_contain_text("model not found", timeout=30_000)
+    expect(outputs(page, OTHER)).to_contain_text("model not found", timeout=WAIT)
     cell(page, OTHER).scroll_into_view_if_needed()
     assert "mesh_magics: saved notebooks keep images" in frontend.log.read_text()
