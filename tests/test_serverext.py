@@ -162,7 +162,7 @@ def published(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 def test_every_widget_view_mesh_magics_shows_carries_the_mark(published: list[Any]) -> None:
-    from mesh_magics.views.sweep_progress import WidgetSweepView
+    from mesh_magics.views.sweep_widget import WidgetSweepView
     from mesh_magics.views.widget import WidgetProgressView
 
     view = WidgetProgressView("a fox", on_cancel=lambda: None)
