@@ -142,6 +142,12 @@ def unload_ipython_extension(ipython: Any) -> None:
     completion.unregister(ipython)
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Jupyter server extension `mesh_magics` lives in `serverext.py` (its pre-save
+    hook lets a reopened notebook show images); nothing is imported here."""
+    return [{"module": "mesh_magics.serverext"}]
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

@@ -15,6 +15,7 @@ import mesh_magics as mm
 from mesh_magics.cell import parse_cell
 from mesh_magics.forms.widget import WIDGET_VIEW, MeshForm
 from mesh_magics.local import LocalServer
+from mesh_magics.marks import is_marked
 
 from .kernel import Frontend, HeldServer, Msg, frontend, kernel_env
 from .support import generations, sent, wait_for
@@ -298,7 +299,7 @@ def test_a_saved_notebook_keeps_the_image_and_the_code(tmp_path: Path) -> None:
             os.environ.update(old)
     outputs = [o for o in nb.cells[1].outputs if o.get("output_type") == "display_data"]
     data = outputs[0]["data"]
-    assert WIDGET_VIEW in data
+    assert WIDGET_VIEW in data and is_marked(outputs[0]["metadata"])  # for serverext.py
     assert "A saved fox" in data["text/plain"] and data["text/plain"].startswith("%%meshimage")
     assert {"image/png", "image/jpeg"} & set(data)
 

@@ -23,7 +23,7 @@ PACKAGE = Path(mesh_magics.__file__).parent
 # lower layers, and from itself. `local` stands beside the rest: it imports only the
 # bottom layer, and only `settings` imports it, through `mesh_magics.local` itself.
 LAYERS: list[tuple[str, ...]] = [
-    ("_version", "redact", "hosts", "wording", "frontends"),  # no package imports
+    ("_version", "redact", "hosts", "wording", "frontends", "marks"),  # no package imports
     ("errors",),
     ("value_kinds",),
     ("schema",),
@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("views",),
     ("client",),
     ("forms",),
-    ("ipython",),
+    ("ipython", "serverext"),
     ("__init__",),
 ]
 BESIDE = {"local": {"settings"}}  # room -> the only rooms that may import it

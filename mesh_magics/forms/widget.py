@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import OptionError
+from ..marks import WIDGET_VIEW, widget_mark
 from ..schema import BY_FLAG, check
 from ..wording import plural
 from .code import MAGIC, normal_prompt, prompt_problem, to_cell
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from ..events import StreamEvent
     from ..results.result import ImageResult
 
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 SHOW_EVERY = 0.5  # seconds between progress updates (comm messages are rate-limited)
 
 
@@ -338,7 +338,7 @@ class MeshForm:
     def _update_display(self) -> None:
         bundle = self._bundle()
         for handle in self._handles:
-            handle.update(bundle, raw=True)
+            handle.update(bundle, metadata=widget_mark(), raw=True)
 
     def close(self) -> None:
         """Close the form (a run still going is cancelled): its widgets are closed and its
@@ -358,7 +358,7 @@ class MeshForm:
         if self.box.comm is None:  # closed: the static form
             display(self._static(), raw=True)
             return
-        handle = display(self._bundle(), raw=True, display_id=True)
+        handle = display(self._bundle(), metadata=widget_mark(), raw=True, display_id=True)
         if handle is not None:
             self._handles.append(handle)
 

@@ -27,6 +27,7 @@ class WidgetSweepView(SweepView):
         import ipywidgets as widgets
         from IPython.display import DisplayHandle, display
 
+        from ..marks import widget_mark
         from .widget import _ProgressBox
 
         self._bar = widgets.IntProgress(
@@ -50,9 +51,9 @@ class WidgetSweepView(SweepView):
         self._box.heading = self.heading
         if place is not None:
             self._handle = place
-            place.update(self._box)
+            place.update(self._box, metadata=widget_mark())
             return
-        handle = display(self._box, display_id=True)
+        handle = display(self._box, display_id=True, metadata=widget_mark())
         assert isinstance(handle, DisplayHandle)
         self._handle = handle
 

@@ -16,6 +16,7 @@ from IPython.display import DisplayHandle, display
 
 from ..events import PartialImage, StreamEvent
 from ..images import sniff_format
+from ..marks import widget_mark
 from .base import ProgressView
 
 _BAR_STEPS_PER_SECOND = 5  # the indeterminate bar moves this often
@@ -50,9 +51,9 @@ class WidgetProgressView(ProgressView):
         self._shown_second = 0
         self._bar_step = -1
         if handle is None:
-            handle = display(self._box, display_id=True)
+            handle = display(self._box, display_id=True, metadata=widget_mark())
         else:
-            handle.update(self._box)
+            handle.update(self._box, metadata=widget_mark())
         assert isinstance(handle, DisplayHandle)
         self._handle = handle
 

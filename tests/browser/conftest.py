@@ -1,10 +1,11 @@
 """JupyterLab (and Notebook 7) in Chromium: one server each and one browser, a page per test.
 
 `lab` is JupyterLab started as a subprocess on a free loopback port, with its config,
-data, runtime, IPython and cache dirs in a temp dir, no token, and the embedded MeshAPI
-backend (`MESHAPI_BASE_URL=local`, a few seconds per generation) in its environment,
-which the kernels inherit. `notebook7` is Notebook 7 (`jupyter notebook`) started the same
-way, for the modules that ask for it. `page` is a fresh Chromium page; when the test ends, a
+data, runtime, IPython and cache dirs in a temp dir, no token, mesh-magics' server
+extension enabled, and the embedded MeshAPI backend (`MESHAPI_BASE_URL=local`, a few
+seconds per generation) in its environment, which the kernels inherit. `notebook7` is
+Notebook 7 (`jupyter notebook`) started the same way, for the modules that ask for it;
+`frontend` is each in turn. `page` is a fresh Chromium page; when the test ends, a
 screenshot of what it shows goes to `test-artifacts/browser/`, named after the test.
 """
 
@@ -43,6 +44,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
+SERVER_EXTENSION_CONFIG = ROOT / "jupyter-config" / "jupyter_server_config.d" / "mesh_magics.json"
 # Turns off the "receive official Jupyter news?" pop-up that would cover the notebook.
 NO_NEWS = {"fetchNews": "false", "checkForUpdates": False}
 
@@ -118,6 +120,11 @@ def _serve(base: Path, app: str) -> Iterator[Lab]:
     (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         json.dumps(NO_NEWS)
     )
+    # The server extension (mesh_magics/serverext.py), enabled by the file a wheel installs;
+    # here in the server's own config dir, since an editable install leaves it out.
+    server_config = dirs["JUPYTER_CONFIG_DIR"] / "jupyter_server_config.d"
+    server_config.mkdir()
+    shutil.copy(SERVER_EXTENSION_CONFIG, server_config)
     root = base / "root"
     root.mkdir()
     env = {
@@ -171,6 +178,13 @@ def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """Notebook 7 (`jupyter notebook`), isolated like `lab`; a notebook opens at
     `/notebooks/NAME.ipynb`."""
     yield from _serve(tmp_path_factory.mktemp("notebook7"), "notebook")
+
+
+@pytest.fixture(params=["lab", "notebook"])
+def frontend(request: pytest.FixtureRequest) -> Lab:
+    """JupyterLab, then Notebook 7: one server each, shared by the tests."""
+    server: Lab = request.getfixturevalue("lab" if request.param == "lab" else "notebook7")
+    return server
 
 
 @pytest.fixture(scope="package")  # torn down before the other tests: Playwright holds a loop
