@@ -23,7 +23,7 @@ from mesh_magics.engine import model_check
 from mesh_magics.local import MODELS, LocalServer
 from mesh_magics.request import ImageRequest
 
-from .conftest import run_cell
+from .support import run_cell
 from .servers import ScriptedServer, b64, png_bytes, send_json
 
 DALLE = "openai/dall-e-3"
