@@ -23,8 +23,8 @@ from mesh_magics.engine import model_check
 from mesh_magics.local import MODELS, LocalServer
 from mesh_magics.request import ImageRequest
 
-from .support import run_cell
 from .servers import ScriptedServer, b64, png_bytes, send_json
+from .support import run_cell
 
 DALLE = "openai/dall-e-3"
 NOTE = f"{DALLE} does not take --background: the gateway would drop it silently"

@@ -18,7 +18,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from mesh_magics.marks import WIDGET_VIEW, is_marked
 
-from ..conftest import wait_for
+from ..support import wait_for
 from .conftest import (
     NOTEBOOK,
     Lab,
