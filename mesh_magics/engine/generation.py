@@ -134,6 +134,8 @@ class Generation:
         from ..errors import warn_caller
         from .model_check import ignored_in
 
+        if self.replay and self.store is not None and self.store.holds(self.store_key):
+            return  # answered from the store: nothing is sent, so nothing is asked
         for text in ignored_in(self.settings, self.api_host, self.request, self.client):
             (self.note or warn_caller)(text)
 

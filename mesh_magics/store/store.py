@@ -258,6 +258,10 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------
 
+    def holds(self, key: str) -> bool:
+        """Whether a run of `key` is stored: one query, no file read."""
+        return bool(self._rows(index.NEWEST_OF_KEY, key))
+
     def get(self, key: str, *, preview_max_px: int = 1024) -> ImageResult | None:
         """The stored result for `key` (the newest one), or None (a miss). A missing or
         corrupted image file (its SHA-256 doesn't match) is a miss, with a one-line
