@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..cell import CellOptions, parse_cell
-from ..engine.lifecycle import Delivery, deliver, note_on_stderr
+from ..engine.lifecycle import Delivery, deliver, note_on_stderr, nothing
 from ..errors import GenerationCancelled, OptionError, RunInterrupted
 from ..frontends import in_marimo
 from ..presets import with_preset
@@ -46,10 +46,6 @@ if TYPE_CHECKING:
 
 
 MAGIC = "%%meshimage"
-
-
-def _nothing(value: Any) -> None:
-    pass
 
 
 @dataclass
@@ -207,8 +203,8 @@ def _delivery(options: CellOptions, place: Place) -> Delivery:
     then `--save DIR`."""
     name, folder = options.out, options.save
     return Delivery(
-        bind=(lambda value: place.bind(name, value)) if name else _nothing,
-        show=_nothing if options.no_display else place.show,
+        bind=(lambda value: place.bind(name, value)) if name else nothing,
+        show=nothing if options.no_display else place.show,
         effects=[lambda value: value.save(folder)] if folder else [],
         note=place.note,
     )

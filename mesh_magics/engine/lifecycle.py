@@ -34,8 +34,8 @@ from ..redact import one_line, redact
 log = logging.getLogger("mesh_magics")
 
 
-def _nothing(value: Any) -> None:
-    pass
+def nothing(value: Any) -> None:
+    """A step that does nothing (no binding, no showing)."""
 
 
 def note_on_stderr(text: str) -> None:
@@ -47,8 +47,8 @@ class Delivery:
     """Where one run's value goes once it has ended: how to bind it, how to show it, and
     what to do after (each step a callable of the value)."""
 
-    bind: Callable[[Any], object] = _nothing
-    show: Callable[[Any], object] = _nothing
+    bind: Callable[[Any], object] = nothing
+    show: Callable[[Any], object] = nothing
     effects: Sequence[Callable[[Any], object]] = field(default_factory=list)
     note: Callable[[str], object] = note_on_stderr  # how a failed side effect is said
 
