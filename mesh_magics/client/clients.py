@@ -23,9 +23,11 @@ fields of a named preset, under the fields given.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
+import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import OptionError
@@ -88,8 +90,7 @@ class _Client:
                            if value is not None}  # fmt: skip
         self._progress = check(SETTINGS["progress"], progress, source="progress")
         self._replay = replay
-        self._pooled = True
-        self._pools: dict[tuple[str, str | None], SharedClient] = {}
+        self._pools: dict[Hashable, SharedClient] = {}
         self._lock = threading.Lock()
 
     @property
@@ -185,17 +186,21 @@ class _Client:
 
     # -- the pool ------------------------------------------------------------------------
 
-    def _pool(self, settings: ClientSettings) -> SharedClient | None:
-        """The connection pool of this client for one API (None: a client per run)."""
-        if not self._pooled:
-            return None
+    def _pool(self, settings: ClientSettings) -> SharedClient:
+        """The connection pool of this client for these settings. Settings that differ
+        (another API, another key, other timeouts) get a pool of their own; past
+        `MAX_POOLS`, the least recently used one is closed."""
         from ..http.client import SharedClient
 
-        key = (settings.base_url, settings.name)
+        key = _pool_key(settings)
         with self._lock:
-            if key not in self._pools:
-                self._pools[key] = SharedClient(settings, runs=None)
-            return self._pools[key]
+            pool = self._pools.pop(key, None) or SharedClient(settings, runs=None)
+            self._pools[key] = pool  # the newest last
+            evicted = list(self._pools)[: max(0, len(self._pools) - MAX_POOLS)]
+            old = [self._pools.pop(name) for name in evicted]
+        for stale in old:
+            stale.close()
+        return pool
 
     def _pools_to_close(self) -> list[SharedClient]:
         with self._lock:
@@ -413,7 +418,8 @@ _defaults: dict[type, _Client] = {}
 
 def default_client() -> Client:
     """The client the module-level functions use: it follows `%config` and the
-    environment, and keeps no connection between calls (each run has its own)."""
+    environment, and keeps one connection pool per API, as the openai SDK's module-level
+    client does (an interrupted run still closes its own connection)."""
     return _default(Client)  # type: ignore[return-value]
 
 
@@ -423,13 +429,22 @@ def default_async_client() -> AsyncClient:
 
 def _default(kind: type[_Client]) -> _Client:
     if kind not in _defaults:
-        made = kind()
-        made._pooled = False
-        _defaults[kind] = made
+        _defaults[kind] = kind()
     return _defaults[kind]
 
 
 # -- pieces ------------------------------------------------------------------------------------
+
+
+MAX_POOLS = 8  # pools a client keeps (one per API and settings); more: the oldest closes
+
+
+def _pool_key(settings: ClientSettings) -> Hashable:
+    """What makes two runs' settings share a pool: every field, the key by its digest
+    (a `Secret` compares by identity, and the key itself is kept nowhere new)."""
+    key = settings.api_key
+    digest = hashlib.sha256(key.reveal().encode()).hexdigest() if key is not None else None
+    return (dataclasses.replace(settings, api_key=None), digest)
 
 
 def _setting(name: str, value: Any) -> Any:
