@@ -136,3 +136,24 @@ def test_start_aedit_and_asweep_from_a_plain_script(server: LocalServer) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Generation 1 True 2"
+
+
+def test_the_module_functions_share_a_pool_per_api_and_key(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like the openai SDK's module-level client: calls one after another reuse one
+    connection; settings that differ (here the key, rotated in the environment) get a
+    pool of their own, so a new key is never sent over an old client."""
+    from mesh_magics.client.clients import _pool_key
+    from mesh_magics.settings import client_settings, configured
+
+    before = server.connections_accepted
+    for seed in (1, 2, 3):
+        mm.generate("a fox", base_url=server.url, size="64x64", seed=seed, progress="none")
+    assert server.connections_accepted - before == 1
+    remote = {**configured(), "base_url": "https://api.example.com"}
+    first = _pool_key(client_settings(remote))
+    assert _pool_key(client_settings(remote)) == first  # equal settings, one pool
+    monkeypatch.setenv("MESHAPI_API_KEY", "rsk_rotated_0123456789")
+    assert _pool_key(client_settings(remote)) != first
+    assert "rsk_rotated" not in repr(_pool_key(client_settings(remote)))
