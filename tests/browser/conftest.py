@@ -23,7 +23,7 @@ import time
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,17 +75,26 @@ def _get_json(url: str) -> object:
         return json.load(response)
 
 
-def _wait_for_server(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_until_up(
+    name: str, probe: Callable[[], object], process: subprocess.Popen[bytes], log: Path
+) -> None:
+    """Wait until `probe()` stops raising `OSError` (a server answers), at most 60 s;
+    fail with the server's log if it exits or never comes up. Nothing signals a port
+    opening, so this polls."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"Jupyter exited ({process.returncode}):\n{log.read_text()}")
+            raise RuntimeError(f"{name} exited ({process.returncode}):\n{log.read_text()}")
         try:
-            _get_json(f"{url}/api/status")
+            probe()
             return
         except OSError:
             time.sleep(0.2)  # nothing to wait on but the port
-    raise RuntimeError(f"Jupyter did not answer on {url} within 60 s:\n{log.read_text()}")
+    raise RuntimeError(f"{name} did not come up within 60 s:\n{log.read_text()}")
+
+
+def _wait_for_server(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    wait_until_up("Jupyter", lambda: _get_json(f"{url}/api/status"), process, log)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

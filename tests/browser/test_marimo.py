@@ -5,18 +5,15 @@ the form (a `mo.ui.form`) generates when submitted."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import ROOT, _free_port, screenshot
+from .conftest import ROOT, _free_port, _stop, screenshot, wait_until_up
 
 pytestmark = pytest.mark.browser
 
@@ -64,34 +61,15 @@ def marimo_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_app(url, process, log)
+        wait_until_up(
+            "marimo",
+            lambda: urllib.request.urlopen(f"{url}/health", timeout=2).close(),
+            process,
+            log,
+        )
         yield url
     finally:
         _stop(process)
-
-
-def _wait_for_app(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"marimo exited ({process.returncode}):\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)  # nothing to wait on but the port
-    raise RuntimeError(f"marimo did not answer on {url} within 60 s:\n{log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 def test_the_tour_runs_as_an_app_and_shows_its_images(page: Page, marimo_app: str) -> None:

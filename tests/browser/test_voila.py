@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import LATENCY_SECONDS, ROOT, _free_port, _stop, screenshot
+from .conftest import LATENCY_SECONDS, ROOT, _free_port, _stop, screenshot, wait_until_up
 from .test_form import loaded
 
 pytestmark = pytest.mark.browser
@@ -34,20 +33,6 @@ PROMPT = "A red kite over the sea"
 class App:
     url: str
     log: Path
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Wait until Voilà listens (a GET of the app would start a kernel: only connect)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"voila exited ({process.returncode}):\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)  # nothing to wait on but the port
-    raise RuntimeError(f"voila did not listen on {port} within 60 s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +74,12 @@ def voila(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
             start_new_session=True,  # its own process group, so teardown ends its kernels
         )
     try:
-        _wait_for_port(port, process, log)
+        wait_until_up(
+            "voila",
+            lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close(),
+            process,
+            log,
+        )  # a GET of the app would start a kernel: only connect
         yield App(url=f"http://127.0.0.1:{port}/", log=log)
     finally:
         _stop(process)
