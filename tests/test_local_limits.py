@@ -24,7 +24,7 @@ from meshapi import ImageGenerationParams, MeshAPI, MeshAPIError
 from mesh_magics import errors
 from mesh_magics.local import LocalServer
 
-from .support import GENERATIONS, run_cell
+from .support import GENERATIONS, run_cell, settled
 
 FOX = {"prompt": "a fox", "size": "64x64"}
 
@@ -147,26 +147,16 @@ def held(server: LocalServer, **fields: Any) -> Iterator[socket.socket]:
         yield sock
 
 
-def until(condition: Any, timeout: float = 10.0) -> bool:
-    """Wait for a counter the backend updates (no event to wait on); bounded."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def test_no_more_generations_work_at_once_than_the_cap() -> None:
     with LocalServer(latency=60, ping_interval=0.05, max_generations=2) as server:
         with ExitStack() as stack:
             for _ in range(5):  # N + 3
                 stack.enter_context(held(server))
             assert server.wait_for_in_flight(5, 10)  # all five arrived: two work, three wait
-            assert until(lambda: server.working == 2)
+            assert settled(lambda: server.working == 2, timeout=10.0)
             assert server.working == 2 and server.max_working == 2
         assert server.wait_until_idle(10)  # hung up: the slots are given back
-        assert until(lambda: server.working == 0)
+        assert settled(lambda: server.working == 0, timeout=10.0)
         server.latency = 0.2
         with ThreadPoolExecutor(5) as pool:
             answers = list(pool.map(lambda _: post(server), range(5)))
@@ -198,7 +188,7 @@ def test_a_slowloris_client_is_cut_off_after_the_read_timeout() -> None:
         with half_request(server) as sock:
             assert closed_by_server(sock) == b""
         assert time.monotonic() - began >= 0.25
-        assert until(lambda: server.open_connections == 0)
+        assert settled(lambda: server.open_connections == 0, timeout=10.0)
 
 
 def test_half_sent_requests_make_room_for_a_real_client() -> None:
@@ -207,7 +197,7 @@ def test_half_sent_requests_make_room_for_a_real_client() -> None:
         try:
             assert post(server).status_code == 200  # a new client is served all the same
             assert server.connections_evicted >= 4
-            assert until(lambda: server.open_connections <= 3)
+            assert settled(lambda: server.open_connections <= 3, timeout=10.0)
             for sock in slow[:4]:
                 assert closed_by_server(sock) == b""  # the oldest made room
         finally:
