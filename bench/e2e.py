@@ -68,7 +68,6 @@ def _difference(seconds: float) -> str:
 
 
 def measure(n: int, size: str, reps: int, *, warm_up: bool) -> dict[str, float]:
-    import httpx
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
@@ -99,22 +98,30 @@ def measure(n: int, size: str, reps: int, *, warm_up: bool) -> dict[str, float]:
         body = server.requests[-1].body
 
         def bare() -> float:
-            started = time.perf_counter()
-            with httpx.stream(
-                "POST",
-                f"{server.url}/v1/images/generations",
-                json=body,
-                headers={"Accept": "text/event-stream"},
-                timeout=60,
-            ) as response:
-                raw = response.read()
-            images = decode_stream(raw)
-            elapsed = time.perf_counter() - started
-            assert len(images) == n
-            return elapsed
+            return bare_stream(server.url, body, n)
 
         contenders = {"cell": cell(), "no_display": cell("--no-display"), "bare": bare}
         return rounds(contenders, reps, warm_up=warm_up)
+
+
+def bare_stream(url: str, body: dict[str, Any], n: int) -> float:
+    """Seconds for one generation the baseline way: a bare httpx stream (a new client),
+    read whole, its n images base64-decoded."""
+    import httpx
+
+    started = time.perf_counter()
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/images/generations",
+        json=body,
+        headers={"Accept": "text/event-stream"},
+        timeout=60,
+    ) as response:
+        raw = response.read()
+    images = decode_stream(raw)
+    elapsed = time.perf_counter() - started
+    assert len(images) == n
+    return elapsed
 
 
 def decode_stream(raw: bytes) -> list[bytes]:

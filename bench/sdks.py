@@ -44,7 +44,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import ROOT
-from .e2e import decode_stream
+from .e2e import bare_stream
 from .local_server import ServerProcess
 from .plan import Plan
 from .report import Goal, Row
@@ -115,7 +115,6 @@ def run(plan: Plan, server: str) -> list[Row]:
 
 
 def measure(n: int, size: str, reps: int, *, warm_up: bool) -> dict[str, float]:
-    import httpx
     from openai import OpenAI
 
     import mesh_magics as mm
@@ -166,19 +165,7 @@ def measure(n: int, size: str, reps: int, *, warm_up: bool) -> dict[str, float]:
         body = {"prompt": PROMPT, "model": MODEL, **fields, "stream": True}
 
         def bare() -> float:
-            started = time.perf_counter()
-            with httpx.stream(
-                "POST",
-                f"{server.url}/v1/images/generations",
-                json={**body, "seed": next(seeds)},
-                headers={"Accept": "text/event-stream"},
-                timeout=60,
-            ) as response:
-                raw = response.read()
-            images = decode_stream(raw)
-            elapsed = time.perf_counter() - started
-            assert len(images) == n
-            return elapsed
+            return bare_stream(server.url, {**body, "seed": next(seeds)}, n)
 
         contenders: dict[str, Callable[[], float]] = {
             "generate": generate,

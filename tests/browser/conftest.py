@@ -31,6 +31,8 @@ import nbformat
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from ..support import wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 FAKE_KEY = "rsk_browser_FAKE_KEY_0123456789abcdef"
@@ -353,7 +355,4 @@ def shut_down_kernel(page: Page, lab: Lab, path: Path) -> None:
             f"{lab.url}/api/sessions/{session['id']}", headers={"X-XSRFToken": xsrf}
         )
         assert response.status == 204, (response.status, response.text())
-    deadline = time.monotonic() + 10
-    while sessions():
-        assert time.monotonic() < deadline, f"the session of {relative} is still there"
-        time.sleep(0.2)
+    wait_for(lambda: not sessions(), f"the session of {relative} to go", timeout=10)
