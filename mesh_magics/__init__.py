@@ -20,10 +20,20 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .client.batches import ImageBatch, batches
     from .client.cells import cell
     from .client.clients import AsyncClient, Client, Handle
     from .client.fields import ImageFields
-    from .client.functions import aedit, agenerate, asweep, edit, generate, start, sweep
+    from .client.functions import (
+        aedit,
+        agenerate,
+        asweep,
+        batch,
+        edit,
+        generate,
+        start,
+        sweep,
+    )
     from .client.history import history
     from .client.provenance import fields_of
     from .engine.generation import Generation
@@ -31,6 +41,7 @@ if TYPE_CHECKING:
         APIError,
         AuthenticationError,
         BadRequestError,
+        BatchError,
         BlockingOnTheEngine,
         ConfigError,
         GenerationCancelled,
@@ -77,6 +88,9 @@ _LAZY = {
     "sweep": "client.functions",
     "asweep": "client.functions",
     "start": "client.functions",
+    "batch": "client.functions",
+    "ImageBatch": "client.batches",
+    "batches": "client.batches",
     "Client": "client.clients",
     "AsyncClient": "client.clients",
     "Handle": "client.clients",
@@ -108,6 +122,7 @@ _LAZY = {
     "UnsafePathError": "errors",
     "StoredImageError": "errors",
     "SweepError": "errors",
+    "BatchError": "errors",
     "IncompleteResultError": "errors",
     "APIError": "errors",
     "BadRequestError": "errors",
@@ -182,6 +197,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "BatchError",
     "BlockingOnTheEngine",
     "Client",
     "ConfigError",
@@ -189,6 +205,7 @@ __all__ = [
     "GenerationCancelled",
     "GenerationTimeout",
     "Handle",
+    "ImageBatch",
     "ImageDecodeError",
     "ImageFields",
     "ImageResult",
@@ -224,6 +241,8 @@ __all__ = [
     "aedit",
     "agenerate",
     "asweep",
+    "batch",
+    "batches",
     "cell",
     "edit",
     "fields_of",

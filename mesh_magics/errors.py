@@ -19,6 +19,7 @@
     │   ├── UnsafePathError             a row names a file outside the store
     │   └── StoredImageError            a stored image has gone or changed
     ├── SweepError                      some runs of a sweep failed; .sweep
+    ├── BatchError                      a batch refused, failed, expired or cancelled
     ├── IncompleteResultError           fewer good images than asked; .result
     └── APIError                        the API said no: .status .code .request_id
         ├── BadRequestError 400, AuthenticationError 401, PaymentRequiredError 402,
@@ -165,6 +166,12 @@ class SweepError(MeshError):
         super().__init__(message)
         self.sweep = sweep
         self.hint = hint
+
+
+class BatchError(MeshError):
+    """A batch (`--batch`, `mm.batch`) that gives no images: the server does not take image
+    batches, or the batch failed, expired or was cancelled before any run finished. Runs
+    of a batch that fail one by one are a sweep's failed runs, not this."""
 
 
 class IncompleteResultError(MeshError):

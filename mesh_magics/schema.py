@@ -184,6 +184,9 @@ OPTIONS: tuple[Option, ...] = (
            "images land in its output; -o NAME binds a Generation handle", request_field=False),
     Option("dry_run", ("--dry-run",), None, "show the request that would be sent; send nothing",
            request_field=False),
+    Option("batch", ("--batch",), None, "send the runs through the Batch API (half price, done "
+           "within 24 h): -o NAME binds a batch handle; the same cell run again attaches to it",
+           request_field=False),
     # The commands moved to %mesh; these flags only say where (ipython/commands.py).
     Option("jobs", ("--jobs",), None, "moved: %mesh jobs", request_field=False),
     Option("wait", ("--wait",), None, "moved: %mesh wait", request_field=False),

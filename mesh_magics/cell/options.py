@@ -25,6 +25,7 @@ class CellOptions:
     list_models: bool = False
     bg: bool = False
     dry_run: bool = False
+    batch: bool = False
     jobs: bool = False
     wait: bool = False
     history: bool = False

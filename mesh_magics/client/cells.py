@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ..inputs import InputImage
     from ..results.image_sweep import ImageSweep
     from ..results.result import ImageResult
+    from .batches import ImageBatch
 
 
 MAGIC = "%%meshimage"
@@ -73,7 +74,9 @@ class Plan:
         return {"text/plain": self.text}
 
 
-def run_cell(options: CellOptions, source: str, place: Place) -> ImageResult | ImageSweep | None:
+def run_cell(
+    options: CellOptions, source: str, place: Place
+) -> ImageResult | ImageSweep | ImageBatch | None:
     """Do what the parsed cell `options` asks (its text: `source`). The value, once bound,
     shown only if it is about to raise (the caller shows it by returning it), saved; None
     for a dry run (its plan is shown) and a background run (its handle is bound)."""
@@ -85,6 +88,8 @@ def run_cell(options: CellOptions, source: str, place: Place) -> ImageResult | I
         )
     replay = True if options.replay else False if options.fresh else None
     inputs = _inputs(options, place)
+    if options.batch:
+        return _batch(options, source, inputs, place)
     if options.is_sweep:
         return _sweep(options, source, replay, inputs, place)
     from .prepare import prepare
@@ -183,6 +188,45 @@ def _sweep(
         raise
     deliver(sweep, delivery, failure=sweep_error(sweep) if sweep.failed else None, returns=True)
     return sweep
+
+
+def _batch(
+    options: CellOptions, source: str, inputs: tuple[InputImage, ...], place: Place
+) -> ImageBatch | None:
+    """`--batch`: the cell's runs, planned as a sweep's, sent as one batch (or attached
+    to, when the same requests went up before); its handle is bound and shown."""
+    from .batches import open_batch, plan_text
+    from .sweeps import prepare_sweep
+
+    for flag, given, instead in (
+        ("--bg", options.bg, "a batch runs at the server already; the cell returns at once"),
+        ("--save", options.save, "its images come later: b.result().save(DIR)"),
+        ("--replay", options.replay or options.fresh, "a rerun attaches to its batch"),
+    ):
+        if given:
+            raise OptionError(f"--batch and {flag} do not go together: {instead}")
+    with notes_to(place.note):
+        sweep, generations = prepare_sweep(
+            options.prompt_list,
+            options.fields,
+            options.sweep,
+            config=place.config,
+            base_url=options.base_url,
+            timeout=options.timeout,
+            stream=False,
+            replay=False,
+            cell=source,
+            inputs=inputs,
+            rows=options.rows,
+        )
+    images = sum(run.request.n for run in generations)
+    check_image_count(images, len(generations), place.config, allow=options.yes)
+    if options.dry_run:
+        place.show(Plan(plan_text(sweep, generations)))
+        return None
+    batch = open_batch(sweep, generations, note=place.note)
+    deliver(batch, _delivery(options, place), returns=True)
+    return batch
 
 
 def _inputs(options: CellOptions, place: Place) -> tuple[InputImage, ...]:
@@ -288,7 +332,7 @@ def notes_to(note: Callable[[str], object]) -> Iterator[None]:
 
 def cell(
     text: str, *, namespace: Mapping[str, Any] | None = None
-) -> ImageResult | ImageSweep | None:
+) -> ImageResult | ImageSweep | ImageBatch | None:
     """Run `text`, a cell of the `%%meshimage` grammar (option lines, then the prompt),
     exactly as the magic would, and return its value: an `ImageResult`, an `ImageSweep`
     for a sweep, None for a dry run (its plan is shown). A first line `%%meshimage

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import OptionError
+from ..errors import OptionError, warn_caller
 from ..presets import with_preset
 from ..redact import display_url
 from ..schema import SETTINGS, check
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from ..results.image_sweep import ImageSweep
     from ..results.result import ImageResult
     from ..settings import ClientSettings
+    from .batches import ImageBatch
 
 
 class Handle(Protocol):
@@ -184,6 +185,23 @@ class _Client:
         )  # fmt: skip
         return start_sweep(made, generations, progress)
 
+    def _batch(
+        self,
+        prompts: Prompts,
+        fields: dict[str, Any],
+        params: Mapping[str, Any] | None,
+        call: dict[str, Any],
+        *,
+        yes: bool,
+        metadata: Mapping[str, str] | None,
+    ) -> ImageBatch:
+        from .batches import open_batch
+
+        made, generations, _ = self._sweep(
+            prompts, fields, params, {**call, "replay": False}, yes=yes, stream=False
+        )
+        return open_batch(made, generations, note=warn_caller, metadata=metadata)
+
     # -- the pool ------------------------------------------------------------------------
 
     def _pool(self, settings: ClientSettings) -> SharedClient:
@@ -275,6 +293,23 @@ class Client(_Client):
             concurrency=concurrency, yes=yes, stream=stream,
         )  # fmt: skip
         return run_sweep(made, generations, mode, raise_errors=raise_errors)
+
+    def batch(
+        self,
+        prompts: Prompts,
+        *,
+        yes: bool = False,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        preset: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        **fields: Unpack[SweepFields],
+    ) -> ImageBatch:
+        """The runs a `sweep` of the same arguments would make, sent through the Batch API
+        (see `mm.batch`): its handle, at once."""
+        call = _call(base_url, timeout, None, None, preset)
+        return self._batch(prompts, dict(fields), params, call, yes=yes, metadata=metadata)
 
     def start(
         self,
@@ -375,6 +410,25 @@ class AsyncClient(_Client):
             concurrency=concurrency, yes=yes, stream=stream,
         )  # fmt: skip
         return await await_sweep(made, generations, mode, raise_errors=raise_errors)
+
+    async def batch(
+        self,
+        prompts: Prompts,
+        *,
+        yes: bool = False,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        preset: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        **fields: Unpack[SweepFields],
+    ) -> ImageBatch:
+        """As `Client.batch`, the upload awaited; wait for the handle's result with
+        `await asyncio.to_thread(batch.result)`."""
+        call = _call(base_url, timeout, None, None, preset)
+        return await asyncio.to_thread(
+            self._batch, prompts, dict(fields), params, call, yes=yes, metadata=metadata
+        )
 
     def start(
         self,

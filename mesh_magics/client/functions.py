@@ -1,5 +1,5 @@
-"""The module-level API: `mm.generate`, `agenerate`, `edit`, `aedit`, `sweep`, `asweep`
-and `start`, each the method of the same name on a default client (`clients.py`) that
+"""The module-level API: `mm.generate`, `agenerate`, `edit`, `aedit`, `sweep`, `asweep`,
+`start` and `batch`, each the method of the same name on a default client (`clients.py`) that
 follows `%config` and the environment.
 
     import mesh_magics as mm
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from ..results.image_sweep import ImageSweep
     from ..results.result import ImageResult
+    from .batches import ImageBatch
 
 
 def generate(
@@ -159,6 +160,33 @@ def sweep(
         prompts, concurrency=concurrency, yes=yes, raise_errors=raise_errors, edit=edit,
         mask=mask, base_url=base_url, timeout=timeout, progress=progress, replay=replay,
         preset=preset, stream=stream, params=params, **fields,
+    )  # fmt: skip
+
+
+def batch(
+    prompts: Prompts,
+    *,
+    yes: bool = False,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    preset: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    **fields: Unpack[SweepFields],
+) -> ImageBatch:
+    """The runs `mm.sweep` would make of the same arguments (prompts and listed values, or
+    a table's rows), sent through the provider's Batch API: half the price, done at the
+    server within 24 hours, surviving the kernel. Returns an `ImageBatch` at once: `.id`,
+    `.status`, `.wait()`, `.cancel()`, and `.result()`, the `ImageSweep` (every image in
+    the store, as a sweep's).
+
+    The batch's id is kept in the store: the same runs asked again (the same cell after a
+    kernel restart) attach to it, and nothing new is sent. `metadata` goes with the batch
+    (string keys and values). A server that takes no image batches is a one-line
+    `BatchError`; then run the same arguments with `mm.sweep`."""
+    return default_client().batch(
+        prompts, yes=yes, base_url=base_url, timeout=timeout, preset=preset, params=params,
+        metadata=metadata, **fields,
     )  # fmt: skip
 
 

@@ -293,6 +293,13 @@ class MeshClient:
                 f"{text_summary(raw[:MAX_ERROR_BODY])!r} (request {request_id})"
             ) from None
         del raw
+        return await self.completed_from(payload, request, request_id, cap)
+
+    async def completed_from(
+        self, payload: Any, request: ImageRequest, request_id: str, cap: Cap
+    ) -> Completed:
+        """The images of an answer that came whole (`{"data": [...], "usage": ...}`: a
+        plain response, a batch's output line), checked; `payload` is emptied on the way."""
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             raise StreamError(f"the server's response has no image list (request {request_id})")
         items = payload.pop("data")
@@ -443,37 +450,12 @@ class MeshClient:
     # -- models ----------------------------------------------------------------------
 
     async def list_models(self, *, image_only: bool = True) -> list[dict[str, Any]]:
-        api = self._require_open()
         params = {"type": "image"} if image_only else {}
-        where = display_url(self.base_url)
-        deadline = Deadline(total=self.settings.total_timeout)
         cap = Cap(MODELS_CAP, "a model list", setting=None)
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                async with deadline.scope():
-                    response = await stack.enter_async_context(
-                        api.stream("GET", MODELS_PATH, params=params)
-                    )
-                if 300 <= response.status_code < 400:
-                    raise _redirected(response, "GET", MODELS_PATH)
-                if response.status_code >= 400:
-                    async with deadline.scope():
-                        raise await error_from_response(response)
-                raw = await read_body(response, cap, deadline, "the model list")
-        except httpx.HTTPError as exc:
-            tls = ssl_error_in(exc)
-            if tls is not None:
-                reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
-                raise TransportError(
-                    f"TLS handshake with {where} failed: {clip(str(reason), 160)}"
-                ) from None
-            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-                raise TransportError(f"could not connect to {where} ({describe(exc)})") from None
-            raise TransportError(f"listing models failed ({describe(exc)})") from None
-        try:
-            payload = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise StreamError(f"the model list ({_described(response)}) is not JSON") from None
+        payload = await self.call_json(
+            "GET", MODELS_PATH, what="the model list", doing="listing models", cap=cap,
+            params=params,
+        )  # fmt: skip
         models = payload.get("data", []) if isinstance(payload, dict) else payload
         if not isinstance(models, list):
             raise StreamError("the model list is not a list")
@@ -481,6 +463,96 @@ class MeshClient:
         if image_only:
             models = [m for m in models if _makes_images(m)]
         return models
+
+    # -- any other call -----------------------------------------------------------------
+
+    async def call_json(
+        self, method: str, path: str, *, what: str, doing: str, cap: Cap, **options: Any
+    ) -> Any:
+        """The JSON answer to one request that is not a generation (`/v1/models`, the
+        Batch API): never retried, read within `cap` and `total_timeout`; an error status
+        is raised as its `APIError`. `what` names the answer, `doing` the call, in
+        messages ("the batch", "creating the batch"); `options` go to httpx."""
+        raw, response = await self._call(method, path, what=what, doing=doing, cap=cap, **options)
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise StreamError(f"{what} ({_described(response)}) is not JSON") from None
+
+    async def call_lines(
+        self, path: str, *, what: str, doing: str, line_cap: Cap, cap: Cap
+    ) -> AsyncGenerator[bytes, None]:
+        """The lines of a GET's body as they arrive (a JSONL file), without their line
+        ends: one line at most `line_cap`, the whole body at most `cap`, the whole read
+        within `total_timeout`. A caller may stop early; the response is then closed."""
+        api = self._require_open()
+        deadline = Deadline(total=self.settings.total_timeout)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                response = await self._opened(stack, api, "GET", path, deadline, {})
+                chunks = aiter(decoded_chunks(response))
+                line, total = bytearray(), 0
+                while True:
+                    async with deadline.scope():  # never held across the yield below
+                        chunk = await anext(chunks, None)
+                    if chunk is None:
+                        break
+                    total += len(chunk)
+                    if total > cap.limit:
+                        raise cap.error(what)
+                    line += chunk
+                    *whole, rest = line.split(b"\n")
+                    if len(rest) > line_cap.limit:
+                        raise line_cap.error(f"a line of {what}")
+                    line = bytearray(rest)
+                    for each in whole:
+                        if each.strip():
+                            yield bytes(each)
+                if line.strip():
+                    yield bytes(line)
+        except httpx.HTTPError as exc:
+            raise self._failed(exc, doing) from None
+
+    async def _call(
+        self, method: str, path: str, *, what: str, doing: str, cap: Cap, **options: Any
+    ) -> tuple[bytes, httpx.Response]:
+        api = self._require_open()
+        deadline = Deadline(total=self.settings.total_timeout)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                response = await self._opened(stack, api, method, path, deadline, options)
+                return await read_body(response, cap, deadline, what), response
+        except httpx.HTTPError as exc:
+            raise self._failed(exc, doing) from None
+
+    async def _opened(
+        self,
+        stack: contextlib.AsyncExitStack,
+        api: httpx.AsyncClient,
+        method: str,
+        path: str,
+        deadline: Deadline,
+        options: dict[str, Any],
+    ) -> httpx.Response:
+        """A response with a good status, its body still to read; else its error."""
+        async with deadline.scope():
+            response = await stack.enter_async_context(api.stream(method, path, **options))
+        if 300 <= response.status_code < 400:
+            raise _redirected(response, method, path)
+        if response.status_code >= 400:
+            async with deadline.scope():
+                raise await error_from_response(response)
+        return response
+
+    def _failed(self, exc: httpx.HTTPError, doing: str) -> TransportError:
+        where = display_url(self.base_url)
+        tls = ssl_error_in(exc)
+        if tls is not None:
+            reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
+            return TransportError(f"TLS handshake with {where} failed: {clip(str(reason), 160)}")
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return TransportError(f"could not connect to {where} ({describe(exc)})")
+        return TransportError(f"{doing} failed ({describe(exc)})")
 
     def _require_open(self) -> httpx.AsyncClient:
         if self._api is None:

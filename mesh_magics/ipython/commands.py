@@ -7,6 +7,7 @@ apart from `%sql`). `%%meshimage` only generates; everything else is a subcomman
     %mesh jobs [-o NAME]                       running and recent background runs
     %mesh wait [--timeout SECONDS]             wait for every background run
     %mesh form [OPTIONS] [PROMPT]              the interactive form (%%mesh form: prefilled)
+    %mesh batches [--refresh] [-n N] [-o NAME] the batches sent with --batch
     %mesh from PATH [-o NAME]                  the cell that makes a saved image again
 
 Each takes `-h`. A mistake is one `OptionError` line naming the command and what it
@@ -151,6 +152,29 @@ def _form(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
     return magics.form(shlex.join(words), cell)
 
 
+def _batches_parser() -> _Parser:
+    parser = _parser(
+        "batches", "The batches sent with --batch or mm.batch, newest first, as last seen."
+    )
+    parser.add_argument(
+        "--refresh", action="store_true", help="ask the API for the status of those still going"
+    )
+    parser.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
+    _out(parser)
+    return parser
+
+
+def _batches(magics: MeshImageMagics, words: list[str], cell: str | None) -> Any:
+    from ..client.batches import batches
+
+    args = _batches_parser().parse_args(words)
+    try:
+        found = batches(args.limit, refresh=args.refresh, config=magics.settings())
+    except OptionError as exc:
+        raise OptionError(f"%mesh batches: {exc}") from None
+    return magics.bind(args.out, found)
+
+
 def _from_parser() -> _Parser:
     parser = _parser(
         "from",
@@ -205,6 +229,7 @@ COMMANDS: dict[str, tuple[Callable[[MeshImageMagics, list[str], str | None], Any
     "jobs": (_jobs, "running and recent background runs"),
     "wait": (_wait, "wait for every background run [--timeout SECONDS]"),
     "form": (_form, "the interactive form, prefilled with options and a prompt"),
+    "batches": (_batches, "the batches sent with --batch [--refresh] [-n N]"),
     "from": (_from, "the %%meshimage cell that makes a saved image again PATH"),
 }
 
@@ -215,6 +240,7 @@ PARSERS: dict[str, Callable[[], _Parser]] = {
     "usage": _usage_parser,
     "jobs": _jobs_parser,
     "wait": _wait_parser,
+    "batches": _batches_parser,
     "from": _from_parser,
 }
 

@@ -23,6 +23,7 @@ from ..schema import BY_FLAG, SETTINGS, check, magic_help
 from .commands import overview as commands_overview
 
 if TYPE_CHECKING:
+    from ..client.batches import ImageBatch
     from ..client.cells import Place
     from ..results.image_sweep import ImageSweep
     from ..results.model_list import ModelList
@@ -85,7 +86,9 @@ class MeshImageMagics(Magics):
     @no_var_expand
     @line_cell_magic
     @_help(magic_help())
-    def meshimage(self, line: str, cell: str | None = None) -> ImageResult | ImageSweep | None:
+    def meshimage(
+        self, line: str, cell: str | None = None
+    ) -> ImageResult | ImageSweep | ImageBatch | None:
         options = parse_cell(line, cell, self.shell.user_ns if self.shell else {})
         if options.command is not None:
             from .commands import pointer

@@ -13,19 +13,22 @@ lazy bytes), keys.py (request_key), location.py (which folder; open_store).
 
 from __future__ import annotations
 
+from .batches import BatchRecord
 from .disk import StoredImageError, StoreError
 from .images import StoredImage
-from .keys import host_of, request_key
+from .keys import batch_key, host_of, request_key
 from .location import open_store, store_dir
 from .store import DEFAULT_MAX_BYTES, Store, StoreWarning
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "BatchRecord",
     "Store",
     "StoreError",
     "StoreWarning",
     "StoredImage",
     "StoredImageError",
+    "batch_key",
     "host_of",
     "open_store",
     "request_key",

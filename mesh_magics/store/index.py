@@ -14,7 +14,7 @@ input image.
 A store made by an earlier version is brought up to this one when it is opened: missing
 columns are added (`ALTER TABLE ... ADD COLUMN`, nullable), its rows are kept, and
 `user_version` says which version it is (1: before edits, 2: `runs.inputs`, 3: ratings
-and tags).
+and tags, 4: `batches`).
 
 A user's marks: a run's rating is `runs.rating`, an image's `images.rating` (1 to 5, NULL:
 none); tags are rows of `tags`, position -1 for the run itself. A trigger deletes a run's
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .disk import FILE_MODE, StoreError
 
-SCHEMA_VERSION = 3  # 2: runs.inputs; 3: runs.rating, images.rating, tags
+SCHEMA_VERSION = 4  # 2: runs.inputs; 3: runs.rating, images.rating, tags; 4: batches
 RUN_POSITION = -1  # a tag's position when it marks the run, not one image
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
 
@@ -83,6 +83,22 @@ CREATE TABLE IF NOT EXISTS tags (
     """
 CREATE TRIGGER IF NOT EXISTS tags_go_with_their_run AFTER DELETE ON runs
 BEGIN DELETE FROM tags WHERE run_id = old.id; END""",
+    """
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,          -- the server's batch id
+    key TEXT NOT NULL,            -- batch_key(its requests, api_host): what a rerun matches
+    api_host TEXT NOT NULL,
+    created REAL NOT NULL,        -- epoch seconds, when it was submitted
+    runs INTEGER NOT NULL,
+    images INTEGER NOT NULL,
+    prompt TEXT NOT NULL,         -- its first prompt, to recognise it in a list
+    cell TEXT,
+    status TEXT NOT NULL,         -- as last seen: validating ... completed, failed, cancelled
+    completed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    collected INTEGER NOT NULL DEFAULT 0  -- 1: its results are in the store
+)""",
+    "CREATE INDEX IF NOT EXISTS batches_by_key ON batches (key, created)",
 )
 # Columns later versions added to a table that `CREATE TABLE IF NOT EXISTS` leaves as an
 # earlier version made it. Each is nullable, so older versions still insert their rows.

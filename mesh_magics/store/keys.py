@@ -31,4 +31,10 @@ def request_key(body: Mapping[str, Any], api_host: str, endpoint: str = "generat
     return digest.hexdigest()
 
 
-__all__ = ["DELIVERY_FIELDS", "host_of", "request_key"]
+def batch_key(run_keys: list[str]) -> str:
+    """What identifies a batch: the `request_key`s of its runs, in order. The same cell run
+    again (after a kernel restart, say) has the same key, and attaches to its batch."""
+    return hashlib.sha256(("batch\n" + "\n".join(run_keys)).encode("ascii")).hexdigest()
+
+
+__all__ = ["DELIVERY_FIELDS", "batch_key", "host_of", "request_key"]

@@ -55,7 +55,9 @@ from ..images import GeneratedImage
 from ..redact import one_line, redact, redact_value
 from ..results.marks import Marks, StoredRun, check_stars, check_tags
 from ..results.result import ImageResult, Lineage
+from . import batches as batch_rows
 from . import index
+from .batches import BatchRecord
 from .disk import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
@@ -440,6 +442,36 @@ class Store:
                 else "DELETE FROM tags WHERE run_id = ? AND position = ? AND tag = ?"
             )
             db.executemany(sql, ((run_id, where, tag) for tag in tags))
+
+    # -- batches -------------------------------------------------------------------------
+
+    def add_batch(self, record: BatchRecord) -> None:
+        """Remember a batch just submitted (a `StoreError` if it cannot be written)."""
+        with self._writing() as db:
+            db.execute(batch_rows.INSERT, record.row())
+
+    def batch_of_key(self, key: str) -> BatchRecord | None:
+        """The newest batch of the requests whose `batch_key` is `key`, or None."""
+        rows = self._rows(batch_rows.NEWEST_OF_KEY, key)
+        return BatchRecord.of_row(tuple(rows[0])) if rows else None
+
+    def update_batch(self, record: BatchRecord) -> None:
+        """Keep a batch's status, counts and whether its results are in the store."""
+        with self._writing() as db:
+            db.execute(
+                batch_rows.UPDATE,
+                (record.status, record.completed, record.failed, int(record.collected), record.id),
+            )
+
+    def batches(self, limit: int = 50) -> list[BatchRecord]:
+        """The batches remembered, newest first (damaged rows skipped)."""
+        try:
+            with self._lock:
+                rows = self._db.execute(batch_rows.NEWEST, (history_limit(limit),)).fetchall()
+        except sqlite3.Error as exc:
+            warn(f"cannot read {self.directory} ({_reason(exc)})")
+            return []
+        return [record for row in rows if (record := BatchRecord.of_row(tuple(row)))]
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
