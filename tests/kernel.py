@@ -214,6 +214,13 @@ class Frontend:
             lines.append(f"{parent_of(m)[:8]} {m['msg_type']} {str(detail)[:100]!r}")
         return "\n".join(lines)
 
+    def restart(self) -> None:
+        """Restart the kernel as a frontend's "Restart Kernel" does: a new process, the
+        same connection; wait until it answers."""
+        self.km.restart_kernel(now=False)
+        self.process = self.km.provisioner.process  # type: ignore[union-attr]
+        self.kc.wait_for_ready(timeout=STARTUP_SECONDS)
+
     # -- ending -------------------------------------------------------------------------
 
     def is_alive(self) -> bool:
