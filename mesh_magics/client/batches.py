@@ -29,7 +29,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import BatchError, GenerationCancelled, NotFoundError, OptionError, WaitInterrupted
+from ..errors import (
+    BatchError,
+    GenerationCancelled,
+    NotFoundError,
+    OptionError,
+    StoreError,
+    WaitInterrupted,
+)
 from ..redact import clip, one_line
 from ..wording import plural
 
@@ -47,6 +54,11 @@ FIRST_POLL = 0.1  # seconds between the first status checks; each wait is 1.5x t
 LONGEST_POLL = 15.0
 _GONE = ("failed", "expired", "cancelled")  # a batch of these is not attached to again
 _ENDED = ("completed", *_GONE)
+_NOT_RUN = {
+    "cancelled": "not run: the batch was cancelled first",
+    "expired": "not run: the batch expired first",
+    "failed": "not run: the batch failed",
+}
 _DELIVERY = ("stream", "partial_images")  # a batch's lines are plain requests
 
 
@@ -163,8 +175,10 @@ class ImageBatch:
         record = self._record
         if record is not None and record.collected and self._from_store():
             return self._sweep
+        if self._info.output_file_id is None and self._info.error_file_id is None:
+            self.refresh()  # attached from the store, whose runs have gone since: ask anew
         self._call(self._read_files, "reading the results of")
-        why = f"not run: the batch {self._info.status} before it"
+        why = _NOT_RUN.get(self._info.status, "not run: the batch's output has no line for it")
         for run in self._sweep.runs:
             if run.result is None and run.error is None:
                 run.error = GenerationCancelled(why)
@@ -232,6 +246,7 @@ class ImageBatch:
         sweep_run.result = await asyncio.to_thread(self._stored, run, completed)
 
     def _stored(self, run: Generation, completed: Any) -> Any:
+        from ..engine.usage import session_usage
         from ..results.result import ImageResult
 
         result = ImageResult(
@@ -247,6 +262,7 @@ class ImageBatch:
         )
         if run.store is not None:  # billed images are kept before anything shows them
             run.store.put(result, api_host=run.api_host, cell=run.cell)
+        session_usage().record(result, run.api_host, replayed=False)  # %mesh usage counts it
         return result
 
     # -- plumbing --------------------------------------------------------------------------
@@ -347,7 +363,11 @@ def open_batch(
             cell=generations[0].cell,
             status=info.status,
         )
-        store.add_batch(made)
+        try:
+            store.add_batch(made)
+        except StoreError as exc:  # the batch is made (and paid for): its handle still comes
+            note(f"batch {info.id} is not remembered by the store ({exc}); keep its id")
+            made = None
     return ImageBatch(sweep, generations, info, made, attached=False)
 
 
@@ -360,7 +380,13 @@ def _attach(
     """A handle on the stored batch, asked of the server; None when the server no longer
     knows it (then a new one is submitted)."""
     from ..http import batches
+    from ..http.batches import BatchInfo
 
+    if record.collected:  # its runs are in the store: nothing to ask the server
+        counts = (record.runs, record.completed, record.failed)
+        info = BatchInfo(record.id, record.status, *counts, None, None, record.created, ())
+        note(f"attached to batch {record.id}: its results are in the store")
+        return ImageBatch(sweep, generations, info, record, attached=True)
     try:
         info = run_with_client(
             generations[0].settings,
