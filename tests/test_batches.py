@@ -111,7 +111,8 @@ def test_the_cell_binds_a_handle_and_a_rerun_attaches_then_reads_the_store(
     assert first.success, first.error_text
     batch = ip.user_ns["t_b"]
     assert isinstance(batch, mm.ImageBatch)
-    assert f"batch {batch.id}" in first.outputs[0]["text/plain"]
+    assert first.result is batch  # Out[n]: the handle, shown as its status line
+    assert f"batch {batch.id} · 2 runs" in batch._repr_mimebundle_()["text/plain"]
 
     again = run_cell(ip, CELL)  # the same cell: the same batch
     assert again.success, again.error_text
@@ -139,14 +140,13 @@ def test_mesh_batches_lists_them_and_refresh_asks_the_server(
     wait_for(lambda: httpx.get(f"{server.url}{BATCHES}/{batch.id}").json()["status"]
              == "completed", "the batch to complete")  # fmt: skip
     listed = run_cell(ip, "%mesh batches")
-    assert batch.id in listed.outputs[0]["text/plain"]
-    assert "A fox at dawn" in listed.outputs[0]["text/plain"]
+    assert batch.id in repr(listed.result) and "A fox at dawn" in repr(listed.result)
     refreshed = run_cell(ip, "%mesh batches --refresh -o t_list")
     assert refreshed.success, refreshed.error_text
     assert [(r.id, r.status, r.completed) for r in ip.user_ns["t_list"]] == [
         (batch.id, "completed", 2)
     ]
-    assert "completed" in refreshed.outputs[0]["text/html"]
+    assert "<td>completed</td>" in refreshed.result._repr_html_()
 
 
 def test_a_dry_run_shows_the_jsonl_and_sends_nothing(
@@ -257,7 +257,8 @@ def test_hostile_batch_answers_are_refused_in_one_line(
         magics(ip).base_url = api.url
         magics(ip).max_response_mb = 8
         batch = mm.batch("A fox", seed=[1], size="256x256")
-        with pytest.raises(mm.ResponseTooLargeError, match="passed its 8 MiB cap"):
+        too_large = r"passed its 8\.0 MiB cap \(the answers of 1 run\)"
+        with pytest.raises(mm.ResponseTooLargeError, match=too_large):
             batch.result(timeout=30)
         # An id that could not go in a URL path is not used.
         routes[BATCHES] = send_json({**created, "id": "../../files/x"})

@@ -204,7 +204,7 @@ class ImageBatch:
 
         caps = [response_cap(run.request, run.settings.max_response_mb) for run in self._runs]
         line_cap = Cap(max(cap.limit for cap in caps), caps[0].basis)
-        total = Cap(sum(cap.limit for cap in caps), f"{plural(len(caps), 'run')}' answers")
+        total = Cap(sum(cap.limit for cap in caps), f"the answers of {plural(len(caps), 'run')}")
         by_id = {custom_id(i): i for i in range(len(self._runs))}
         for file_id in (self._info.output_file_id, self._info.error_file_id):
             if file_id is None:
@@ -251,7 +251,7 @@ class ImageBatch:
 
         result = ImageResult(
             completed.images,
-            request=run.request.body,
+            request=body_of(run),  # as its line carried it
             model=completed.model or run.request.model,
             request_id=completed.request_id,
             usage=completed.usage,
