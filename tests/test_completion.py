@@ -97,7 +97,14 @@ def test_the_models_of_the_base_url_the_line_names() -> None:
 
 def test_mesh_commands_and_their_flags() -> None:
     assert tab("%mesh ") == [
-        "models", "history", "usage", "jobs", "wait", "form", "batches", "from"
+        "models",
+        "history",
+        "usage",
+        "jobs",
+        "wait",
+        "form",
+        "batches",
+        "from",
     ]
     assert tab("%mesh from x.png --") == ["--help", "--out"]
     assert tab("%mesh h") == ["history"]
