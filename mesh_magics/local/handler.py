@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import secrets
 import selectors
@@ -22,8 +21,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import edits, forms, generation, guards
+from . import answers, edits, forms, generation, guards
 from .addresses import base_url_from_host_header
+from .answers import Refusal, Refused, envelope, new_request_id
 from .attempts import attempt_key
 from .backend import Backend
 from .bodies import BodyError, read_body
@@ -32,7 +32,6 @@ from .catalogue import (
     MODEL_TYPES,
     SEARCH_LIMIT,
     SEARCH_SORTS,
-    accepts_image_input,
     find_model,
     image_model_ids,
     search_models,
@@ -43,13 +42,11 @@ from .faults import (
     Fault,
     RequestControls,
     html_page,
-    parse_controls,
-    retry_after_seconds,
     status_error,
     text_page,
 )
 from .recording import RecordedRequest
-from .validation import ImageParams, summarize, validate_generation
+from .validation import ImageParams, summarize
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +54,6 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 API_VERSIONS = frozenset({"2026-08"})
 FRAME_PIECE_BYTES = 64 * 1024  # the big final frame goes out in pieces: many client reads
 WAIT_SLICE = 0.1  # how often a wait looks for a hung-up client or a stopping server
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 # Route -> the one method it answers; any other method gets a 405 naming it.
@@ -69,18 +65,6 @@ _METHODS = {
     "/files/": "GET",
 }
 RATE_LIMIT_FAULT = Fault("status", 429)
-
-
-def new_request_id() -> str:
-    """``req_`` and a ULID: 48 bits of milliseconds and 80 random bits, in Crockford base32."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    chars = [_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26))]
-    return "req_" + "".join(chars)
-
-
-def envelope(code: str, message: str, request_id: str, **extra: Any) -> dict[str, Any]:
-    """The protocol's error envelope (the SDK's ``ApiErrorEnvelope``)."""
-    return {"error": {"code": code, "message": message, **extra}, "request_id": request_id}
 
 
 def _method_for(route: str) -> str | None:
@@ -162,6 +146,8 @@ class Handler(BaseHTTPRequestHandler):
         self._request_id = self._client_request_id() or new_request_id()
         try:
             self._handle()
+        except Refused as exc:
+            self._refuse(exc.refusal, exc.headers)
         except (OSError, _Hangup, _Abort):
             raise
         except Exception:
@@ -373,15 +359,7 @@ class Handler(BaseHTTPRequestHandler):
         if invalid_json:
             self._send_error(400, "invalid_request", "The request body is not valid JSON")
             return None
-        if not isinstance(parsed, dict):
-            self._send_error(400, "invalid_request", "The request body must be an object")
-            return None
-        body = dict(parsed)
-        try:
-            controls = parse_controls(body.pop("mesh_local", None), self.backend.defaults())
-        except ValueError as exc:
-            self._send_error(400, "invalid_request", str(exc))
-            return None
+        body, controls = answers.controls_of(parsed, self.backend.defaults())
         if controls.times is not None:
             key = attempt_key(raw, self._client_request_id())
             if self.backend.next_attempt(key) > controls.times:
@@ -396,18 +374,7 @@ class Handler(BaseHTTPRequestHandler):
         if checked is None:
             return None
         body, controls = checked
-        params, details = validate_generation(body)
-        if params is None:
-            return self._send_error(422, "validation_error", summarize(details), details=details)
-        if params.model not in image_model_ids():
-            message = f"Model '{params.model}' not found or does not generate images"
-            return self._send_error(404, "model_not_found", message)
-        if params.images and not accepts_image_input(params.model):
-            message = f"Model '{params.model}' does not accept image input"
-            details = [{"loc": ["body", "image"], "msg": message, "type": "value_error"}]
-            return self._send_error(422, "validation_error", summarize(details), details=details)
-        if self._over_pixel_cap(params):
-            return None
+        params = answers.check_generation(body, self.backend.max_pixels)
         controls = replace(controls, latency=controls.latency_for(params.model))
         if params.stream:
             return self._stream(params, controls)
@@ -421,7 +388,7 @@ class Handler(BaseHTTPRequestHandler):
         body, controls = checked
         params, details = edits.validate_edit(body)
         if params is None:
-            return self._send_error(422, "validation_error", summarize(details), details=details)
+            raise Refused(answers.validation_refusal(details))
         model = find_model(params.model)
         if model is None or params.model not in image_model_ids():
             message = f"Model '{params.model}' not found or does not generate images"
@@ -436,11 +403,12 @@ class Handler(BaseHTTPRequestHandler):
                     "input": params.model,
                 }
             ]
-            return self._send_error(422, "validation_error", summarize(details), details=details)
+            raise Refused(answers.validation_refusal(details))
         controls = replace(controls, latency=controls.latency_for(params.model))
         shape = params.as_image_params()
-        if self._over_pixel_cap(shape):
-            return None
+        over = answers.pixel_refusal(shape, self.backend.max_pixels)
+        if over is not None:
+            raise Refused(over)
         return self._answer(
             shape,
             controls,
@@ -449,21 +417,6 @@ class Handler(BaseHTTPRequestHandler):
                 for data, fmt in edits.make_images(params, fault)
             ],
         )
-
-    def _over_pixel_cap(self, params: ImageParams) -> bool:
-        """Answer a 400 if the request asks for more pixels than the backend makes at once.
-
-        A 400 with a message, not a 422 with details: no one field is wrong, their product is.
-        """
-        pixels, cap = params.n * params.width * params.height, self.backend.max_pixels
-        if pixels <= cap:
-            return False
-        message = (
-            f"n × width × height is {pixels:,} pixels ({params.n} × {params.size}); this "
-            f"backend makes at most {cap:,} per request"
-        )
-        self._send_error(400, "invalid_request", message)
-        return True
 
     def _take_slot(self, ping_interval: float | None) -> None:
         """Wait for a work slot; a stream waiting its turn is kept alive with pings."""
@@ -496,28 +449,18 @@ class Handler(BaseHTTPRequestHandler):
             return False
         status = fault.status
         headers: dict[str, str] = {}
-        extra: dict[str, Any] = {}
         if status in RETRY_AFTER_STATUSES:
             headers["Retry-After"] = controls.retry_after
-            seconds = retry_after_seconds(controls.retry_after)
-            if seconds is not None:
-                extra["retry_after_seconds"] = seconds
         if fault.kind == "html":
             self._send(status, html_page(status), "text/html; charset=utf-8", headers)
         elif fault.kind == "text":
             self._send(status, text_page(status), "text/plain; charset=utf-8", headers)
         else:
-            code, message = status_error(status)
-            if status == 404 and isinstance(model, str):
-                message = f"Model '{model}' not found"
-            self._send_error(status, code, message, headers=headers, **extra)
+            self._refuse(answers.fault_refusal(fault, controls.retry_after, model), headers)
         return True
 
     def _images(self, params: ImageParams, fault: Fault | None) -> list[dict[str, Any]]:
-        return [
-            generation.image_entry(params, data, fmt, self._publish)
-            for data, fmt in generation.make_images(params, fault)
-        ]
+        return answers.image_entries(params, fault, self._publish)
 
     def _answer(
         self,
@@ -538,13 +481,8 @@ class Handler(BaseHTTPRequestHandler):
             self._in_flight = False
             message = "The provider failed to generate the image"
             return self._send_error(500, "provider_job_failed", message)
-        if kind == "cut":
-            entries: list[dict[str, Any]] = []
-        elif make is not None:
-            entries = make(controls.fault)
-        else:
-            entries = self._images(params, controls.fault)
-        raw = json.dumps(generation.response_body(params, entries, int(time.time()))).encode()
+        response = answers.images_response(params, controls.fault, self._publish, make)
+        raw = json.dumps(response).encode()
         if kind == "malformed":
             raw = raw[: len(raw) // 2]
         if kind == "drop":
@@ -654,6 +592,9 @@ class Handler(BaseHTTPRequestHandler):
         **extra: Any,
     ) -> None:
         self._send_json(status, envelope(code, message, self._rid(), **extra), headers)
+
+    def _refuse(self, refusal: Refusal, headers: dict[str, str] | None = None) -> None:
+        self._send_json(refusal.status, refusal.envelope(self._rid()), headers)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own errors (a garbled request line, an unknown method) as envelopes.
