@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import answers, edits, forms, generation, guards
+from . import answers, batch_routes, edits, forms, generation, guards
 from .addresses import base_url_from_host_header
 from .answers import Refusal, Refused, envelope, new_request_id
 from .attempts import attempt_key
@@ -56,19 +56,24 @@ FRAME_PIECE_BYTES = 64 * 1024  # the big final frame goes out in pieces: many cl
 WAIT_SLICE = 0.1  # how often a wait looks for a hung-up client or a stopping server
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
-# Route -> the one method it answers; any other method gets a 405 naming it.
+# Route -> the methods it answers; any other method gets a 405 naming them. The Batch
+# API's routes (``/files``, ``/files/file-…``, ``/batches…``) are in ``batch_routes``.
 _METHODS = {
-    "/images/generations": "POST",
-    "/images/edits": "POST",
-    "/models": "GET",
-    "/models/": "GET",
-    "/files/": "GET",
+    "/images/generations": ("POST",),
+    "/images/edits": ("POST",),
+    "/models": ("GET",),
+    "/models/": ("GET",),
+    "/files/": ("GET",),  # a published image
 }
+FORM_ROUTES = frozenset({"/images/edits", batch_routes.FORM_ROUTE})  # also take multipart
 RATE_LIMIT_FAULT = Fault("status", 429)
 
 
-def _method_for(route: str) -> str | None:
-    """The method ROUTE answers, or None if no such endpoint exists."""
+def _methods_for(route: str) -> tuple[str, ...] | None:
+    """The methods ROUTE answers, or None if no such endpoint exists."""
+    batch_methods = batch_routes.methods_for(route)
+    if batch_methods is not None:
+        return batch_methods
     if route in _METHODS:
         return _METHODS[route]
     return next(
@@ -97,6 +102,7 @@ class Handler(BaseHTTPRequestHandler):
     _arrived = 0.0  # time.monotonic() when the request line and headers were read
     _entry: RecordedRequest | None = None
     _form_error: str | None = None  # why a multipart body could not be read
+    _upload: forms.Upload | None = None  # the form of a file upload
 
     def __init__(self, request: Any, client_address: Any, server: Any, *, backend: Backend) -> None:
         self.backend = backend  # before super().__init__, which handles the connection
@@ -123,7 +129,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         self._request_id, self._in_flight, self._responded = None, False, False
         self._counted, self._entry, self._slot = False, None, False
-        self._form_error = None
+        self._form_error, self._upload = None, None
         self.backend.waiting_for_request(self.connection, True)
         try:
             super().handle_one_request()
@@ -167,11 +173,11 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self.backend.waiting_for_request(self.connection, False)  # the request is in
         route, query = self._route()
-        takes_forms = route == "/images/edits"  # as the openai SDK sends an edit
+        takes_forms = route in FORM_ROUTES  # as the openai SDK sends an edit, or a file
         parsed: Any = None
         invalid_json = False
         if takes_forms and guards.media_type(self.headers) == guards.MULTIPART:
-            parsed = self._form(raw)
+            parsed = self._form(raw, route)
         else:
             try:
                 parsed = json.loads(raw) if raw or self.command == "POST" else None
@@ -187,12 +193,15 @@ class Handler(BaseHTTPRequestHandler):
         if refused is not None:
             self.close_connection = True  # nothing more is taken from a refused client
             return self._send_error(refused.status, refused.code, refused.message)
-        method = _method_for(route)
-        if method is None:
+        methods = _methods_for(route)
+        if methods is None:
             return self._send_error(404, "not_found", f"No such endpoint: {self.command} {route}")
-        if method != self.command:
-            message = f"{route} answers {method}, not {self.command}"
-            return self._send_error(405, "method_not_allowed", message, headers={"Allow": method})
+        if self.command not in methods:
+            message = f"{route} answers {' or '.join(methods)}, not {self.command}"
+            allow = {"Allow": ", ".join(methods)}
+            return self._send_error(405, "method_not_allowed", message, headers=allow)
+        if batch_routes.methods_for(route) is not None:
+            return self._batch_api(route, query, parsed, invalid_json)
         if route.startswith("/files/"):
             return self._send_file(route.removeprefix("/files/"))
         if route.startswith("/models"):
@@ -211,12 +220,16 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self._settle()
 
-    def _form(self, raw: bytes) -> dict[str, Any] | None:
-        """A multipart body as the JSON body it stands for; None (and the reason kept for
-        the answer) when it cannot be read."""
+    def _form(self, raw: bytes, route: str) -> dict[str, Any] | None:
+        """A multipart body as the JSON body it stands for (an upload: what the log keeps
+        of it); None (and the reason kept for the answer) when it cannot be read."""
         try:
             boundary = forms.boundary_of(self.headers.get("Content-Type", ""))
-            return forms.edit_body(forms.parts(raw, boundary))
+            parts = forms.parts(raw, boundary)
+            if route == batch_routes.FORM_ROUTE:
+                self._upload = forms.upload_of(parts)
+                return self._upload.summary()
+            return forms.edit_body(parts)
         except forms.FormError as exc:
             self._form_error = str(exc)
             return None
@@ -344,6 +357,24 @@ class Handler(BaseHTTPRequestHandler):
             offset=offset,
         )
         return self._send_json(200, page)
+
+    # -- the Batch API --------------------------------------------------------------
+
+    def _batch_api(
+        self, route: str, query: dict[str, list[str]], parsed: Any, invalid_json: bool
+    ) -> None:
+        """``/files`` and ``/batches``: checked as the models are, answered by batch_routes."""
+        if not self._check_version() or self._page_fault(self.backend.defaults(), None):
+            return None
+        if self._form_error is not None:
+            return self._send_error(400, "invalid_request", self._form_error)
+        if invalid_json and (route, self.command) == ("/batches", "POST"):  # the one body read
+            return self._send_error(400, "invalid_request", "The request body is not valid JSON")
+        base = base_url_from_host_header(self.headers.get("Host"), self.backend.url)
+        reply = batch_routes.answer(
+            self.backend.batch_service, self.command, route, query, parsed, self._upload, base
+        )
+        return self._send(reply.status, reply.body, reply.content_type, reply.headers)
 
     # -- generations ----------------------------------------------------------------
 
