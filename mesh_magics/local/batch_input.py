@@ -66,9 +66,11 @@ def read_lines(data: bytes, max_lines: int) -> list[BatchLine]:
 
 def _line(number: int, raw: bytes) -> BatchLine:
     try:
-        value = json.loads(raw)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", number) from None
+    try:
+        value = json.loads(text)
     except (ValueError, RecursionError):
         raise InputError("not valid JSON", number) from None
     if not isinstance(value, dict):

@@ -122,17 +122,23 @@ def result_line(line: BatchLine, status: int, request_id: str, body: dict[str, A
     return json.dumps(entry).encode() + b"\n"
 
 
-def checked_endpoints(value: Any) -> tuple[str, ...]:
+def checked_endpoints(value: Any, what: str = "batch_endpoints") -> tuple[str, ...]:
     """The endpoints batches may be made for: a list of ``/v1/...`` paths (may be empty)."""
     if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ValueError(f"batch_endpoints must be a list of paths such as {IMAGE_ENDPOINT!r}")
+        raise ValueError(f"{what} must be a list of paths such as {IMAGE_ENDPOINT!r}")
     paths = tuple(value)
     if len(paths) > MAX_ENDPOINTS:
-        raise ValueError(f"batch_endpoints holds at most {MAX_ENDPOINTS} paths")
+        raise ValueError(f"{what} holds at most {MAX_ENDPOINTS} paths")
     for path in paths:
         if not isinstance(path, str) or not path.startswith("/v1/") or len(path) > 100:
-            raise ValueError(f"batch_endpoints: {path!r} is not a path such as {IMAGE_ENDPOINT!r}")
+            raise ValueError(f"{what}: {path!r} is not a path such as {IMAGE_ENDPOINT!r}")
     return paths
+
+
+def endpoints_text(text: str, what: str) -> tuple[str, ...]:
+    """Endpoints written as text (a flag, an environment variable): comma-separated paths,
+    e.g. ``/v1/chat/completions,/v1/images/generations``."""
+    return checked_endpoints([path.strip() for path in text.split(",") if path.strip()], what)
 
 
 def checked_metadata(value: Any) -> dict[str, str] | None:

@@ -184,9 +184,13 @@ class BatchService:
 
     def upload(self, purpose: Any, filename: str, data: bytes) -> dict[str, Any]:
         """``POST /v1/files``: keep a batch input, checked line by line."""
+        if purpose is None:
+            raise invalid("purpose is missing: 'batch' is the one kind of file this backend keeps")
         if purpose != "batch":
-            shown = str(purpose)[:40] if purpose is not None else "missing"
-            raise invalid(f"purpose must be 'batch' (the one kind this backend keeps), not {shown}")
+            shown = str(purpose)[:40]
+            raise invalid(
+                f"purpose must be 'batch' (the one kind this backend keeps), not {shown!r}"
+            )
         self._check_size(len(data))
         try:
             requests = len(read_lines(data, self.max_lines))
@@ -302,14 +306,13 @@ class BatchService:
 
     # -- the worker -------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, name: str = "mesh-local-batches") -> None:
+        """Run the worker on a daemon thread called NAME; a no-op when it runs."""
         with self._changed:
             if self._thread is not None:
                 return
             self._halt = False
-            self._thread = threading.Thread(
-                target=self._work, name="mesh-local-batches", daemon=True
-            )
+            self._thread = threading.Thread(target=self._work, name=name, daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -23,7 +23,7 @@ from . import numbers, registry
 from .addresses import base_url, is_wildcard, reachable_host
 from .attempts import AttemptCounter
 from .batch_input import BATCH_LINES
-from .batch_records import BATCH_ENDPOINTS, TERMINAL
+from .batch_records import BATCH_ENDPOINTS, TERMINAL, endpoints_text
 from .batches import KEEP_BATCHES, BatchService
 from .bodies import MAX_BODY_BYTES
 from .connections import MAX_CONNECTIONS, READ_TIMEOUT, BoundedHTTPServer, Connections
@@ -437,7 +437,7 @@ class LocalServer:
             daemon=True,
         )
         self._thread.start()
-        self._batches.start()
+        self._batches.start(f"mesh-local-batches-{self.port}")
         if is_loopback(reachable_host(self.host)):
             registry.serving(self.port)  # this process's clients send it no key
         return self
@@ -546,6 +546,8 @@ ENV_LATENCY = "MESH_LOCAL_LATENCY"
 ENV_PING_INTERVAL = "MESH_LOCAL_PING_INTERVAL"
 ENV_FAULT = "MESH_LOCAL_FAULT"
 ENV_MODEL_LATENCY = "MESH_LOCAL_MODEL_LATENCY"
+ENV_BATCH_LATENCY = "MESH_LOCAL_BATCH_LATENCY"
+ENV_BATCH_ENDPOINTS = "MESH_LOCAL_BATCH_ENDPOINTS"
 
 
 def _fault_text(text: str, what: str) -> str | None:
@@ -565,6 +567,8 @@ def _from_environment() -> dict[str, Any]:
         (ENV_PING_INTERVAL, "ping_interval", numbers.seconds_text),
         (ENV_FAULT, "fault", _fault_text),
         (ENV_MODEL_LATENCY, "model_latency", numbers.model_seconds_text),
+        (ENV_BATCH_LATENCY, "batch_latency", numbers.seconds_text),
+        (ENV_BATCH_ENDPOINTS, "batch_endpoints", endpoints_text),
     ]
     settings: dict[str, Any] = {}
     for variable, name, check in checks:
@@ -583,7 +587,9 @@ def ensure_local_server() -> LocalServer:
     Its settings come from the environment, so a demo or a browser test can make the
     kernel's backend slow or faulty: `MESH_LOCAL_LATENCY` (seconds),
     `MESH_LOCAL_MODEL_LATENCY` (a JSON object of model id to seconds),
-    `MESH_LOCAL_PING_INTERVAL` (seconds) and `MESH_LOCAL_FAULT` (a fault spec). A bad
+    `MESH_LOCAL_PING_INTERVAL` (seconds), `MESH_LOCAL_FAULT` (a fault spec),
+    `MESH_LOCAL_BATCH_LATENCY` (seconds a batch line) and `MESH_LOCAL_BATCH_ENDPOINTS`
+    (comma-separated paths). A bad
     value raises ConfigError (one line in a notebook) naming the variable.
     """
     global _shared
