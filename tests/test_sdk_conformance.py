@@ -1,5 +1,6 @@
 """The vendor's own SDK (``meshapi`` 0.1.11) reads every answer of the embedded backend;
-the ``openai`` SDK's multipart ``images.edit`` works against it too.
+the ``openai`` SDK's multipart ``images.edit``, and its files and batches, work against it
+too.
 
 The SDK's pydantic models are the wire shapes, so each endpoint, stream shape and error
 the backend can produce is driven through the SDK, sync and async, over loopback HTTP.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,10 @@ import openai
 import pytest
 from meshapi import (
     AsyncMeshAPI,
+    BatchListResponse,
+    BatchObject,
+    BatchRequestItem,
+    CreateBatchParams,
     ImageEditParams,
     ImageGenerationChunk,
     ImageGenerationParams,
@@ -610,3 +616,170 @@ def test_the_async_openai_sdks_edit_returns_an_image(server: LocalServer) -> Non
 
     (item,) = run(session()).data
     assert open_image(base64.b64decode(item.url.partition(",")[2])).size == (32, 32)
+
+
+# -- batches: the meshapi SDK's inline requests, the openai SDK's files and batches ----------
+
+WAIT = 30.0
+FOX_BODY = {"prompt": PROMPT, "size": "64x64", "response_format": "b64_json"}
+
+
+@pytest.fixture
+def batch_server() -> Iterator[LocalServer]:
+    """A server of the test's own: its batches start empty."""
+    with LocalServer(ping_interval=0.05) as local:
+        yield local
+
+
+def batch_items(*custom_ids: str, **body: Any) -> list[BatchRequestItem]:
+    return [
+        BatchRequestItem(custom_id=custom_id, url=GENERATIONS, body={**FOX_BODY, **body})
+        for custom_id in custom_ids
+    ]
+
+
+def finished_batch(server: LocalServer, batch_id: str) -> dict[str, Any]:
+    batch = server.wait_for_batch(batch_id, WAIT)
+    assert batch is not None, server.batches
+    return batch
+
+
+def output_lines(server: LocalServer, file_id: str | None) -> list[dict[str, Any]]:
+    content = httpx.get(f"{server.url}/v1/files/{file_id}/content", timeout=10).text
+    return [json.loads(line) for line in content.splitlines()]
+
+
+def test_the_sdk_makes_gets_and_lists_an_image_batch(batch_server: LocalServer) -> None:
+    with MeshAPI(base_url=batch_server.url, token=TOKEN, timeout=10, max_retries=0) as sdk:
+        made = sdk.batches.create(
+            CreateBatchParams(requests=batch_items("fox", "owl"), metadata={"run": "sdk"})
+        )
+        assert isinstance(made, BatchObject) and made.id.startswith("batch_")
+        assert (made.status, made.endpoint, made.metadata) == (
+            "validating",
+            GENERATIONS,
+            {"run": "sdk"},
+        )
+        finished_batch(batch_server, made.id)
+        batch = sdk.batches.get(made.id)
+        assert batch.status == "completed" and batch.completed_at is not None
+        assert batch.request_counts == {"total": 2, "completed": 2, "failed": 0}
+        lines = output_lines(batch_server, batch.output_file_id)
+        assert sorted(line["custom_id"] for line in lines) == ["fox", "owl"]
+        item = ImageGenerationResponse.model_validate(lines[0]["response"]["body"]).data[0]
+        assert open_image(base64.b64decode(item.b64_json or "")).size == (64, 64)
+
+        other = sdk.batches.create(CreateBatchParams(requests=batch_items("cat")))
+        page = sdk.batches.list(limit=1)
+        assert isinstance(page, BatchListResponse) and page.has_more
+        assert [b.id for b in page.data] == [other.id] == [page.first_id]
+        rest = sdk.batches.list(after=page.last_id, limit=1)
+        assert [b.id for b in rest.data] == [made.id] and not rest.has_more
+
+
+def test_the_sdk_cancels_a_batch(batch_server: LocalServer) -> None:
+    batch_server.batch_latency = 60
+    with MeshAPI(base_url=batch_server.url, token=TOKEN, timeout=10, max_retries=0) as sdk:
+        made = sdk.batches.create(CreateBatchParams(requests=batch_items("slow")))
+        assert batch_server.wait_for_batch(made.id, WAIT, "in_progress") is not None
+        assert sdk.batches.cancel(made.id).status == "cancelling"
+        finished_batch(batch_server, made.id)
+        assert sdk.batches.get(made.id).status == "cancelled"
+
+
+def test_the_sdk_reads_a_refused_batch_and_an_unknown_one_as_its_errors(
+    batch_server: LocalServer,
+) -> None:
+    batch_server.batch_endpoints = ["/v1/chat/completions"]
+    with MeshAPI(base_url=batch_server.url, token=TOKEN, timeout=10, max_retries=0) as sdk:
+        with pytest.raises(MeshAPIError) as refused:
+            sdk.batches.create(CreateBatchParams(requests=batch_items("fox")))
+        assert (refused.value.status, refused.value.error_code) == (400, "invalid_request")
+        assert "this server batches: /v1/chat/completions" in str(refused.value)
+        with pytest.raises(MeshAPIError) as unknown:
+            sdk.batches.get("batch_nope")
+        assert (unknown.value.status, unknown.value.error_code) == (404, "not_found")
+
+
+def test_the_async_sdk_makes_lists_and_cancels_batches(batch_server: LocalServer) -> None:
+    async def session() -> tuple[BatchObject, BatchListResponse, BatchObject]:
+        async with async_sdk(batch_server) as sdk:
+            made = await sdk.batches.create(CreateBatchParams(requests=batch_items("fox")))
+            await asyncio.to_thread(finished_batch, batch_server, made.id)
+            batch_server.batch_latency = 60
+            held = await sdk.batches.create(CreateBatchParams(requests=batch_items("slow")))
+            listed = await sdk.batches.list(limit=5)
+            return await sdk.batches.get(made.id), listed, await sdk.batches.cancel(held.id)
+
+    done, listed, cancelling = run(session())
+    assert done.status == "completed" and done.output_file_id is not None
+    assert [b.id for b in listed.data] == [cancelling.id, done.id] and not listed.has_more
+    assert cancelling.status in ("cancelling", "cancelled")
+
+
+def test_the_openai_sdk_uploads_runs_and_reads_a_batch(batch_server: LocalServer) -> None:
+    data = b"".join(
+        json.dumps(item.model_dump()).encode() + b"\n"
+        for item in batch_items("fox", "tiny") + batch_items("bad", size="7x7")
+    )
+    with openai.OpenAI(base_url=f"{batch_server.url}/v1", api_key=TOKEN, max_retries=0) as client:
+        file = client.files.create(file=("foxes.jsonl", data), purpose="batch")
+        assert (file.bytes, file.filename, file.purpose) == (len(data), "foxes.jsonl", "batch")
+        assert client.files.retrieve(file.id) == file
+        assert client.files.content(file.id).content == data
+        made = client.batches.create(
+            input_file_id=file.id, endpoint="/v1/images/generations", completion_window="24h"
+        )
+        assert made.status == "validating" and made.input_file_id == file.id
+        finished_batch(batch_server, made.id)
+        batch = client.batches.retrieve(made.id)
+        assert batch.status == "completed" and batch.request_counts is not None
+        assert (batch.request_counts.completed, batch.request_counts.failed) == (2, 1)
+        assert batch.output_file_id and batch.error_file_id
+        output = client.files.content(batch.output_file_id).text.splitlines()
+        assert sorted(json.loads(line)["custom_id"] for line in output) == ["fox", "tiny"]
+        (error,) = client.files.content(batch.error_file_id).text.splitlines()
+        assert json.loads(error)["response"]["status_code"] == 422
+
+        batch_server.batch_latency = 60
+        held = client.batches.create(
+            input_file_id=file.id, endpoint="/v1/images/generations", completion_window="24h"
+        )
+        assert batch_server.wait_for_batch(held.id, WAIT, "in_progress") is not None
+        assert client.batches.cancel(held.id).status == "cancelling"
+        finished_batch(batch_server, held.id)
+        third = client.batches.create(
+            input_file_id=file.id, endpoint="/v1/images/generations", completion_window="24h"
+        )
+        client.batches.cancel(third.id)  # queued behind nothing: it may be at work already
+        finished_batch(batch_server, third.id)
+        every = [b.id for b in client.batches.list(limit=1)]  # one page a request
+        assert every == [third.id, held.id, made.id]
+        listed = [r for r in batch_server.requests if r.path.startswith("/v1/batches?")]
+        assert len(listed) == 3
+
+        with pytest.raises(openai.NotFoundError):
+            client.batches.retrieve("batch_nope")
+        batch_server.batch_endpoints = ["/v1/chat/completions"]
+        with pytest.raises(openai.BadRequestError, match="this server batches"):
+            client.batches.create(
+                input_file_id=file.id, endpoint="/v1/images/generations", completion_window="24h"
+            )
+
+
+def test_the_async_openai_sdk_uploads_and_retrieves_a_batch(batch_server: LocalServer) -> None:
+    data = json.dumps(batch_items("fox")[0].model_dump()).encode() + b"\n"
+
+    async def session() -> Any:
+        async with openai.AsyncOpenAI(base_url=f"{batch_server.url}/v1", api_key=TOKEN) as client:
+            file = await client.files.create(file=("fox.jsonl", data), purpose="batch")
+            made = await client.batches.create(
+                input_file_id=file.id, endpoint="/v1/images/generations", completion_window="24h"
+            )
+            await asyncio.to_thread(finished_batch, batch_server, made.id)
+            batch = await client.batches.retrieve(made.id)
+            assert batch.output_file_id is not None
+            return await client.files.content(batch.output_file_id)
+
+    (line,) = run(session()).text.splitlines()
+    assert json.loads(line)["custom_id"] == "fox"

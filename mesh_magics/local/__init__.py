@@ -17,6 +17,10 @@ For clients that send many generations at once, the server counts them
 (``in_flight``, ``max_in_flight``, ``generation_count``), takes a latency per model
 (``model_latency``), and answers 429 on the Nth one from now (``rate_limit_on(n)``);
 each logged request has its arrival time ``at`` and its answer's ``status``.
+
+OpenAI's Batch API is there too (``/v1/files``, ``/v1/batches``): a background worker
+answers each line as a plain generation would (``batches.py``); ``batch_latency`` and
+``batch_endpoints`` shape it, and ``wait_for_batch()`` lets a test wait for one.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from types import FrameType
 
 from . import numbers
 from .addresses import is_wildcard
+from .batch_records import BATCH_ENDPOINTS, endpoints_text
 from .faults import parse_fault
 from .server import LocalServer
 
@@ -75,6 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fault", type=_checked(_fault), help="misbehave, e.g. status:429, drop, stall"
     )
+    parser.add_argument(
+        "--batch-latency",
+        type=_checked(lambda text: numbers.seconds_text(text, "batch latency")),
+        default=0.0,
+        help="seconds per line of a batch",
+    )
+    parser.add_argument(
+        "--batch-endpoints",
+        metavar="PATHS",
+        type=_checked(lambda text: endpoints_text(text, "batch endpoints")),
+        default=BATCH_ENDPOINTS,
+        help="endpoints a batch may be made for, comma-separated (default "
+        f"{','.join(BATCH_ENDPOINTS)}; /v1/chat/completions plays the real gateway)",
+    )
     args = parser.parse_args(argv)
 
     server = LocalServer(
@@ -84,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         model_latency=args.model_latency,
         ping_interval=args.ping_interval,
         fault=args.fault,
+        batch_latency=args.batch_latency,
+        batch_endpoints=args.batch_endpoints,
     )
     try:
         server.start()

@@ -10,6 +10,7 @@ import socket
 import threading
 from typing import Any, Protocol
 
+from .batches import BatchService
 from .faults import RequestControls
 from .recording import RecordedRequest
 
@@ -41,6 +42,11 @@ class Backend(Protocol):
     @property
     def stopping(self) -> threading.Event:
         """Set while the server stops: every wait must end."""
+        ...
+
+    @property
+    def batch_service(self) -> BatchService:
+        """The files and batches of the Batch API (``/v1/files``, ``/v1/batches``)."""
         ...
 
     def defaults(self) -> RequestControls:

@@ -1,5 +1,6 @@
-"""Multipart bodies (`multipart/form-data`, RFC 7578), as the openai SDK's `images.edit`
-sends an edit: read into the JSON shape that `edits.validate_edit` checks.
+"""Multipart bodies (`multipart/form-data`, RFC 7578), as the openai SDK sends an edit
+(`images.edit`: read into the JSON shape that `edits.validate_edit` checks) and a file
+(`files.create`: an `Upload`).
 
 The parts are files (`image`, `image[]` for several, `mask`, `reference_images[]`) and
 text fields (`prompt`, `model`, `n`, `size`, ...). The first image is the one edited, the
@@ -154,3 +155,37 @@ def _typed(name: str, value: str) -> Any:
         except (ValueError, RecursionError):
             return text
     return value
+
+
+MAX_FILENAME = 255
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A `POST /v1/files` form: its `purpose` field and its `file` part (None if absent)."""
+
+    purpose: str | None
+    filename: str
+    data: bytes | None
+
+    def summary(self) -> dict[str, Any]:
+        """What the request log keeps of it: never the file's bytes."""
+        file = None if self.data is None else {"filename": self.filename, "bytes": len(self.data)}
+        return {"purpose": self.purpose, "file": file}
+
+
+def upload_of(form: list[Part]) -> Upload:
+    """The upload FORM's parts make; other text fields are left unread."""
+    purpose: str | None = None
+    file: Part | None = None
+    for part in form:
+        if part.name == "file":
+            file = part
+        elif part.name == "purpose":
+            if len(part.data) > MAX_TEXT_FIELD:
+                raise FormError(f"The field 'purpose' is over {MAX_TEXT_FIELD} bytes")
+            purpose = part.data.decode("utf-8", "replace").strip()
+    if file is None:
+        return Upload(purpose, "", None)
+    filename = (file.filename or "upload.jsonl")[:MAX_FILENAME]
+    return Upload(purpose, filename, file.data)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import secrets
 import selectors
@@ -22,8 +21,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import edits, forms, generation, guards
+from . import answers, batch_routes, edits, forms, generation, guards
 from .addresses import base_url_from_host_header
+from .answers import Refusal, Refused, envelope, new_request_id
 from .attempts import attempt_key
 from .backend import Backend
 from .bodies import BodyError, read_body
@@ -32,7 +32,6 @@ from .catalogue import (
     MODEL_TYPES,
     SEARCH_LIMIT,
     SEARCH_SORTS,
-    accepts_image_input,
     find_model,
     image_model_ids,
     search_models,
@@ -43,13 +42,11 @@ from .faults import (
     Fault,
     RequestControls,
     html_page,
-    parse_controls,
-    retry_after_seconds,
     status_error,
     text_page,
 )
 from .recording import RecordedRequest
-from .validation import ImageParams, summarize, validate_generation
+from .validation import ImageParams, summarize
 
 log = logging.getLogger(__name__)
 
@@ -57,34 +54,26 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 API_VERSIONS = frozenset({"2026-08"})
 FRAME_PIECE_BYTES = 64 * 1024  # the big final frame goes out in pieces: many client reads
 WAIT_SLICE = 0.1  # how often a wait looks for a hung-up client or a stopping server
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
-# Route -> the one method it answers; any other method gets a 405 naming it.
+# Route -> the methods it answers; any other method gets a 405 naming them. The Batch
+# API's routes (``/files``, ``/files/file-…``, ``/batches…``) are in ``batch_routes``.
 _METHODS = {
-    "/images/generations": "POST",
-    "/images/edits": "POST",
-    "/models": "GET",
-    "/models/": "GET",
-    "/files/": "GET",
+    "/images/generations": ("POST",),
+    "/images/edits": ("POST",),
+    "/models": ("GET",),
+    "/models/": ("GET",),
+    "/files/": ("GET",),  # a published image
 }
+FORM_ROUTES = frozenset({"/images/edits", batch_routes.FORM_ROUTE})  # also take multipart
 RATE_LIMIT_FAULT = Fault("status", 429)
 
 
-def new_request_id() -> str:
-    """``req_`` and a ULID: 48 bits of milliseconds and 80 random bits, in Crockford base32."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    chars = [_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26))]
-    return "req_" + "".join(chars)
-
-
-def envelope(code: str, message: str, request_id: str, **extra: Any) -> dict[str, Any]:
-    """The protocol's error envelope (the SDK's ``ApiErrorEnvelope``)."""
-    return {"error": {"code": code, "message": message, **extra}, "request_id": request_id}
-
-
-def _method_for(route: str) -> str | None:
-    """The method ROUTE answers, or None if no such endpoint exists."""
+def _methods_for(route: str) -> tuple[str, ...] | None:
+    """The methods ROUTE answers, or None if no such endpoint exists."""
+    batch_methods = batch_routes.methods_for(route)
+    if batch_methods is not None:
+        return batch_methods
     if route in _METHODS:
         return _METHODS[route]
     return next(
@@ -113,6 +102,7 @@ class Handler(BaseHTTPRequestHandler):
     _arrived = 0.0  # time.monotonic() when the request line and headers were read
     _entry: RecordedRequest | None = None
     _form_error: str | None = None  # why a multipart body could not be read
+    _upload: forms.Upload | None = None  # the form of a file upload
 
     def __init__(self, request: Any, client_address: Any, server: Any, *, backend: Backend) -> None:
         self.backend = backend  # before super().__init__, which handles the connection
@@ -139,7 +129,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         self._request_id, self._in_flight, self._responded = None, False, False
         self._counted, self._entry, self._slot = False, None, False
-        self._form_error = None
+        self._form_error, self._upload = None, None
         self.backend.waiting_for_request(self.connection, True)
         try:
             super().handle_one_request()
@@ -162,6 +152,8 @@ class Handler(BaseHTTPRequestHandler):
         self._request_id = self._client_request_id() or new_request_id()
         try:
             self._handle()
+        except Refused as exc:
+            self._refuse(exc.refusal, exc.headers)
         except (OSError, _Hangup, _Abort):
             raise
         except Exception:
@@ -181,11 +173,11 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self.backend.waiting_for_request(self.connection, False)  # the request is in
         route, query = self._route()
-        takes_forms = route == "/images/edits"  # as the openai SDK sends an edit
+        takes_forms = route in FORM_ROUTES  # as the openai SDK sends an edit, or a file
         parsed: Any = None
         invalid_json = False
         if takes_forms and guards.media_type(self.headers) == guards.MULTIPART:
-            parsed = self._form(raw)
+            parsed = self._form(raw, route)
         else:
             try:
                 parsed = json.loads(raw) if raw or self.command == "POST" else None
@@ -201,12 +193,15 @@ class Handler(BaseHTTPRequestHandler):
         if refused is not None:
             self.close_connection = True  # nothing more is taken from a refused client
             return self._send_error(refused.status, refused.code, refused.message)
-        method = _method_for(route)
-        if method is None:
+        methods = _methods_for(route)
+        if methods is None:
             return self._send_error(404, "not_found", f"No such endpoint: {self.command} {route}")
-        if method != self.command:
-            message = f"{route} answers {method}, not {self.command}"
-            return self._send_error(405, "method_not_allowed", message, headers={"Allow": method})
+        if self.command not in methods:
+            message = f"{route} answers {' or '.join(methods)}, not {self.command}"
+            allow = {"Allow": ", ".join(methods)}
+            return self._send_error(405, "method_not_allowed", message, headers=allow)
+        if batch_routes.methods_for(route) is not None:
+            return self._batch_api(route, query, parsed, invalid_json)
         if route.startswith("/files/"):
             return self._send_file(route.removeprefix("/files/"))
         if route.startswith("/models"):
@@ -225,12 +220,16 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self._settle()
 
-    def _form(self, raw: bytes) -> dict[str, Any] | None:
-        """A multipart body as the JSON body it stands for; None (and the reason kept for
-        the answer) when it cannot be read."""
+    def _form(self, raw: bytes, route: str) -> dict[str, Any] | None:
+        """A multipart body as the JSON body it stands for (an upload: what the log keeps
+        of it); None (and the reason kept for the answer) when it cannot be read."""
         try:
             boundary = forms.boundary_of(self.headers.get("Content-Type", ""))
-            return forms.edit_body(forms.parts(raw, boundary))
+            parts = forms.parts(raw, boundary)
+            if route == batch_routes.FORM_ROUTE:
+                self._upload = forms.upload_of(parts)
+                return self._upload.summary()
+            return forms.edit_body(parts)
         except forms.FormError as exc:
             self._form_error = str(exc)
             return None
@@ -359,6 +358,24 @@ class Handler(BaseHTTPRequestHandler):
         )
         return self._send_json(200, page)
 
+    # -- the Batch API --------------------------------------------------------------
+
+    def _batch_api(
+        self, route: str, query: dict[str, list[str]], parsed: Any, invalid_json: bool
+    ) -> None:
+        """``/files`` and ``/batches``: checked as the models are, answered by batch_routes."""
+        if not self._check_version() or self._page_fault(self.backend.defaults(), None):
+            return None
+        if self._form_error is not None:
+            return self._send_error(400, "invalid_request", self._form_error)
+        if invalid_json and (route, self.command) == ("/batches", "POST"):  # the one body read
+            return self._send_error(400, "invalid_request", "The request body is not valid JSON")
+        base = base_url_from_host_header(self.headers.get("Host"), self.backend.url)
+        reply = batch_routes.answer(
+            self.backend.batch_service, self.command, route, query, parsed, self._upload, base
+        )
+        return self._send(reply.status, reply.body, reply.content_type, reply.headers)
+
     # -- generations ----------------------------------------------------------------
 
     def _controls(
@@ -373,15 +390,7 @@ class Handler(BaseHTTPRequestHandler):
         if invalid_json:
             self._send_error(400, "invalid_request", "The request body is not valid JSON")
             return None
-        if not isinstance(parsed, dict):
-            self._send_error(400, "invalid_request", "The request body must be an object")
-            return None
-        body = dict(parsed)
-        try:
-            controls = parse_controls(body.pop("mesh_local", None), self.backend.defaults())
-        except ValueError as exc:
-            self._send_error(400, "invalid_request", str(exc))
-            return None
+        body, controls = answers.controls_of(parsed, self.backend.defaults())
         if controls.times is not None:
             key = attempt_key(raw, self._client_request_id())
             if self.backend.next_attempt(key) > controls.times:
@@ -396,18 +405,7 @@ class Handler(BaseHTTPRequestHandler):
         if checked is None:
             return None
         body, controls = checked
-        params, details = validate_generation(body)
-        if params is None:
-            return self._send_error(422, "validation_error", summarize(details), details=details)
-        if params.model not in image_model_ids():
-            message = f"Model '{params.model}' not found or does not generate images"
-            return self._send_error(404, "model_not_found", message)
-        if params.images and not accepts_image_input(params.model):
-            message = f"Model '{params.model}' does not accept image input"
-            details = [{"loc": ["body", "image"], "msg": message, "type": "value_error"}]
-            return self._send_error(422, "validation_error", summarize(details), details=details)
-        if self._over_pixel_cap(params):
-            return None
+        params = answers.check_generation(body, self.backend.max_pixels)
         controls = replace(controls, latency=controls.latency_for(params.model))
         if params.stream:
             return self._stream(params, controls)
@@ -421,7 +419,7 @@ class Handler(BaseHTTPRequestHandler):
         body, controls = checked
         params, details = edits.validate_edit(body)
         if params is None:
-            return self._send_error(422, "validation_error", summarize(details), details=details)
+            raise Refused(answers.validation_refusal(details))
         model = find_model(params.model)
         if model is None or params.model not in image_model_ids():
             message = f"Model '{params.model}' not found or does not generate images"
@@ -436,11 +434,12 @@ class Handler(BaseHTTPRequestHandler):
                     "input": params.model,
                 }
             ]
-            return self._send_error(422, "validation_error", summarize(details), details=details)
+            raise Refused(answers.validation_refusal(details))
         controls = replace(controls, latency=controls.latency_for(params.model))
         shape = params.as_image_params()
-        if self._over_pixel_cap(shape):
-            return None
+        over = answers.pixel_refusal(shape, self.backend.max_pixels)
+        if over is not None:
+            raise Refused(over)
         return self._answer(
             shape,
             controls,
@@ -449,21 +448,6 @@ class Handler(BaseHTTPRequestHandler):
                 for data, fmt in edits.make_images(params, fault)
             ],
         )
-
-    def _over_pixel_cap(self, params: ImageParams) -> bool:
-        """Answer a 400 if the request asks for more pixels than the backend makes at once.
-
-        A 400 with a message, not a 422 with details: no one field is wrong, their product is.
-        """
-        pixels, cap = params.n * params.width * params.height, self.backend.max_pixels
-        if pixels <= cap:
-            return False
-        message = (
-            f"n × width × height is {pixels:,} pixels ({params.n} × {params.size}); this "
-            f"backend makes at most {cap:,} per request"
-        )
-        self._send_error(400, "invalid_request", message)
-        return True
 
     def _take_slot(self, ping_interval: float | None) -> None:
         """Wait for a work slot; a stream waiting its turn is kept alive with pings."""
@@ -496,28 +480,18 @@ class Handler(BaseHTTPRequestHandler):
             return False
         status = fault.status
         headers: dict[str, str] = {}
-        extra: dict[str, Any] = {}
         if status in RETRY_AFTER_STATUSES:
             headers["Retry-After"] = controls.retry_after
-            seconds = retry_after_seconds(controls.retry_after)
-            if seconds is not None:
-                extra["retry_after_seconds"] = seconds
         if fault.kind == "html":
             self._send(status, html_page(status), "text/html; charset=utf-8", headers)
         elif fault.kind == "text":
             self._send(status, text_page(status), "text/plain; charset=utf-8", headers)
         else:
-            code, message = status_error(status)
-            if status == 404 and isinstance(model, str):
-                message = f"Model '{model}' not found"
-            self._send_error(status, code, message, headers=headers, **extra)
+            self._refuse(answers.fault_refusal(fault, controls.retry_after, model), headers)
         return True
 
     def _images(self, params: ImageParams, fault: Fault | None) -> list[dict[str, Any]]:
-        return [
-            generation.image_entry(params, data, fmt, self._publish)
-            for data, fmt in generation.make_images(params, fault)
-        ]
+        return answers.image_entries(params, fault, self._publish)
 
     def _answer(
         self,
@@ -538,13 +512,8 @@ class Handler(BaseHTTPRequestHandler):
             self._in_flight = False
             message = "The provider failed to generate the image"
             return self._send_error(500, "provider_job_failed", message)
-        if kind == "cut":
-            entries: list[dict[str, Any]] = []
-        elif make is not None:
-            entries = make(controls.fault)
-        else:
-            entries = self._images(params, controls.fault)
-        raw = json.dumps(generation.response_body(params, entries, int(time.time()))).encode()
+        response = answers.images_response(params, controls.fault, self._publish, make)
+        raw = json.dumps(response).encode()
         if kind == "malformed":
             raw = raw[: len(raw) // 2]
         if kind == "drop":
@@ -654,6 +623,9 @@ class Handler(BaseHTTPRequestHandler):
         **extra: Any,
     ) -> None:
         self._send_json(status, envelope(code, message, self._rid(), **extra), headers)
+
+    def _refuse(self, refusal: Refusal, headers: dict[str, str] | None = None) -> None:
+        self._send_json(refusal.status, refusal.envelope(self._rid()), headers)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own errors (a garbled request line, an unknown method) as envelopes.

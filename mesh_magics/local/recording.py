@@ -1,8 +1,9 @@
 """The server's log of recent requests: bounded in count, and in size per request.
 
-A kernel can live for days and a request can carry a 10 MB data URL, so the log keeps
-only the last few requests and replaces every long string in a body by a summary that
-still says what it was (its head, its length and a short hash).
+A kernel can live for days and a request can carry a 10 MB data URL (or a batch of
+thousands of requests), so the log keeps only the last few requests, replaces every long
+string in a body by a summary that still says what it was (its head, its length and a
+short hash), and keeps the first `LONG_LIST` items of a long list.
 
 Tests and users print these records, so no credential is kept: the `Authorization`
 header (and the other headers that carry one) is dropped, and ``credential`` says only
@@ -21,6 +22,7 @@ from .registry import LOCAL_TOKEN
 
 KEEP_REQUESTS = 100  # requests remembered, oldest dropped first
 LONG_STRING = 1024  # characters: a longer string in a body is kept as a summary
+LONG_LIST = 100  # items: a longer list keeps its first ones and says how many more it had
 HEAD_CHARS = 40
 # Headers that carry a credential: never kept in a record.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
@@ -81,7 +83,10 @@ def summarised(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: summarised(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [summarised(item) for item in value]
+        kept = [summarised(item) for item in value[:LONG_LIST]]
+        if len(value) > LONG_LIST:
+            kept.append(f"<{len(value) - LONG_LIST:,} more items>")
+        return kept
     return value
 
 

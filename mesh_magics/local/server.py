@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -22,6 +22,9 @@ from ..hosts import is_loopback
 from . import numbers, registry
 from .addresses import base_url, is_wildcard, reachable_host
 from .attempts import AttemptCounter
+from .batch_input import BATCH_LINES
+from .batch_records import BATCH_ENDPOINTS, TERMINAL, endpoints_text
+from .batches import KEEP_BATCHES, BatchService
 from .bodies import MAX_BODY_BYTES
 from .connections import MAX_CONNECTIONS, READ_TIMEOUT, BoundedHTTPServer, Connections
 from .faults import RequestControls, parse_fault, retry_after_value
@@ -29,6 +32,7 @@ from .handler import Handler
 from .published import FileStore
 from .recording import KEEP_REQUESTS, RecordedRequest, RequestLog
 from .traffic import MAX_GENERATIONS, Slots, Traffic
+from .uploads import KEEP_FILE_BYTES, KEEP_FILES, MAX_FILE_BYTES
 from .validation import MAX_REQUEST_PIXELS
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,13 @@ class LocalServer:
     ``max_generations`` working at once (``working``, ``max_working``; the rest wait),
     ``max_connections`` open (``connections.py``), and ``read_timeout`` seconds for any
     read from a client.
+
+    The Batch API (``/v1/files``, ``/v1/batches``) runs its batches on one worker thread:
+    ``batch_latency`` seconds a line, for the endpoints in ``batch_endpoints``. Tests
+    read ``batches`` and ``batch_files``, and wait with ``wait_for_batch()`` and
+    ``wait_until_batches_done()``. Kept: ``keep_batches`` batches, ``keep_files`` files
+    of ``keep_file_bytes`` bytes in all, each at most ``max_file_bytes``, and at most
+    ``max_batch_lines`` requests a batch.
     """
 
     def __init__(
@@ -69,6 +80,13 @@ class LocalServer:
         max_generations: int = MAX_GENERATIONS,
         max_connections: int = MAX_CONNECTIONS,
         read_timeout: float = READ_TIMEOUT,
+        batch_latency: float = 0.0,
+        batch_endpoints: Iterable[str] = BATCH_ENDPOINTS,
+        keep_batches: int = KEEP_BATCHES,
+        max_batch_lines: int = BATCH_LINES,
+        keep_files: int = KEEP_FILES,
+        keep_file_bytes: int = KEEP_FILE_BYTES,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.host = host
         self.port = numbers.port(port)
@@ -86,6 +104,16 @@ class LocalServer:
         self._attempts = AttemptCounter()
         self._traffic = Traffic()
         self._files = FileStore()
+        self._batches = BatchService(
+            self,
+            latency=batch_latency,
+            endpoints=batch_endpoints,
+            keep_batches=keep_batches,
+            max_lines=max_batch_lines,
+            keep_files=keep_files,
+            keep_file_bytes=keep_file_bytes,
+            max_file_bytes=max_file_bytes,
+        )
         self._lock = threading.Lock()
         self._disconnected = threading.Event()
         self._stopping = threading.Event()
@@ -180,6 +208,106 @@ class LocalServer:
         if seconds == 0:
             raise ValueError("read_timeout must be more than 0 seconds, not 0")
         self._read_timeout = seconds
+
+    # -- the Batch API's settings (checked when set) ---------------------------------------
+
+    @property
+    def batch_latency(self) -> float:
+        """Seconds each line of a batch takes (a line's own ``mesh_local.latency`` wins)."""
+        return self._batches.latency
+
+    @batch_latency.setter
+    def batch_latency(self, value: float) -> None:
+        self._batches.latency = value
+
+    @property
+    def batch_endpoints(self) -> tuple[str, ...]:
+        """The endpoints a batch may be made for; a batch for another is a 400.
+
+        ``("/v1/chat/completions",)`` plays the real gateway, whose docs batch chat only.
+        """
+        return self._batches.endpoints
+
+    @batch_endpoints.setter
+    def batch_endpoints(self, value: Iterable[str]) -> None:
+        self._batches.endpoints = value
+
+    @property
+    def keep_batches(self) -> int:
+        return self._batches.keep_batches
+
+    @keep_batches.setter
+    def keep_batches(self, value: int) -> None:
+        self._batches.keep_batches = value
+
+    @property
+    def max_batch_lines(self) -> int:
+        """Requests one batch may hold (at most 50,000, OpenAI's limit)."""
+        return self._batches.max_lines
+
+    @max_batch_lines.setter
+    def max_batch_lines(self, value: int) -> None:
+        self._batches.max_lines = value
+
+    @property
+    def keep_files(self) -> int:
+        return self._batches.keep_files
+
+    @keep_files.setter
+    def keep_files(self, value: int) -> None:
+        self._batches.keep_files = value
+
+    @property
+    def keep_file_bytes(self) -> int:
+        return self._batches.keep_file_bytes
+
+    @keep_file_bytes.setter
+    def keep_file_bytes(self, value: int) -> None:
+        self._batches.keep_file_bytes = value
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The largest file: an upload over it is a 413; a batch's output stops there."""
+        return self._batches.max_file_bytes
+
+    @max_file_bytes.setter
+    def max_file_bytes(self, value: int) -> None:
+        self._batches.max_file_bytes = value
+
+    # -- batches: what a test reads and waits for ------------------------------------------
+
+    @property
+    def batches(self) -> list[dict[str, Any]]:
+        """Every batch kept, newest first, as ``GET /v1/batches/{id}`` answers it."""
+        return self._batches.objects()
+
+    @property
+    def batch_files(self) -> list[dict[str, Any]]:
+        """Every file of the Batch API kept (inputs and outputs), oldest first."""
+        return self._batches.file_objects()
+
+    def wait_for_batch(
+        self,
+        batch_id: str,
+        timeout: float,
+        until: str | Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any] | None:
+        """The batch once it reaches UNTIL, else None after TIMEOUT seconds.
+
+        UNTIL is a status (``"in_progress"``), a test of the batch object (``lambda b:
+        b["request_counts"]["completed"] >= 2``), or by default any final status
+        (``completed``, ``failed``, ``cancelled``, ``expired``).
+        """
+        if until is None:
+            return self._batches.wait(batch_id, lambda b: b["status"] in TERMINAL, timeout)
+        if isinstance(until, str):
+            status = until
+            return self._batches.wait(batch_id, lambda b: b["status"] == status, timeout)
+        return self._batches.wait(batch_id, until, timeout)
+
+    def wait_until_batches_done(self, timeout: float) -> bool:
+        """True once every batch kept has a final status (within TIMEOUT seconds)."""
+        return self._batches.wait_idle(timeout)
 
     # -- state ------------------------------------------------------------------------
 
@@ -309,6 +437,7 @@ class LocalServer:
             daemon=True,
         )
         self._thread.start()
+        self._batches.start(f"mesh-local-batches-{self.port}")
         if is_loopback(reachable_host(self.host)):
             registry.serving(self.port)  # this process's clients send it no key
         return self
@@ -319,6 +448,7 @@ class LocalServer:
         if httpd is None:
             return
         self._stopping.set()
+        self._batches.stop()
         if is_loopback(reachable_host(self.host)):
             registry.stopped(self.port)
         httpd.shutdown()
@@ -355,6 +485,10 @@ class LocalServer:
     @property
     def stopping(self) -> threading.Event:
         return self._stopping
+
+    @property
+    def batch_service(self) -> BatchService:
+        return self._batches
 
     def defaults(self) -> RequestControls:
         return RequestControls(
@@ -412,6 +546,8 @@ ENV_LATENCY = "MESH_LOCAL_LATENCY"
 ENV_PING_INTERVAL = "MESH_LOCAL_PING_INTERVAL"
 ENV_FAULT = "MESH_LOCAL_FAULT"
 ENV_MODEL_LATENCY = "MESH_LOCAL_MODEL_LATENCY"
+ENV_BATCH_LATENCY = "MESH_LOCAL_BATCH_LATENCY"
+ENV_BATCH_ENDPOINTS = "MESH_LOCAL_BATCH_ENDPOINTS"
 
 
 def _fault_text(text: str, what: str) -> str | None:
@@ -431,6 +567,8 @@ def _from_environment() -> dict[str, Any]:
         (ENV_PING_INTERVAL, "ping_interval", numbers.seconds_text),
         (ENV_FAULT, "fault", _fault_text),
         (ENV_MODEL_LATENCY, "model_latency", numbers.model_seconds_text),
+        (ENV_BATCH_LATENCY, "batch_latency", numbers.seconds_text),
+        (ENV_BATCH_ENDPOINTS, "batch_endpoints", endpoints_text),
     ]
     settings: dict[str, Any] = {}
     for variable, name, check in checks:
@@ -449,7 +587,9 @@ def ensure_local_server() -> LocalServer:
     Its settings come from the environment, so a demo or a browser test can make the
     kernel's backend slow or faulty: `MESH_LOCAL_LATENCY` (seconds),
     `MESH_LOCAL_MODEL_LATENCY` (a JSON object of model id to seconds),
-    `MESH_LOCAL_PING_INTERVAL` (seconds) and `MESH_LOCAL_FAULT` (a fault spec). A bad
+    `MESH_LOCAL_PING_INTERVAL` (seconds), `MESH_LOCAL_FAULT` (a fault spec),
+    `MESH_LOCAL_BATCH_LATENCY` (seconds a batch line) and `MESH_LOCAL_BATCH_ENDPOINTS`
+    (comma-separated paths). A bad
     value raises ConfigError (one line in a notebook) naming the variable.
     """
     global _shared
