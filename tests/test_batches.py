@@ -20,7 +20,7 @@ from mesh_magics.local import LocalServer
 from mesh_magics.store import open_store
 
 from .servers import ScriptedServer, send_bytes, send_json
-from .support import FAKE_KEY, generations, magics, run_cell, wait_for
+from .support import FAKE_KEY, generations, magics, run_cell
 
 BATCHES = "/v1/batches"
 FILES = "/v1/files"
@@ -137,8 +137,7 @@ def test_mesh_batches_lists_them_and_refresh_asks_the_server(
 ) -> None:
     assert run_cell(ip, CELL).success
     batch = ip.user_ns["t_b"]
-    wait_for(lambda: httpx.get(f"{server.url}{BATCHES}/{batch.id}").json()["status"]
-             == "completed", "the batch to complete")  # fmt: skip
+    assert server.wait_for_batch(batch.id, 60) is not None, "the batch did not end"
     listed = run_cell(ip, "%mesh batches")
     assert batch.id in repr(listed.result) and "A fox at dawn" in repr(listed.result)
     refreshed = run_cell(ip, "%mesh batches --refresh -o t_list")
@@ -215,7 +214,10 @@ def test_a_cancelled_batch_keeps_the_runs_that_finished(
 ) -> None:
     server.batch_latency = 0.3  # a second per three lines: time to cancel in between
     batch = mm.batch("A lynx", seed=list(range(1, 9)), size="256x256", base_url=server.url)
-    wait_for(lambda: batch.refresh().counts[0] >= 1, "a first run to finish")
+    one_done = server.wait_for_batch(
+        batch.id, 60, until=lambda b: b["request_counts"]["completed"] >= 1
+    )
+    assert one_done is not None and one_done["status"] == "in_progress"
     assert batch.cancel()
     with pytest.raises(mm.SweepError) as caught:
         batch.result(timeout=60)
