@@ -307,3 +307,18 @@ def test_a_restarted_kernel_attaches_to_its_batch_instead_of_sending_another(
         shown = [m["content"]["data"]["text/plain"] for m in kernel.of(listed, "execute_result")]
         assert any(submitted in text for text in shown), shown
     assert len(posts(api, BATCHES)) == 1 and len(posts(api, FILES)) == 1
+
+
+def test_a_table_goes_in_a_batch_one_run_a_row(
+    ip: InteractiveShell, server: LocalServer, store_dir: Path, tmp_path: Path
+) -> None:
+    rows = [{"prompt": "A fox", "seed": 1}, {"prompt": "An owl", "size": "384x256"}]
+    sweep = mm.batch(rows, size="256x256", base_url=server.url).result(timeout=60)
+    assert [run.result.sizes for run in sweep] == [[(256, 256)], [(384, 256)]]
+    assert [run.result.request.get("seed") for run in sweep] == [1, None]
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# two prompts\nA stag\nA hare\n")
+    out = run_cell(ip, f"%%meshimage --batch -o t_b --size 256x256\n--prompts {prompts}")
+    assert out.success, out.error_text
+    assert [run.prompt for run in ip.user_ns["t_b"].result(timeout=60)] == ["A stag", "A hare"]
