@@ -322,3 +322,23 @@ def test_a_table_goes_in_a_batch_one_run_a_row(
     out = run_cell(ip, f"%%meshimage --batch -o t_b --size 256x256\n--prompts {prompts}")
     assert out.success, out.error_text
     assert [run.prompt for run in ip.user_ns["t_b"].result(timeout=60)] == ["A stag", "A hare"]
+
+
+def test_a_store_made_before_batches_gains_them(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    from mesh_magics.store import BatchRecord, Store
+    from mesh_magics.store.index import SCHEMA_VERSION
+
+    folder = tmp_path / "old"
+    Store(folder).close()
+    db = sqlite3.connect(folder / "index.db")  # as version 3 left it
+    db.executescript("DROP TABLE batches; PRAGMA user_version = 3;")
+    db.close()
+    store = Store(folder)
+    (version,) = store._db.execute("PRAGMA user_version").fetchone()
+    assert version == SCHEMA_VERSION == 4
+    store.add_batch(BatchRecord("batch_1", "key", "local", time.time(), 2, 2, "A fox"))
+    assert [record.id for record in store.batches()] == ["batch_1"]
+    store.close()
