@@ -92,10 +92,12 @@ def build_edit_request(
     fields: Mapping[str, Any],
     defaults: Mapping[str, Any],
     inputs: tuple[InputImage, ...],
+    *,
+    notes: bool = True,
 ) -> ImageRequest:
     """The body of an edit, in the shape of the SDK's `ImageEditParams`: the first input
     as `image`, the others as `reference_images`, the mask as `mask`. No `stream`: the
-    edits endpoint answers in one piece."""
+    edits endpoint answers in one piece. `notes`: warn of fields the operation ignores."""
     check_fields_of("edits", fields)
     body: dict[str, Any] = {"prompt": prompt} if prompt else {}
     taken = {k: v for k, v in defaults.items() if _takes("edits", k)}
@@ -107,7 +109,7 @@ def build_edit_request(
         body["reference_images"] = [reference(image) for image in images[1:]]
     for mask in (image for image in inputs if image.role == "mask"):
         body["mask"] = reference(mask)
-    for note in ignored_by_operation(body):
+    for note in ignored_by_operation(body) if notes else ():
         warn_caller(note)
     return ImageRequest(body, inputs)
 

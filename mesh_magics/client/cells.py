@@ -40,6 +40,7 @@ from ..wording import plural
 
 if TYPE_CHECKING:
     from ..engine.generation import Generation
+    from ..engine.sweeps import SweepPlan
     from ..inputs import InputImage
     from ..results.image_sweep import ImageSweep
     from ..results.result import ImageResult
@@ -147,7 +148,7 @@ def _sweep(
     from .sweeps import prepare_sweep
 
     with notes_to(place.note):
-        sweep, generations = prepare_sweep(
+        sweep, planned = prepare_sweep(
             options.prompt_list,
             options.fields,
             options.sweep,
@@ -161,13 +162,10 @@ def _sweep(
             inputs=inputs,
             rows=options.rows,
         )
-    images = sum(run.request.n for run in generations)
-    check_image_count(images, len(generations), place.config, allow=options.yes)
-    said = _once(place.note)  # a note on a field the model ignores: once for the sweep
-    for run in generations:
-        run.note = said
+    check_image_count(planned.images, len(sweep), place.config, allow=options.yes)
+    planned.note = _once(place.note)  # a note on a field the model ignores: once for the sweep
     if options.dry_run:
-        place.show(Plan(sweep_dry_run_text(sweep, generations, images)))
+        place.show(Plan(sweep_dry_run_text(sweep, planned)))
         return None
     delivery = _delivery(options, place)
     progress = place.config["progress"]
@@ -176,12 +174,12 @@ def _sweep(
 
         delivery.bind(sweep)  # the handle, at once; it fills in
         with interrupt_as_cancel():  # only where it runs in the foreground (Colab)
-            start_sweep_in_cell(sweep, generations, _kernel(place), progress, delivery.effects)
+            start_sweep_in_cell(sweep, planned, _kernel(place), progress, delivery.effects)
         return None
-    view = sweep_view(sweep, progress, place.shell, generations)
+    view = sweep_view(sweep, progress, place.shell, planned.images)
     try:
         with interrupt_as_cancel():
-            run_sweep_blocking(sweep, generations, view)
+            run_sweep_blocking(sweep, planned, view)
     except GenerationCancelled as exc:  # the runs that finished were billed: kept
         kept = exc.partial if exc.partial is not None and exc.partial.results else None
         deliver(kept, delivery, failure=exc, returns=True)
@@ -277,22 +275,32 @@ def dry_run_text(run: Generation) -> str:
     return f"dry run, nothing sent: {target}\n{body}"
 
 
-def sweep_dry_run_text(sweep: ImageSweep, generations: list[Generation], images: int) -> str:
+DRY_RUN_RUNS = 10  # runs a sweep's dry run lists; the rest are counted
+
+
+def sweep_dry_run_text(sweep: ImageSweep, planned: SweepPlan) -> str:
+    """What a sweep would send: where, how many runs and images, the first
+    `DRY_RUN_RUNS` runs and how many more, and the estimated cost. A few lines however
+    many runs: the runs are counted, not listed."""
     from ..redact import display_url
     from .history import usage_prices
 
-    prices = usage_prices(generations[0].settings, {g.request.model for g in generations})
-    target = display_url(generations[0].settings.base_url)
-    counts = f"{plural(len(generations), 'run')}, {plural(images, 'image')}"
+    prices = usage_prices(planned.settings, set(planned.images_by_model))
+    target = display_url(planned.settings.base_url)
+    counts = f"{plural(len(sweep), 'run')}, {plural(planned.images, 'image')}"
     lines = [f"dry run, nothing sent: {counts}, to {target}"]
+    for sweep_run in sweep.runs[:DRY_RUN_RUNS]:
+        n = planned.images_of(sweep_run)
+        lines.append(f"  {sweep_run.label} · {n} × {sweep_run.prompt[:60]!r}")
+    if len(sweep) > DRY_RUN_RUNS:
+        lines.append(f"  … and {len(sweep) - DRY_RUN_RUNS:,} more runs")
     cost, unknown = 0.0, set()
-    for sweep_run, run in zip(sweep.runs, generations, strict=True):
-        price = prices.get(run.request.model)
+    for model, images in planned.images_by_model.items():
+        price = prices.get(model)
         if price is None:
-            unknown.add(run.request.model)
+            unknown.add(model)
         else:
-            cost += price * run.request.n
-        lines.append(f"  {sweep_run.label} · {run.request.n} × {sweep_run.prompt[:60]!r}")
+            cost += price * images
     if unknown:
         missing = ", ".join(sorted(unknown))
         lines.append(

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ..engine.generation import Generation
+    from ..engine.sweeps import SweepPlan
     from ..http.client import SharedClient
     from ..results.image_sweep import ImageSweep
     from ..results.result import ImageResult
@@ -145,7 +146,7 @@ class _Client:
         params: Mapping[str, Any] | None,
         call: dict[str, Any],
         **plan: Any,
-    ) -> tuple[ImageSweep, list[Generation], str]:
+    ) -> tuple[ImageSweep, SweepPlan, str]:
         _no_run_mode(fields)
         fields = with_preset(call.get("preset"), fields, as_flags=False)
         return plan_sweep(
@@ -179,11 +180,11 @@ class _Client:
             images = None if edit is None else (edit, mask)
             run, progress = self._run(prompt, fields, params, call, edit=images, stream=stream)
             return start_run(run, progress)
-        made, generations, progress = self._sweep(
+        made, planned, progress = self._sweep(
             prompt, fields, params, call, edit=edit, mask=mask, concurrency=concurrency,
             yes=yes, stream=stream,
         )  # fmt: skip
-        return start_sweep(made, generations, progress)
+        return start_sweep(made, planned, progress)
 
     def _batch(
         self,
@@ -288,11 +289,11 @@ class Client(_Client):
         """Every combination of `prompts` and the listed values, or every row of a table
         (a list of dicts, a DataFrame), run concurrently (see `mm.sweep`)."""
         call = _call(base_url, timeout, progress, replay, preset)
-        made, generations, mode = self._sweep(
+        made, planned, mode = self._sweep(
             prompts, dict(fields), params, call, edit=edit, mask=mask,
             concurrency=concurrency, yes=yes, stream=stream,
         )  # fmt: skip
-        return run_sweep(made, generations, mode, raise_errors=raise_errors)
+        return run_sweep(made, planned, mode, raise_errors=raise_errors)
 
     def batch(
         self,
@@ -405,11 +406,11 @@ class AsyncClient(_Client):
         **fields: Unpack[SweepFields],
     ) -> ImageSweep:
         call = _call(base_url, timeout, progress, replay, preset)
-        made, generations, mode = self._sweep(
+        made, planned, mode = self._sweep(
             prompts, dict(fields), params, call, edit=edit, mask=mask,
             concurrency=concurrency, yes=yes, stream=stream,
         )  # fmt: skip
-        return await await_sweep(made, generations, mode, raise_errors=raise_errors)
+        return await await_sweep(made, planned, mode, raise_errors=raise_errors)
 
     async def batch(
         self,

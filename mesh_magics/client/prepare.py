@@ -33,6 +33,7 @@ from ..value_kinds import MAX_JSON_DEPTH, not_too_deep
 
 if TYPE_CHECKING:
     from ..inputs import InputImage
+    from ..store import Store
     from ..views.base import ProgressView
 
 
@@ -63,11 +64,15 @@ def prepare(
     cell: str | None = None,
     settings: ClientSettings | None = None,
     inputs: tuple[InputImage, ...] = (),
+    store: Store | None = None,
+    notes: bool = True,
 ) -> Generation:
     """A run of `prompt` with `fields` (already checked), ready to start. Every check that
-    needs no network happens here, before anything is sent. `settings`: where it goes,
-    when the caller has resolved that already (a sweep does, once for all its runs).
-    `inputs`: an edit's images (`inputs.edit_inputs`), sent to `/v1/images/edits`.
+    needs no network happens here, before anything is sent. `settings`, `store`: where it
+    goes and where it is kept, when the caller has resolved them already (a sweep does,
+    once for all its runs). `inputs`: an edit's images (`inputs.edit_inputs`), sent to
+    `/v1/images/edits`. `notes=False`: an edit's notes on fields its operation ignores are
+    not said (a sweep says them once).
 
     `replay`: True (`--replay`) answers from the store when it holds the same request,
     False (`--fresh`) never does, None follows `MeshImageMagics.replay` or
@@ -77,7 +82,9 @@ def prepare(
     config = configured() if config is None else config
     check_conflicts(fields, as_flags=cell is not None)  # each run of a sweep, too
     if inputs:
-        request = build_edit_request(prompt, fields, defaults(config, exclude=fields), inputs)
+        request = build_edit_request(
+            prompt, fields, defaults(config, exclude=fields), inputs, notes=notes
+        )
     else:
         request = build_request(
             prompt,
@@ -95,7 +102,7 @@ def prepare(
         settings,
         timeout=timeout if timeout is not None else config.get("timeout"),
         preview_max_px=config["preview_max_px"],
-        store=open_store(config),
+        store=store if store is not None else open_store(config),
         replay=replay,
         cell=cell,
     )

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..engine.lifecycle import Delivery, deliver
-from ..engine.sweeps import run_sweep_blocking, settle_run, short_error
+from ..engine.sweeps import SweepFeed, run_sweep_blocking, short_error
 from ..engine.wait import UNWIND_SECONDS, run_blocking
 from ..errors import IncompleteResultError
 from ..results.image_sweep import sweep_error
@@ -22,6 +22,7 @@ from .prepare import progress_view, running_shell, show_in_notebook
 
 if TYPE_CHECKING:
     from ..engine.generation import Generation
+    from ..engine.sweeps import SweepPlan
     from ..events import StreamEvent
     from ..results.image_sweep import ImageSweep
     from ..results.result import ImageResult
@@ -79,53 +80,66 @@ async def await_run(run: Generation, progress: str) -> ImageResult:
 
 
 def run_sweep(
-    sweep: ImageSweep, generations: list[Generation], progress: str, *, raise_errors: bool
+    sweep: ImageSweep, plan: SweepPlan, progress: str, *, raise_errors: bool
 ) -> ImageSweep:
     """Run every run of it with one progress view; the sweep, shown before `SweepError`
     is raised for its failed runs (unless not `raise_errors`)."""
     shell = running_shell()
-    run_sweep_blocking(sweep, generations, sweep_view(sweep, progress, shell, generations))
+    run_sweep_blocking(sweep, plan, sweep_view(sweep, progress, shell, plan.images))
     return _delivered(sweep, raise_errors)
 
 
-def start_sweep(sweep: ImageSweep, generations: list[Generation], progress: str) -> ImageSweep:
-    """Start every run; the sweep at once, as a handle. In a notebook its progress and
+def start_sweep(sweep: ImageSweep, plan: SweepPlan, progress: str) -> ImageSweep:
+    """Start its runs; the sweep at once, as a handle. In a notebook its progress and
     grid land in the running cell."""
     shell = running_shell()
     if shell is not None:
         from ..views.in_cell import start_sweep_in_cell
 
-        return start_sweep_in_cell(sweep, generations, shell, progress)
-    for sweep_run, run in zip(sweep.runs, generations, strict=True):
-        sweep_run.run = run.start()
+        return start_sweep_in_cell(sweep, plan, shell, progress)
+    SweepFeed(sweep, plan).start()
     return sweep
 
 
 async def await_sweep(
-    sweep: ImageSweep, generations: list[Generation], progress: str, *, raise_errors: bool
+    sweep: ImageSweep, plan: SweepPlan, progress: str, *, raise_errors: bool
 ) -> ImageSweep:
     """Run every run of it, awaited on the caller's loop with one progress view;
     cancelling the awaiting task cancels every run."""
     loop = asyncio.get_running_loop()
-    view = sweep_view(sweep, progress, running_shell(), generations)
-    for index, run in enumerate(generations):
-        sweep.runs[index].run = run
-        run.watch(_LoopWatcher(loop, functools.partial(view.update, index), view.tick))
+    view = sweep_view(sweep, progress, running_shell(), plan.images)
+    ends = _LoopWatcher(loop, lambda event: None, lambda elapsed: None)
+    left = len(sweep)
+    all_ended = asyncio.Event()
+
+    def on_loop(index: int, status: str, error: str, ran_for: float | None) -> None:
+        nonlocal left
+        view.run_ended(index, status, error, elapsed=ran_for)
+        left -= 1
+        if not left:
+            all_ended.set()
+
+    def ended(index: int) -> None:  # on the engine's thread: the view is the loop's
+        run = sweep.runs[index]
+        ends.call(on_loop, index, run.status, short_error(run.error), run.ran_for)
+
+    feed = SweepFeed(
+        sweep,
+        plan,
+        prepare=lambda index, run: run.watch(
+            _LoopWatcher(loop, functools.partial(view.update, index), view.tick)
+        ),
+        ended=ended,
+    )
     view.start()
-    for run in generations:
-        run.start()
-    futures = [asyncio.wrap_future(run.future) for run in generations]
+    feed.start()
     try:
-        await asyncio.gather(*futures, return_exceptions=True)
+        await all_ended.wait()
     except asyncio.CancelledError:
-        for run in generations:
-            run.cancel()
-        await asyncio.to_thread(lambda: [run.wait(UNWIND_SECONDS) for run in generations])
+        feed.cancel()
+        await asyncio.to_thread(feed.wait, UNWIND_SECONDS)
         view.fail("cancelled")
         raise
-    for index, (sweep_run, run) in enumerate(zip(sweep.runs, generations, strict=True)):
-        settle_run(sweep_run, run)
-        view.run_ended(index, run.status, short_error(sweep_run.error), elapsed=run.elapsed)
     view.finish(sweep.summary())
     return _delivered(sweep, raise_errors)
 
@@ -151,15 +165,15 @@ class _LoopWatcher:
         self._tick = tick
         self._context = contextvars.copy_context()
 
-    def _call(self, callback: Callable[..., object], *args: Any) -> None:
+    def call(self, callback: Callable[..., object], *args: Any) -> None:
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(callback, *args, context=self._context)
 
     def event(self, event: StreamEvent) -> None:
-        self._call(self._event, event)
+        self.call(self._event, event)
 
     def tick(self, elapsed: float) -> None:
-        self._call(self._tick, elapsed)
+        self.call(self._tick, elapsed)
 
     def ended(self, run: Generation) -> None:
         pass  # the awaiting code ends the view itself, on its own loop

@@ -55,7 +55,9 @@ log = logging.getLogger("mesh_magics")
 
 
 class Watcher(Protocol):
-    """What a run tells as it goes; every call comes from the engine's thread."""
+    """What a run tells as it goes; every call comes from the engine's thread. A run
+    whose watchers all have `hears_time = False` runs no ticker (a blocking sweep's runs:
+    the thread that waits keeps its own time)."""
 
     def event(self, event: StreamEvent) -> None: ...
 
@@ -100,6 +102,9 @@ class Generation:
         self.client: SharedClient | None = None  # a sweep's pool; else a client of its own
         self.replayed = False
         self.note: Callable[[str], object] | None = None  # a warning's line; else warn_caller
+        # False (a sweep's run): once stored, the result reads its images from the store,
+        # and holds none of their bytes; with no store, or a failed write, it keeps them.
+        self.keep_bytes = True
         self._watchers: list[Watcher] = []
         self._future: concurrent.futures.Future[ImageResult] = concurrent.futures.Future()
         self._future.set_running_or_notify_cancel()  # settled by the task alone
@@ -115,22 +120,26 @@ class Generation:
         self._watchers.append(watcher)
         return self
 
-    def start(self, on: Engine | None = None, *, after: float = 0.0) -> Generation:
+    def start(
+        self, on: Engine | None = None, *, after: float = 0.0, say_ignored: bool = True
+    ) -> Generation:
         """Run it on the engine's loop; returns at once. `after` seconds of grace first: a
         background cell returns meanwhile, without the run's start competing with it for
-        the interpreter."""
+        the interpreter. `say_ignored=False`: the caller has called `say_ignored()`."""
         if self.status != "pending":
             raise RuntimeError("a Generation runs once")
-        self._say_ignored()
+        if say_ignored:
+            self.say_ignored()
         self.status = "running"
         self.started_at = time.monotonic()
         self._engine = on or engine()
         self._engine.submit(self._main(after))
         return self
 
-    def _say_ignored(self) -> None:
+    def say_ignored(self) -> None:
         """A line for each field this run sets that /v1/models says its model ignores
-        (`model_check.py`): said by the caller's thread, before anything is sent."""
+        (`model_check.py`): said by the caller's thread, before anything is sent (on the
+        engine's thread, only from a list already at hand: that thread never waits)."""
         from ..errors import warn_caller
         from .model_check import ignored_in
 
@@ -157,7 +166,8 @@ class Generation:
                 log.exception("mesh_magics: a run's scope failed")
 
     async def _watched(self) -> None:
-        ticker = asyncio.create_task(self._tick()) if self._watchers else None
+        ticks = any(getattr(watcher, "hears_time", True) for watcher in self._watchers)
+        ticker = asyncio.create_task(self._tick()) if ticks else None
         try:
             if self._cancel_asked.is_set():
                 raise asyncio.CancelledError
@@ -180,7 +190,10 @@ class Generation:
     async def _run(self) -> ImageResult:
         if self.store is not None and self.replay:
             stored = await asyncio.to_thread(
-                self.store.get, self.store_key, preview_max_px=self.preview_max_px
+                self.store.get,
+                self.store_key,
+                preview_max_px=self.preview_max_px,
+                keep_bytes=self.keep_bytes,
             )
             if stored is not None and len(stored) >= self.request.n:  # else: ask again
                 self.replayed = True
@@ -243,7 +256,13 @@ class Generation:
         )
         if self.store is not None:  # billed images are kept, before anything shows them
             put = asyncio.ensure_future(
-                asyncio.to_thread(self.store.put, result, api_host=self.api_host, cell=self.cell)
+                asyncio.to_thread(
+                    self.store.put,
+                    result,
+                    api_host=self.api_host,
+                    cell=self.cell,
+                    keep_bytes=self.keep_bytes,
+                )
             )
             try:
                 await asyncio.shield(put)

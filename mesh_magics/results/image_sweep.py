@@ -23,7 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from ..errors import (
     GenerationCancelled,
@@ -59,9 +59,20 @@ class SweepRun:
     prompt: str
     params: dict[str, Any]  # the swept values of this run (no prompt)
     label: str  # short, e.g. "openai/gpt-image-1 · seed 1"
-    run: Generation | None = None
+    run: Generation | None = None  # while it runs; once settled, the sweep lets it go
     result: ImageResult | None = None
     error: BaseException | None = None
+    span: tuple[float, float] | None = None  # when it ran (monotonic seconds), once ended
+    sent: dict[str, Any] | None = None  # the body of a run that ended without a result
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The request body it sent (its result's), or would send; {} before it is made."""
+        if self.result is not None:
+            return self.result.request
+        if self.run is not None:
+            return self.run.request.body
+        return self.sent or {}
 
     @property
     def status(self) -> str:
@@ -77,6 +88,13 @@ class SweepRun:
     def elapsed(self) -> float | None:
         if self.result is not None:
             return self.result.elapsed
+        return self.ran_for
+
+    @property
+    def ran_for(self) -> float | None:
+        """Seconds this run took here (a replay's are its own, not its stored run's)."""
+        if self.span is not None:
+            return self.span[1] - self.span[0]
         if self.run is not None and self.run.started_at is not None:
             return self.run.elapsed
         return None
@@ -121,6 +139,17 @@ class SweepRun:
         return f"<SweepRun {one_line(self.prompt, 40)!r} · {self.label} · {self.status}>"
 
 
+class Runner(Protocol):
+    """What runs a sweep's runs (engine/sweeps.py's `SweepFeed`, handed in): some may not
+    have started yet, so it, not the runs, knows when the sweep has ended."""
+
+    def done(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def cancel(self) -> bool: ...
+
+
 class ImageSweep(Sequence[SweepRun]):
     """The runs of a sweep, in order: a row per prompt, a column per combination of the
     `swept` values (their names, in column order); a table's sweep (`by_row`): a row per
@@ -140,6 +169,7 @@ class ImageSweep(Sequence[SweepRun]):
         self.by_row = by_row  # a table's sweep: a run a row, each labelled by its row
         self._retry = retry
         self._elapsed = elapsed
+        self.runner: Runner | None = None  # set when its runs start
 
     # -- the sequence of runs --------------------------------------------------------
 
@@ -189,7 +219,8 @@ class ImageSweep(Sequence[SweepRun]):
         """Seconds from the first run's start to the last run's end (given, for a retry)."""
         if self._elapsed is not None:
             return self._elapsed
-        spans = [
+        spans = [run.span for run in self._runs if run.span is not None]
+        spans += [
             (handle.started_at, handle.started_at + handle.elapsed)
             for handle in (run.run for run in self._runs)
             if handle is not None and handle.started_at is not None
@@ -202,6 +233,8 @@ class ImageSweep(Sequence[SweepRun]):
 
     def done(self) -> bool:
         """Whether every run has ended."""
+        if self.runner is not None:
+            return self.runner.done()
         return all(run.run is None or run.run.done() for run in self._runs)
 
     @property
@@ -214,12 +247,17 @@ class ImageSweep(Sequence[SweepRun]):
         return next((s for s in ("failed", "cancelled") if s in statuses), "done")
 
     def cancel(self) -> bool:
-        """Ask every run that is still going to stop; False if none was."""
+        """Ask every run that is still going to stop, and those not started not to start;
+        False if none was left."""
+        if self.runner is not None:
+            return self.runner.cancel()
         asked = [run.run.cancel() for run in self._runs if run.run is not None]
         return any(asked)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every run has ended, at most `timeout` seconds; True if they have."""
+        if self.runner is not None:
+            return self.runner.wait(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         for run in self._runs:
             if run.run is None:
@@ -243,7 +281,7 @@ class ImageSweep(Sequence[SweepRun]):
         return self
 
     def _progress(self) -> str:
-        ended = sum(1 for run in self._runs if run.run is None or run.run.done())
+        ended = sum(1 for run in self._runs if run.status not in ("pending", "running"))
         return f"{ended} of {plural(len(self), 'run')} ended"
 
     def _require_ended(self, what: str) -> None:

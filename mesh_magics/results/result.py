@@ -123,6 +123,22 @@ class ImageResult(Sequence["Image.Image"]):
     def images(self) -> list[Image.Image]:
         return list(self)
 
+    def rest_on(self, images: Sequence[GeneratedImage]) -> None:
+        """Hand its images over to `images`: the same ones (bytes, format, size, revised
+        prompt), whose bytes are read when asked, from the store's files. What it held of
+        them in memory is let go: the bytes, and previews that were only those bytes."""
+        if len(images) != len(self._images):
+            raise ValueError(f"rest_on: {len(images)} images for a result of {len(self)}")
+        self._images = list(images)
+        held = self._previews.items()
+        self._previews = {key: made for key, made in held if _kept(self._images[key[0]], made)}
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether it holds its images' bytes (a sweep's result, once stored, reads them
+        from the store instead: `data` reads the files each time)."""
+        return all(getattr(image, "loaded", True) for image in self._images)
+
     @property
     def data(self) -> list[bytes]:
         return [image.data for image in self._images]
@@ -317,9 +333,12 @@ class ImageResult(Sequence["Image.Image"]):
     def preview(self, index: int, max_px: int | None = None) -> Preview:
         """Image `index` as a PNG or JPEG of at most `max_px` (default `preview_max_px`)."""
         px = self.preview_max_px if max_px is None else max_px
-        if (index, px) not in self._previews:
-            self._previews[index, px] = make_preview(self._images[index], px)
-        return self._previews[index, px]
+        made = self._previews.get((index, px))
+        if made is None:
+            made = make_preview(self._images[index], px)
+            if _kept(self._images[index], made):
+                self._previews[index, px] = made
+        return made
 
     def previews(self, max_px: int) -> list[Preview]:
         """Every image's preview of at most `max_px`; the missing ones made side by side
@@ -327,8 +346,17 @@ class ImageResult(Sequence["Image.Image"]):
         takes about half the time on two cores)."""
         missing = [i for i in range(len(self)) if (i, max_px) not in self._previews]
         if len(missing) > 1:
-            made = preview_pool().map(lambda i: make_preview(self._images[i], max_px), missing)
-            self._previews.update({(i, max_px): p for i, p in zip(missing, made, strict=True)})
+            made = dict(
+                zip(
+                    missing,
+                    preview_pool().map(lambda i: make_preview(self._images[i], max_px), missing),
+                    strict=True,
+                )
+            )
+            for i, preview in made.items():
+                if _kept(self._images[i], preview):
+                    self._previews[i, max_px] = preview
+            return [self._previews.get((i, max_px)) or made[i] for i in range(len(self))]
         return [self.preview(i, max_px) for i in range(len(self))]
 
     def _repr_mimebundle_(
@@ -337,6 +365,18 @@ class ImageResult(Sequence["Image.Image"]):
         from .display import mimebundle  # the renderer knows the model, not the reverse
 
         return mimebundle(self)
+
+
+def _kept(image: GeneratedImage, preview: Preview) -> bool:
+    """Whether a result keeps `preview` of `image`: always while it holds the image's
+    bytes; once it reads them from the store, only a preview smaller than the image (a
+    thumbnail), never one that is the image's own bytes."""
+    if getattr(image, "loaded", True):
+        return True
+    return preview.mime != f"image/{image.format}" or (preview.width, preview.height) != (
+        image.width,
+        image.height,
+    )
 
 
 def _local_minute(epoch: float) -> str:

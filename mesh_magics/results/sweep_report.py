@@ -120,11 +120,7 @@ def _runs_table(rows: list[dict[str, Any]]) -> str:
 def _provenance(run: SweepRun, index: int, prices: Prices | None) -> str:
     status = run.status
     result = run.result
-    body: dict[str, Any] = {}
-    if result is not None:
-        body = result.request
-    elif run.run is not None:
-        body = run.run.request.body
+    body = run.body
     fields = [
         ("status", status),
         ("request id", run.request_id or "none"),

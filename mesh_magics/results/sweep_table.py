@@ -28,11 +28,7 @@ def table_rows(runs: Sequence[SweepRun], swept: list[str]) -> list[dict[str, Any
 
 def _row(run: SweepRun) -> dict[str, Any]:
     status = run.status  # first: it takes the outcome from a settled run
-    body: dict[str, Any] = {}
-    if run.result is not None:
-        body = run.result.request
-    elif run.run is not None:
-        body = run.run.request.body
+    body = run.body
     row: dict[str, Any] = {"prompt": run.prompt}
     row.update({k: cell_value(v) for k, v in body.items() if k not in ("prompt", "stream")})
     row.update(run.params)

@@ -44,6 +44,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -121,6 +122,9 @@ class Store:
         self._images = root / "images"
         make_private_folder(self._images)
         self._lock = threading.Lock()  # one connection, used by one thread at a time
+        # Results of this process that read their images from here: their runs are not
+        # evicted while they live (other processes know nothing of them).
+        self._held: weakref.WeakValueDictionary[int, ImageResult] = weakref.WeakValueDictionary()
         self._db = index.connect(root / "index.db")
         try:
             self._reclaim()
@@ -129,8 +133,19 @@ class Store:
 
     # -- storing -------------------------------------------------------------------------
 
-    def put(self, result: ImageResult, *, api_host: str, cell: str | None = None) -> None:
+    def put(
+        self,
+        result: ImageResult,
+        *,
+        api_host: str,
+        cell: str | None = None,
+        keep_bytes: bool = True,
+    ) -> None:
         """Write the images and the row; return only when everything is on disk.
+
+        `keep_bytes=False` (a sweep's run): once they are on disk, the result reads its
+        images from their files when asked, and lets go of the bytes it held. If the write
+        fails, it keeps them: nothing else holds them then.
 
         A replayed result is in the store already, and one without images answers
         nothing: both are left out. A failure to write is a `StoreWarning`."""
@@ -139,22 +154,25 @@ class Store:
         if result.lineage is None:  # the store that holds it finds its parents
             result.lineage = self
         try:
-            self._put(result, host_of(api_host), cell)
+            self._put(result, host_of(api_host), cell, keep_bytes)
         except (OSError, sqlite3.Error, TypeError, ValueError, StoreError) as exc:
             warn(f"this generation was not stored in {self.directory} ({_reason(exc)})")
 
-    def _put(self, result: ImageResult, host: str, cell: str | None) -> None:
+    def _put(self, result: ImageResult, host: str, cell: str | None, keep_bytes: bool) -> None:
         body = json.dumps(_redacted(result.request), ensure_ascii=False, default=str)
         usage = None if result.usage is None else json.dumps(redact_value(result.usage))
         cell = None if cell is None else redact(cell)
         inputs = _inputs_text(result.inputs) if result.is_edit else None
         rows = []
         files: dict[str, _File] = {}
+        lazy: list[StoredImage] = []  # the same images, read from their files when asked
         for position, (data, fmt, (width, height), revised) in enumerate(
             zip(result.data, result.formats, result.sizes, result.revised_prompts, strict=True)
         ):
             sha256 = hashlib.sha256(data).hexdigest()
             files[sha256] = _File(sha256, image_path(self._images, sha256, fmt), data)
+            path = files[sha256].path
+            lazy.append(StoredImage(None, fmt, width, height, revised, path=path, sha256=sha256))
             revised = None if revised is None else redact(revised)
             rows.append([position, sha256, fmt, width, height, len(data), revised])
         # The slow part, fsyncs and all, before taking the database's lock; a file another
@@ -195,6 +213,14 @@ class Store:
             self._evict(db)
         if run_id is not None:
             result.stored = StoredRun(self, run_id)
+            if not keep_bytes:
+                result.rest_on(lazy)
+                self._hold(run_id, result)
+
+    def _hold(self, run_id: int, result: ImageResult) -> None:
+        """Keep run `run_id` from eviction while `result`, which reads its files, lives."""
+        with self._lock:
+            self._held[run_id] = result
 
     def _evict(self, db: sqlite3.Connection) -> None:
         """While the store holds more than `max_bytes`, delete the oldest runs (a run whose
@@ -205,11 +231,14 @@ class Store:
         if total <= self.max_bytes:
             return
         going = []
+        held = set(self._held.keys())
         oldest_first = db.execute(
             "SELECT id, total_bytes FROM runs "
             "ORDER BY typeof(created) IN ('integer', 'real'), created, id"
         )
         for run_id, size in oldest_first:
+            if run_id in held:
+                continue  # a live result reads its images from it
             going.append(run_id)
             total -= size if isinstance(size, int | float) else 0  # damaged: counts nothing
             if total <= self.max_bytes:
@@ -264,16 +293,24 @@ class Store:
         """Whether a run of `key` is stored: one query, no file read."""
         return bool(self._rows(index.NEWEST_OF_KEY, key))
 
-    def get(self, key: str, *, preview_max_px: int = 1024) -> ImageResult | None:
+    def get(
+        self, key: str, *, preview_max_px: int = 1024, keep_bytes: bool = True
+    ) -> ImageResult | None:
         """The stored result for `key` (the newest one), or None (a miss). A missing or
         corrupted image file (its SHA-256 doesn't match) is a miss, with a one-line
         warning (`StoreWarning`) naming the file.
 
         One query, then each file read and hashed once; its bytes stay in memory, since a
-        replay is shown at once."""
+        replay is shown at once, unless `keep_bytes=False` (a sweep's run: its images are
+        read again when asked)."""
         rows = self._rows(index.NEWEST_OF_KEY, key)
         try:
-            return self._run(rows, preview_max_px=preview_max_px, replayed=True, load=True)
+            result = self._run(
+                rows, preview_max_px=preview_max_px, replayed=True, load=True, keep=keep_bytes
+            )
+            if result is not None and not keep_bytes:
+                self._hold(rows[0][0], result)
+            return result
         except StoredImageError as exc:
             self._lost(exc, run_id=rows[0][0])
             return None
@@ -304,10 +341,12 @@ class Store:
         preview_max_px: int,
         replayed: bool,
         load: bool = False,
+        keep: bool = True,
     ) -> ImageResult | None:
         """The result of `rows` (one run's, with its images); None if there are none, or
         (with a warning) they are damaged. Its images read their files now with `load`
-        (a `StoredImageError` if one has gone or changed), else only when asked."""
+        (a `StoredImageError` if one has gone or changed), and keep the bytes unless not
+        `keep`; else they read them only when asked."""
         if not rows:
             return None
         try:
@@ -316,7 +355,7 @@ class Store:
             self._damaged(rows[0][0], exc)
             return None
         if load:  # a replay is shown at once: read (and check) every file once, now
-            images = [_read(image) for image in images]
+            images = [_read(image) if keep else _checked(image) for image in images]
         try:
             result = _result(
                 rows[0], images, replayed=replayed, preview_max_px=preview_max_px, lineage=self
@@ -511,6 +550,13 @@ def _read(image: StoredImage) -> StoredImage:
     return StoredImage(
         data, image.format, *size, image.revised_prompt, path=image.path, sha256=image.sha256
     )
+
+
+def _checked(image: StoredImage) -> StoredImage:
+    """`image`, its file read and checked now, its bytes not kept."""
+    assert image.path is not None and image.sha256 is not None
+    read_image(image.path, image.sha256)
+    return image
 
 
 def _result(

@@ -24,7 +24,6 @@ from ..wording import plural
 from .base import NullView, ProgressView
 
 if TYPE_CHECKING:
-    from ..engine.generation import Generation
     from ..results.image_sweep import ImageSweep
     from .sweep_progress import SweepView
 
@@ -129,12 +128,11 @@ def sweep_view(
     sweep: ImageSweep,
     progress: str,
     shell: Any,
-    generations: list[Generation] | None = None,
+    images: int = 0,
     on_cancel: Callable[[], object] | None = None,
 ) -> SweepView:
-    """The view of `sweep`: its heading counts the runs (and the images of `generations`),
-    each line names a run by its label and prompt."""
-    images = sum(run.request.n for run in generations or [])
+    """The view of `sweep`: its heading counts the runs (and the `images` they make), each
+    line names a run by its label and prompt."""
     heading = f"sweep · {plural(len(sweep.runs), 'run')}"
     heading += f" · {plural(images, 'image')}" if images else ""
     labels = [f"{r.label} · {r.prompt[:40]}" for r in sweep.runs]

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.jobs import jobs
 from ..engine.lifecycle import Delivery, deliver, describe_failure
-from ..engine.sweeps import run_sweep_blocking
+from ..engine.sweeps import SweepFeed, run_sweep_blocking
 from ..engine.wait import UNWIND_SECONDS, run_blocking
 from ..errors import GenerationCancelled, IncompleteResultError, RunInterrupted
 from ..events import StreamEvent
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from IPython.display import DisplayHandle
 
     from ..engine.generation import Generation
+    from ..engine.sweeps import SweepPlan
     from ..results.image_sweep import ImageSweep
     from .base import ProgressView
     from .sweep_progress import SweepView
@@ -88,7 +89,7 @@ def start_in_cell(run: Generation, shell: Any, progress: str, effects: Effects =
 
 def start_sweep_in_cell(
     sweep: ImageSweep,
-    generations: list[Generation],
+    plan: SweepPlan,
     shell: Any,
     progress: str,
     effects: Effects = (),
@@ -97,23 +98,24 @@ def start_sweep_in_cell(
     the labelled grid in the slot below it; the sweep at once, as its handle (`status`,
     `cancel()`, `wait()`, `result()`), its runs filling in. On Colab: in the foreground."""
     if on_colab():
-        return _sweep_in_foreground(sweep, generations, shell, progress, effects)
+        return _sweep_in_foreground(sweep, plan, shell, progress, effects)
     live = can_update_later(shell)
     on_cancel = sweep.cancel if live else None
-    view = sweep_view(sweep, progress, shell, generations, on_cancel=on_cancel)
-    place, slot = _places(shell, f"⏳ sweep · {plural(len(generations), 'run')} · starting")
-    end = _SweepEnd(sweep, generations, view, slot, effects)
+    view = sweep_view(sweep, progress, shell, plan.images, on_cancel=on_cancel)
+    place, slot = _places(shell, f"⏳ sweep · {plural(len(sweep), 'run')} · starting")
+    end = _SweepEnd(sweep, view, slot, effects)
+    scope = _scope(shell, _Once(lambda: view.start(place)))  # the cell's, read here, once
+
+    def prepare(index: int, run: Generation) -> None:  # as each run starts
+        run.scope = scope
+        run.watch(_SweepRunWatcher(index, view))
+        jobs().add(run)
+
+    feed = SweepFeed(sweep, plan, prepare=prepare, ended=end.run_ended)
     if not live:
         end.held = held_runs(shell)
         end.held.hold(sweep.cancel, end.delivered.wait)
-    started = _Once(lambda: view.start(place))
-    for index, run in enumerate(generations):
-        sweep.runs[index].run = run
-        run.scope = _scope(shell, started)
-        run.watch(_SweepRunWatcher(index, view, end))
-    for run in generations:
-        run.start(after=CELL_GRACE)
-        jobs().add(run)
+    feed.start(after=CELL_GRACE)
     return sweep
 
 
@@ -133,16 +135,14 @@ def _in_foreground(run: Generation, shell: Any, progress: str, effects: Effects)
 
 
 def _sweep_in_foreground(
-    sweep: ImageSweep, generations: list[Generation], shell: Any, progress: str, effects: Effects
+    sweep: ImageSweep, plan: SweepPlan, shell: Any, progress: str, effects: Effects
 ) -> ImageSweep:
     """A background sweep where nothing from another thread would show (Colab): as
     `_in_foreground`, for every run; the sweep, done."""
     print(ON_COLAB, file=sys.stderr)
-    for run in generations:
-        jobs().add(run)
     show = _show_in(None)
     try:
-        run_sweep_blocking(sweep, generations, sweep_view(sweep, progress, shell, generations))
+        run_sweep_blocking(sweep, plan, sweep_view(sweep, progress, shell, plan.images))
     except RunInterrupted as exc:  # the runs that finished were billed: kept and shown
         kept = sweep if sweep.results else None
         deliver(kept, Delivery(show=show, effects=effects, note=_note), failure=exc)
@@ -279,24 +279,24 @@ class _Once:
 
 
 class _SweepEnd:
-    """Counts the sweep's runs as they end; after the last, the sweep's lifecycle: the
-    grid in the slot, then the side effects, then the summary or the failure line."""
+    """Counts the sweep's runs as they end (each settled by the sweep's feed); after the
+    last, the sweep's lifecycle: the grid in the slot, then the side effects, then the
+    summary or the failure line."""
 
-    def __init__(self, sweep: ImageSweep, runs: list[Generation], view: SweepView,
-                 slot: DisplayHandle | None, effects: Effects) -> None:  # fmt: skip
-        self._sweep, self._runs, self._view, self._slot = sweep, runs, view, slot
+    def __init__(self, sweep: ImageSweep, view: SweepView, slot: DisplayHandle | None,
+                 effects: Effects) -> None:  # fmt: skip
+        self._sweep, self._view, self._slot = sweep, view, slot
         self._effects = effects
-        self._left = len(runs)
+        self._left = len(sweep)
         self.held: HeldRuns | None = None
         self.delivered = threading.Event()  # set once the sweep's lifecycle has run
 
     def run_ended(self, index: int) -> None:  # on the engine's thread: no lock needed
-        from ..engine.sweeps import settle_run, short_error
+        from ..engine.sweeps import short_error
 
-        run = self._runs[index]
-        settle_run(self._sweep.runs[index], run)
-        error = short_error(self._sweep.runs[index].error)
-        self._view.run_ended(index, run.status, error, elapsed=run.elapsed)
+        ended = self._sweep.runs[index]
+        error = short_error(ended.error)
+        self._view.run_ended(index, ended.status, error, elapsed=ended.ran_for)
         self._left -= 1
         if self._left:
             return
@@ -316,8 +316,8 @@ class _SweepEnd:
 
 
 class _SweepRunWatcher:
-    def __init__(self, index: int, view: SweepView, end: _SweepEnd) -> None:
-        self._index, self._view, self._end = index, view, end
+    def __init__(self, index: int, view: SweepView) -> None:
+        self._index, self._view = index, view
 
     def event(self, event: StreamEvent) -> None:
         self._view.update(self._index, event)
@@ -326,7 +326,7 @@ class _SweepRunWatcher:
         self._view.tick(elapsed)
 
     def ended(self, run: Generation) -> None:
-        self._end.run_ended(self._index)
+        pass  # the sweep's feed settles it, then tells `_SweepEnd`
 
 
 # -- a cell that waits for its runs (headless) ------------------------------------------------
