@@ -369,6 +369,10 @@ def make_images(params: EditParams, fault: Fault | None) -> list[tuple[bytes, st
             images.append((pictures.NOT_AN_IMAGE, "png"))
         elif kind == "bomb":
             images.append((pictures.bomb_png(), "png"))
+        elif kind == "noise":
+            width, height = params.output_size
+            noisy = pictures.noise(params.prompt, None, index, width, height)
+            images.append((pictures.encode(noisy, "png"), "png"))
         else:
             data = pictures.encode(render_edit(params, index), "png")
             spoiled = kind == "truncated_png" or (kind == "one_corrupt" and index == count - 1)

@@ -6,7 +6,10 @@ A spec is a short string, set on the server or per request:
 - ``html:CODE`` / ``text:CODE``: answer CODE with an HTML / plain-text page, like a proxy;
 - stream faults: ``error_frame``, ``drop``, ``cut``, ``stall``, ``malformed``;
 - image faults: ``not_image``, ``truncated_png``, ``one_corrupt`` (the last of n images is
-  a truncated PNG), ``bomb``, ``fewer``.
+  a truncated PNG), ``bomb``, ``fewer``;
+- ``noise``: nothing fails, but every picture is random noise, which no encoder shrinks:
+  files as big as real photographs (a 256x256 PNG is ~197 KB), for measuring memory and
+  the size of saved notebooks.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 from . import numbers
 
 STREAM_FAULTS = frozenset({"error_frame", "drop", "cut", "stall", "malformed"})
-IMAGE_FAULTS = frozenset({"not_image", "truncated_png", "one_corrupt", "bomb", "fewer"})
+IMAGE_FAULTS = frozenset({"not_image", "truncated_png", "one_corrupt", "bomb", "fewer", "noise"})
 PAGE_FAULTS = frozenset({"status", "html", "text"})
 
 # status -> (error code, message) as the error table of docs/protocol.md gives them.

@@ -37,6 +37,10 @@ def make_images(params: ImageParams, fault: Fault | None) -> list[tuple[bytes, s
             images.append((pictures.NOT_AN_IMAGE, params.output_format))
         elif kind == "bomb":
             images.append((pictures.bomb_png(), "png"))
+        elif kind == "noise":
+            img = pictures.noise(params.prompt, params.seed, index, params.width, params.height)
+            data = pictures.encode(img, params.output_format, params.output_compression)
+            images.append((data, params.output_format))
         else:
             img = pictures.render(
                 params.prompt,

@@ -109,6 +109,15 @@ def render(
     return img
 
 
+def noise(prompt: str, seed: int | None, index: int, width: int, height: int) -> Image.Image:
+    """Picture INDEX of a request as RGB noise (the ``noise`` fault): the same request, the
+    same bytes, and a file as big as the pixels (no encoder shrinks noise)."""
+    from PIL import Image
+
+    pixels = _rng("noise", prompt, seed, index).randbytes(width * height * 3)
+    return Image.frombytes("RGB", (width, height), pixels)
+
+
 def _caption(draw: object, prompt: str, width: int, height: int, transparent: bool) -> None:
     from PIL import ImageDraw, ImageFont
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ..engine.generation import Generation
 
 _ENDED = ("failed", "cancelled")
+TEXT_RUNS = 50  # runs the text fallback lists
 
 
 @dataclass(eq=False, repr=False)
@@ -453,7 +454,11 @@ class ImageSweep(Sequence[SweepRun]):
         return " · ".join(parts)
 
     def __repr__(self) -> str:
-        text = [f"<ImageSweep {self.summary()}>", *text_table(self._runs, self.swept)]
+        """The summary, then a line per run (the first `TEXT_RUNS`; `table()` has all)."""
+        text = [f"<ImageSweep {self.summary()}>"]
+        text += text_table(self._runs[:TEXT_RUNS], self.swept)
+        if len(self) > TEXT_RUNS:
+            text.append(f"  … and {len(self) - TEXT_RUNS:,} more runs (.table() lists every one)")
         return "\n".join(text)
 
     def _repr_mimebundle_(

@@ -3,7 +3,13 @@ the grid the notebook shows, drawn with Pillow. A row per prompt and a column pe
 combination of the swept values (sweep_grid.py's layout), their labels on the left and
 on top in Pillow's default font (no font is fetched), and each run's images in a tile of
 at most `tile` pixels. A failed or cancelled run is a tile marked in red, with its short
-error; a run still going is a grey tile with its status."""
+error; a run still going is a grey tile with its status.
+
+A large sweep (more images than the notebook's grid shows, `sweep_grid.GRID_TILES`) is a
+contact sheet instead, as the notebook pages it: its runs in order, row after row of a
+square-ish sheet, each tile captioned with its label, the tiles shrunk (to 32 px at
+least) so that the sheet holds at most `SHEET_PIXELS`: a 1,000-run sweep is a picture of
+a few megapixels, not a strip 250,000 pixels wide."""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..redact import one_line
 from .run_labels import short_error
-from .sweep_grid import grid_layout
+from .sweep_grid import GRID_TILES, grid_layout, tile_count
 
 if TYPE_CHECKING:
     from .image_sweep import ImageSweep, SweepRun
@@ -29,6 +35,7 @@ TEXT = (33, 33, 33)
 GAP = 6
 FONT_PX = 13
 LABEL_LINES = 4  # a header longer than this many lines ends in "..."
+SHEET_PIXELS = 8_000_000  # a large sweep's contact sheet: at most ~24 MB of RGB
 
 
 def grid_image(sweep: ImageSweep, *, tile: int = TILE_PX, with_prompt: bool = True) -> Image.Image:
@@ -37,6 +44,8 @@ def grid_image(sweep: ImageSweep, *, tile: int = TILE_PX, with_prompt: bool = Tr
     if tile < 32:
         raise ValueError(f"tile must be at least 32 pixels, not {tile}")
     font = ImageFont.load_default(FONT_PX)
+    if tile_count(sweep) > GRID_TILES:
+        return _sheet(sweep, _fitted_tile(sweep, tile), with_prompt, font)
     layout = grid_layout(sweep)
     tile = _fitted_tile(sweep, tile)
     line_px = FONT_PX + 4
@@ -72,6 +81,38 @@ def _fitted_tile(sweep: ImageSweep, tile: int) -> int:
         for image in result._images
     ]
     return min(tile, max(128, *sides)) if sides else tile
+
+
+def _sheet(
+    sweep: ImageSweep,
+    tile: int,
+    with_prompt: bool,
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+) -> Image.Image:
+    """A large sweep as a contact sheet: a tile a run, in order, captioned."""
+    runs = sweep.runs
+    across = math.ceil(math.sqrt(len(runs)))
+    down = math.ceil(len(runs) / across)
+    line_px = FONT_PX + 4
+    while tile > 32 and (GAP + across * (tile + GAP)) * (GAP + down * (tile + line_px + GAP)) > (
+        SHEET_PIXELS
+    ):
+        tile = max(32, tile * 3 // 4)
+    width = GAP + across * (tile + GAP)
+    height = GAP + down * (tile + line_px + GAP)
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    prompts = list(dict.fromkeys(run.prompt for run in runs))
+    for k, run in enumerate(runs):
+        x = GAP + (k % across) * (tile + GAP)
+        y = GAP + (k // across) * (tile + line_px + GAP)
+        _draw_cell(canvas, draw, [run], (x, y), tile, font)
+        caption = run.label
+        if len(prompts) > 1 and not sweep.by_row:
+            which = run.prompt if with_prompt else f"prompt {prompts.index(run.prompt) + 1}"
+            caption = f"{which} · {caption}" if caption else which
+        _text(draw, (x, y + tile + 1), caption or str(k + 1), tile, 1, font, TEXT)
+    return canvas
 
 
 def _hidden_label(sweep: ImageSweep, row: str, index: int) -> str:
