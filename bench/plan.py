@@ -30,6 +30,12 @@ class Plan:
     latency_reps: int = 3  # benchmark 8: each sweep takes >= 4 s
     sweep_memory_runs: tuple[int, int] = (10, 100)  # benchmark 9: the small and big sweep
     sweep_memory_size: str = "1024x1024"
+    flat_memory_runs: tuple[int, int] = (100, 1000)  # benchmark 9b: noise, concurrency 8
+    flat_memory_size: str = "256x256"
+    notebook_runs: int = 1000  # benchmark 14: the sweep of an executed, saved notebook
+    notebook_size: str = "256x256"
+    dry_runs: tuple[int, int] = (100, 10_000)  # benchmark 15: a sweep's --dry-run
+    dry_reps: int = 5
     replay_n: int = 10  # benchmark 10: a stored cell of this many images
     replay_size: str = "1024x1024"
     store_n: int = 4  # benchmark 11: a cell with the store on vs off
@@ -64,6 +70,12 @@ class Plan:
             latency_reps=1,
             sweep_memory_runs=(1, 2),
             sweep_memory_size="256x256",
+            flat_memory_runs=(2, 4),
+            flat_memory_size="64x64",
+            notebook_runs=4,
+            notebook_size="64x64",
+            dry_runs=(2, 20),
+            dry_reps=1,
             replay_n=1,
             replay_size="256x256",
             store_n=1,

@@ -18,6 +18,11 @@
     `edit_memory.py`
 13. openai: one n=4 1024x1024 generation through `mm.generate` (and `mm.Client`) against
     the `openai` SDK (and the `meshapi` SDK, a bare httpx stream);            `sdks.py`
+14. sweep_notebook: the saved notebook of a 1,000-image sweep (nbclient) against 5 MB;
+    `sweep_notebook.py`
+15. dry_run: `--dry-run` of a 10,000-run sweep against 1 s and a 100-run one;
+    `sweep_notebook.py`
+(9b, in sweep_memory: the peak RSS of a 1,000-run sweep of noise against a 100-run one.)
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from . import (
     sdks,
     store,
     sweep_memory,
+    sweep_notebook,
     sweeps,
 )
 from .payload import sse_stream
@@ -61,6 +67,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "store": store.run_cost,
     "edit_memory": edit_memory.run,
     "openai": sdks.run,
+    "sweep_notebook": sweep_notebook.run_notebook,
+    "dry_run": sweep_notebook.run_dry_run,
 }
 
 

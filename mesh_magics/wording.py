@@ -4,5 +4,5 @@ from __future__ import annotations
 
 
 def plural(n: int, word: str) -> str:
-    """`1 image`, `3 images`, `1 run`: a count and its noun, as every line says it."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    """`1 image`, `3 images`, `10,000 runs`: a count and its noun, as every line says it."""
+    return f"{n} {word}" if n == 1 else f"{n:,} {word}s"

@@ -100,7 +100,7 @@ class SweepFeed:
         ended: Callable[[int], object] | None = None,
     ) -> None:
         self._sweep = sweep
-        self._plan = plan
+        self._plan: SweepPlan | None = plan  # each let go once every run has ended
         self._prepare = prepare
         self._ended = ended
         self._lock = threading.Lock()  # runs start on the caller's thread and the engine's
@@ -114,9 +114,10 @@ class SweepFeed:
 
     def start(self, *, after: float = 0.0) -> SweepFeed:
         """Start the first runs (`after` seconds of grace first, as `Generation.start`)."""
+        window = self._plan.window if self._plan is not None else 0
         if not self._left:
             self._finish()
-        for _ in range(self._plan.window):
+        for _ in range(window):
             if not self._start_next(after):
                 break
         return self
@@ -152,14 +153,15 @@ class SweepFeed:
     def _start_next(self, after: float = 0.0) -> bool:
         """Make and start the next run; False when there is none to start."""
         with self._lock:
-            if self._cancelled or self._next >= len(self._sweep):
+            plan = self._plan
+            if self._cancelled or self._next >= len(self._sweep) or plan is None:
                 return False
             index = self._next
             self._next += 1
         try:
-            run = self._plan.make(index)
-            if self._plan.note is not None:
-                run.note = self._plan.note
+            run = plan.make(index)
+            if plan.note is not None:
+                run.note = plan.note
             if self._prepare is not None:
                 self._prepare(index, run)
             run.watch(_Settles(self, index))
@@ -201,17 +203,23 @@ class SweepFeed:
             last = self._left == 0
         if last:
             self._finish()  # before `ended` hears of the last run: the sweep is done then
-        if self._ended is not None:
+        ended = self._ended
+        if ended is not None:
             try:
-                self._ended(index)
+                ended(index)
             except Exception:  # a display failing must not stop the sweep
                 log.exception("mesh_magics: showing the end of a sweep's run failed")
-        if not last:
+        if last:  # the sweep keeps its runs; what ran them (views, pool) can go
+            self._prepare = self._ended = None
+        else:
             self._start_next()
 
     def _finish(self) -> None:
+        with self._lock:
+            plan, self._plan = self._plan, None
         try:
-            self._plan.finish()
+            if plan is not None:
+                plan.finish()
         finally:
             if not self.future.done():
                 self.future.set_result(None)

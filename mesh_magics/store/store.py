@@ -204,18 +204,26 @@ class Store:
             total,
             inputs,
         )
-        with self._lock, index.writing(self._db) as db:
-            for file in files.values():  # evicted by another process since it was written?
-                if not has_image(file.path, len(file.data)):
-                    write_image(file.path, file.data)
-            run_id = db.execute(index.INSERT_RUN, run).lastrowid
-            db.executemany(index.INSERT_IMAGE, ([run_id, *row] for row in rows))
-            self._evict(db)
+        run_id = None
+        try:
+            with self._lock, index.writing(self._db) as db:
+                for file in files.values():  # evicted by another process since written?
+                    if not has_image(file.path, len(file.data)):
+                        write_image(file.path, file.data)
+                run_id = db.execute(index.INSERT_RUN, run).lastrowid
+                db.executemany(index.INSERT_IMAGE, ([run_id, *row] for row in rows))
+                if not keep_bytes and run_id is not None:  # its images will be read from
+                    self._held[run_id] = result  # here: under the lock, before any eviction
+                self._evict(db)
+        except BaseException:
+            if run_id is not None:  # rolled back: the id may be another run's next
+                with self._lock:
+                    self._held.pop(run_id, None)
+            raise
         if run_id is not None:
             result.stored = StoredRun(self, run_id)
             if not keep_bytes:
                 result.rest_on(lazy)
-                self._hold(run_id, result)
 
     def _hold(self, run_id: int, result: ImageResult) -> None:
         """Keep run `run_id` from eviction while `result`, which reads its files, lives."""
@@ -224,7 +232,8 @@ class Store:
 
     def _evict(self, db: sqlite3.Connection) -> None:
         """While the store holds more than `max_bytes`, delete the oldest runs (a run whose
-        time is damaged counts as oldest), then the files no run uses any more. Inside the
+        time is damaged counts as oldest), then the files no run uses any more; never a
+        run a live result of this process reads its images from (`_held`). Inside the
         writer's transaction: no other process can store a run that uses a file between
         the check and the delete."""
         (total,) = db.execute("SELECT COALESCE(SUM(total_bytes), 0) FROM runs").fetchone()
