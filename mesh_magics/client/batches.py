@@ -449,22 +449,22 @@ def run_with_client(
     return call(with_client(), doing)
 
 
-def plan_text(sweep: ImageSweep, generations: list[Generation], *, shown: int = 3) -> str:
-    """What a dry run of a batch says: where it would go and its first lines."""
+def plan_text(sweep: ImageSweep, first: list[Generation], images: int) -> str:
+    """What a dry run of a batch says: where it would go and its first lines (`first`:
+    the first runs, made; `images`: every run's)."""
     from ..http.batches import jsonl
     from ..redact import display_url
 
-    target = display_url(generations[0].settings.base_url)
-    images = sum(run.request.n for run in generations)
+    target = display_url(first[0].settings.base_url)
     head = (
-        f"dry run, nothing sent: a batch of {plural(len(generations), 'run')}, "
+        f"dry run, nothing sent: a batch of {plural(len(sweep), 'run')}, "
         f"{plural(images, 'image')}, to {target}/v1/files then /v1/batches; its JSONL:"
     )
-    first = [(custom_id(i), body_of(run)) for i, run in enumerate(generations[:shown])]
-    lines = jsonl(first).decode().splitlines()
-    if len(generations) > shown:
-        lines.append(f"… and {len(generations) - shown:,} more")
-    return "\n".join([head, *(one_line(line, 400) for line in lines)])
+    lines = jsonl([(custom_id(i), body_of(run)) for i, run in enumerate(first)])
+    shown = lines.decode().splitlines()
+    if len(sweep) > len(first):
+        shown.append(f"… and {len(sweep) - len(first):,} more")
+    return "\n".join([head, *(one_line(line, 400) for line in shown)])
 
 
 def _number(value: Any) -> float | None:

@@ -204,7 +204,7 @@ def _batch(
         if given:
             raise OptionError(f"--batch and {flag} do not go together: {instead}")
     with notes_to(place.note):
-        sweep, generations = prepare_sweep(
+        sweep, planned = prepare_sweep(
             options.prompt_list,
             options.fields,
             options.sweep,
@@ -217,12 +217,12 @@ def _batch(
             inputs=inputs,
             rows=options.rows,
         )
-    images = sum(run.request.n for run in generations)
-    check_image_count(images, len(generations), place.config, allow=options.yes)
+    check_image_count(planned.images, len(sweep), place.config, allow=options.yes)
     if options.dry_run:
-        place.show(Plan(plan_text(sweep, generations)))
+        first = planned.made(min(BATCH_LINES_SHOWN, len(sweep)))
+        place.show(Plan(plan_text(sweep, first, planned.images)))
         return None
-    batch = open_batch(sweep, generations, note=place.note)
+    batch = open_batch(sweep, planned.made(len(sweep)), note=place.note)
     deliver(batch, _delivery(options, place), returns=True)
     return batch
 
@@ -276,6 +276,7 @@ def dry_run_text(run: Generation) -> str:
 
 
 DRY_RUN_RUNS = 10  # runs a sweep's dry run lists; the rest are counted
+BATCH_LINES_SHOWN = 3  # the lines of its JSONL a batch's dry run shows
 
 
 def sweep_dry_run_text(sweep: ImageSweep, planned: SweepPlan) -> str:

@@ -198,10 +198,10 @@ class _Client:
     ) -> ImageBatch:
         from .batches import open_batch
 
-        made, generations, _ = self._sweep(
+        made, planned, _ = self._sweep(
             prompts, fields, params, {**call, "replay": False}, yes=yes, stream=False
         )
-        return open_batch(made, generations, note=warn_caller, metadata=metadata)
+        return open_batch(made, planned.made(len(made)), note=warn_caller, metadata=metadata)
 
     # -- the pool ------------------------------------------------------------------------
 

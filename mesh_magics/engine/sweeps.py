@@ -80,6 +80,11 @@ class SweepPlan:
     finish: Callable[[], object] = _nothing  # once every run has ended: the pool closes
     note: Callable[[str], object] | None = None  # how a run's warning is said (else warned)
 
+    def made(self, count: int) -> list[Generation]:
+        """The first `count` runs' `Generation`s, made now: a batch sends every request at
+        once (a batch's dry run shows the first few)."""
+        return [self.make(index) for index in range(count)]
+
 
 class SweepFeed:
     """Runs a sweep's plan: starts its runs in order, at most `plan.window` started and
