@@ -505,6 +505,28 @@ def test_a_kernel_without_widgets_gets_one_text_output_updated_about_once_a_seco
     assert outputs[3].data == {"text/plain": "✓ 2 runs · 2 images · 2.0 s"}
 
 
+def test_the_view_of_1000_runs_lists_the_running_the_failed_and_the_latest_and_counts_the_rest(
+    shell: InteractiveShell,
+) -> None:
+    clock = Clock()
+    view = DisplayTextSweepView("sweep · 1,000 runs", [f"seed {i}" for i in range(1000)])
+    view._clock = clock
+    with capture_output() as captured:
+        view.start()
+        for index in range(100):
+            view.update(index, StatusChanged("processing"))
+        for index in range(92):
+            view.run_ended(index, "failed" if index == 3 else "done", "boom" * (index == 3))
+        clock.now += 1.0
+        view.tick(1.0)
+    lines = captured.outputs[-1].data["text/plain"].splitlines()
+    assert lines[0] == "⏳ sweep · 1,000 runs · 91 of 1,000 done · 1 failed · 8 running · 1 s"
+    assert len(lines) == 1 + 40 + 1  # the heading, 40 runs, the count of the others
+    listed = [line.split(" · ")[0][4:] for line in lines[1:-1]]
+    assert listed == ["seed 3", *(f"seed {i}" for i in range(61, 100))]  # failed, latest, running
+    assert lines[-1] == "  … and 960 more runs (60 done, 900 waiting)"
+
+
 def widget_tree(widget: widgets.Widget) -> Iterator[widgets.Widget]:
     yield widget
     for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):

@@ -10,13 +10,15 @@ The contract is `ProgressView`'s (views/base.py), keyed by run: `update(index, e
 Many runs report at once, and the limit on comm messages (the server's iopub rate limit)
 is per kernel, not per run: so a view redraws from its state at most every
 `min_interval` seconds (a clock, not the caller, decides), and then only what changed.
+A sweep of thousands of runs shows `LINES` of them (`shown_runs`: those running, those
+that failed, the latest to end) and counts the rest, so a redraw stays a few kilobytes.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from IPython.display import DisplayHandle
 
 MARKS = {"pending": "·", "running": "…", "done": "✓", "failed": "✗", "cancelled": "⊘"}
+LINES = 40  # runs a view lists; a bigger sweep's others are counted
 DETAIL_CHARS = 100  # a run's status or error, on its line
 LABEL_CHARS = 80
 
@@ -48,6 +51,7 @@ class SweepView(ABC):
         self.details = [""] * count  # what a run last said, or why it failed
         self._began: list[float | None] = [None] * count  # the view's elapsed then
         self._ended: list[float | None] = [None] * count
+        self._latest: deque[int] = deque(maxlen=LINES)  # the runs that ended last
         self._elapsed = 0.0
         self._clock: Callable[[], float] = time.monotonic
         self._t0: float | None = None
@@ -81,6 +85,7 @@ class SweepView(ABC):
         if elapsed is not None:
             self._began[index] = now - elapsed
         self._ended[index] = now  # a run that ended before it said anything shows no time
+        self._latest.append(index)
         self._redraw_soon()
 
     def tick(self, elapsed: float) -> None:
@@ -110,7 +115,7 @@ class SweepView(ABC):
     def totals(self) -> str:
         """`3 of 6 done · 1 failed · 2 running · 12 s`."""
         counts = Counter(self.statuses)
-        parts = [f"{counts['done']} of {len(self.labels)} done"]
+        parts = [f"{counts['done']:,} of {len(self.labels):,} done"]
         parts += [f"{counts[s]} {s}" for s in ("failed", "cancelled", "running") if counts[s]]
         return " · ".join([*parts, f"{self.elapsed:.0f} s"])
 
@@ -135,6 +140,26 @@ class SweepView(ABC):
             seconds = f"{ended - began:.1f} s"
         label = one_line(self.labels[index], LABEL_CHARS)
         return MARKS.get(status, "?"), label, said, seconds
+
+    def shown_runs(self) -> tuple[list[int], str]:
+        """The runs to list, in order, and a line for the others ("" when all are listed):
+        every run while there are at most `LINES`; else those running, those that failed,
+        then the latest to end, `LINES` in all."""
+        count = len(self.labels)
+        if count <= LINES:
+            return list(range(count)), ""
+        running = [i for i, status in enumerate(self.statuses) if status == "running"]
+        failed = [i for i, s in enumerate(self.statuses) if s in ("failed", "cancelled")]
+        chosen = dict.fromkeys(running[:LINES])
+        for index in [*reversed(failed), *reversed(self._latest)]:
+            if len(chosen) >= LINES:
+                break
+            chosen.setdefault(index)
+        shown = sorted(chosen)
+        counts = Counter(self.statuses[i] for i in range(count) if i not in chosen)
+        rest = [f"{counts[s]} {s}" for s in ("done", "failed", "cancelled", "running") if counts[s]]
+        rest += [f"{counts['pending']} waiting"] if counts["pending"] else []
+        return shown, f"… and {count - len(shown):,} more runs ({', '.join(rest)})"
 
     def run_line(self, index: int) -> str:
         mark, label, said, seconds = self.run_parts(index)

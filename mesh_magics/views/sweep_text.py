@@ -20,8 +20,10 @@ class DisplayTextSweepView(SweepView):
     """One text output, updated in place about once a second (kernels without widgets)."""
 
     def _text(self) -> str:
+        shown, others = self.shown_runs()
         lines = [f"⏳ {self.heading} · {self.totals()}"]
-        lines += [f"  {self.run_line(i)}" for i in range(len(self.labels))]
+        lines += [f"  {self.run_line(i)}" for i in shown]
+        lines += [f"  {others}"] if others else []
         return "\n".join(lines)
 
     def _show(self, place: DisplayHandle | None) -> None:

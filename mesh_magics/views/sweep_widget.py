@@ -77,12 +77,15 @@ class WidgetSweepView(SweepView):
 
     def _lines_html(self) -> str:
         cell = '<td style="padding:0 8px 0 0;text-align:left;vertical-align:top">'
+        shown, others = self.shown_runs()
         rows = "".join(
             "<tr>"
             + "".join(f"{cell}{html.escape(part)}</td>" for part in self.run_parts(i))
             + "</tr>"
-            for i in range(len(self.labels))
+            for i in shown
         )
+        if others:
+            rows += f'<tr><td colspan="4" style="opacity:0.7">{html.escape(others)}</td></tr>'
         return f'<table style="border-collapse:collapse;font-size:0.9em">{rows}</table>'
 
     def _draw(self) -> None:
