@@ -139,17 +139,31 @@ def sweep_without_store(
 ) -> tuple[float, ImageSweep]:
     """`mm.sweep(PROMPT, seed=seeds, size=size, progress="none")` with the store off (which
     `mm.sweep` takes from the settings alone): the same steps, timed as a whole."""
-    from mesh_magics.client.prepare import request_fields
-    from mesh_magics.client.sweeps import prepare_sweep
     from mesh_magics.engine.sweeps import run_sweep_blocking
     from mesh_magics.schema import check_image_count
-    from mesh_magics.settings import configured
     from mesh_magics.views import make_sweep_view
 
     started = time.perf_counter()
+    sweep, planned, config = _planned(url, seeds, size, concurrency)
+    check_image_count(planned.images, len(sweep), config, allow=True)
+    view = make_sweep_view("sweep", [run.label for run in sweep.runs], "none")
+    run_sweep_blocking(sweep, planned, view)
+    elapsed = time.perf_counter() - started
+    check_sweep(sweep, len(seeds))
+    return elapsed, sweep
+
+
+def _planned(
+    url: str, seeds: Sequence[int], size: str, concurrency: int
+) -> tuple[ImageSweep, Any, dict[str, Any]]:
+    """The sweep of `sweep_without_store`, its plan and its settings, nothing made."""
+    from mesh_magics.client.prepare import request_fields
+    from mesh_magics.client.sweeps import prepare_sweep
+    from mesh_magics.settings import configured
+
     config = {**configured(), "store": False}
     swept = {"seed": [request_fields({"seed": seed}, None)["seed"] for seed in seeds]}
-    sweep, generations = prepare_sweep(
+    sweep, planned = prepare_sweep(
         [PROMPT],
         request_fields({"size": size}, None),
         swept,
@@ -158,13 +172,7 @@ def sweep_without_store(
         concurrency=concurrency,
         progress="none",
     )
-    images = sum(run.request.n for run in generations)
-    check_image_count(images, len(generations), config, allow=True)
-    view = make_sweep_view("sweep", [run.label for run in sweep.runs], "none")
-    run_sweep_blocking(sweep, generations, view)
-    elapsed = time.perf_counter() - started
-    check_sweep(sweep, len(seeds))
-    return elapsed, sweep
+    return sweep, planned, config
 
 
 def check_sweep(sweep: ImageSweep, runs: int) -> None:
@@ -252,12 +260,12 @@ def measure_overhead(
 ) -> dict[str, float]:
     seeds = list(range(runs))
     with ServerProcess(latency=0) as server:
-        _, first = sweep_without_store(server.url, seeds, size, concurrency)
-        requests = [run.run.request for run in first if run.run is not None]
-        settings = next(run.run.settings for run in first if run.run is not None)
+        sweep_without_store(server.url, seeds, size, concurrency)  # runs, or fails here
+        _, planned, _ = _planned(server.url, seeds, size, concurrency)
+        requests = [run.request for run in planned.made(runs)]  # the sweep's, as made
+        settings = planned.settings
         bodies = [request.body for request in requests]
         tls = ssl.create_default_context()  # made once: a new one is ~20 ms a client
-        del first
 
         def sweep() -> float:
             server.reset_counts()
