@@ -44,16 +44,22 @@ def drawn(server: LocalServer, body: dict[str, Any]) -> bytes:
     return base64.b64decode(entry["b64_json"])
 
 
+MACHINERY = ("httpx", "httpcore", "h11", "ssl", "socket", "asyncio", "concurrent", "sqlite3")
+
+
 def held_bytes(root: object) -> list[int]:
     """The sizes of the byte strings of 1 KiB or more that `root` keeps alive (reachable
-    through its references; a function's through its closure, not its module), largest
-    first: what of any image it holds."""
+    through its references; a function's through its closure, not its module; not into
+    the connection machinery of a pool it may reach, whose buffers hold no image),
+    largest first: what of any image it holds."""
     seen: set[int] = set()
     sizes: list[int] = []
     todo = [root]
     while todo:
         item = todo.pop()
         if id(item) in seen or isinstance(item, type | types.ModuleType):
+            continue
+        if type(item).__module__.split(".")[0] in MACHINERY:
             continue
         seen.add(id(item))
         if isinstance(item, bytes | bytearray | memoryview):

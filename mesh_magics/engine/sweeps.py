@@ -141,9 +141,14 @@ class SweepFeed:
             if self.done():
                 return False
             self._cancelled = True
-            live = list(self._live.values())
             unstarted = list(range(self._next, len(self._sweep)))
             self._next = len(self._sweep)
+            # Made but not started (an interrupt between the two): it ends as one not made.
+            pending = [i for i, run in self._live.items() if run.status == "pending"]
+            for index in pending:
+                del self._live[index]
+            unstarted += pending
+            live = list(self._live.values())
         for run in live:
             run.cancel()
         if unstarted:
