@@ -7,8 +7,14 @@ How a sweep shows: one HTML table, a row per prompt and a column per combination
 swept values, with row and column headers. Each cell holds its run's images as data-URI
 tiles (JPEG, PNG when transparent) at twice a 256 px display size, each image once, as
 display.py does for a grid; a failed run shows its short error in its place. Beside it,
-`text/plain` is the text table (the repr), which is what a viewer that drops HTML shows.
-So a saved notebook carries each image once, at tile size.
+`text/plain` is the text table (the repr, its first `TEXT_RUNS` runs), which is what a
+viewer that drops HTML shows. So a saved notebook carries each image once, at tile size.
+A sweep of more than 48 images shows as pages of small thumbnails instead (sweep_grid.py).
+
+Memory: a sweep's results, once the store has written them, read their images from it
+when asked (`ImageResult.in_memory` is False) and keep only thumbnails they showed. With
+the store off, or where writing a run failed, a result keeps its images' bytes: nothing
+else holds them.
 
 Billed images are never thrown away: a sweep with failed runs is still a sweep, and
 `SweepError` (raised by whoever ran it, after showing it) carries it as `.sweep`.

@@ -11,7 +11,7 @@ its label (a failed run: its short error). No script: a saved notebook, nbconver
 and GitHub show the same pages. The thumbnails shrink as the sweep grows (`thumb_px`: the
 grid holds about `GRID_PIXELS` pixels, 80 px a side for 1,000 images, never under
 `THUMB_MIN_PX`), so a saved 1,000-image sweep of noise, the worst case for JPEG, is about
-3.5 MB (bench/, row 14) and shows every run. Thumbnails, not pages left empty: what a
+3.9 MB (bench/, row 14) and shows every run. Thumbnails, not pages left empty: what a
 notebook is for is seeing the runs; the images at full size are in the store, and
 `save()` and `report()` write them.
 """
