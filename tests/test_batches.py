@@ -61,6 +61,7 @@ def test_mm_batch_gives_the_sweep_of_the_same_runs_with_its_images_stored(
         assert run.status == "done"
         assert run.result.sizes == [(256, 256)]
         assert run.result.request["seed"] == run.params["seed"]
+        assert not run.result.in_memory  # stored, so it reads its images from the store
     assert batch.status == "completed" and batch.done()
     # One upload and one batch; nothing went the way of a sweep.
     assert len(posts(server, FILES)) == 1 and len(posts(server, BATCHES)) == 1

@@ -191,7 +191,10 @@ class ImageBatch:
         store = self._store
         if store is None:
             return False
-        found = [store.get(run.store_key, preview_max_px=run.preview_max_px) for run in self._runs]
+        found = [
+            store.get(run.store_key, preview_max_px=run.preview_max_px, keep_bytes=False)
+            for run in self._runs
+        ]
         if any(result is None for result in found):
             return False  # evicted since: read the files again
         for sweep_run, result in zip(self._sweep.runs, found, strict=True):
@@ -261,7 +264,8 @@ class ImageBatch:
             lineage=run.store,
         )
         if run.store is not None:  # billed images are kept before anything shows them
-            run.store.put(result, api_host=run.api_host, cell=run.cell)
+            # Once on disk, the result reads its images from the store (flat memory).
+            run.store.put(result, api_host=run.api_host, cell=run.cell, keep_bytes=False)
         session_usage().record(result, run.api_host, replayed=False)  # %mesh usage counts it
         return result
 
