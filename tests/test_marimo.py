@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ import pytest
 import mesh_magics
 from mesh_magics import settings, views
 from mesh_magics.local import LocalServer
+
+from .support import generations
 
 ROOT = Path(__file__).resolve().parents[1]
 TOUR = ROOT / "notebooks" / "tour_marimo.py"
@@ -135,6 +138,28 @@ def test_replay_is_on_in_marimo_and_said_once(
     assert notes == [settings.MARIMO_REPLAY_NOTE]  # once
     monkeypatch.setenv("MESHAPI_REPLAY", "0")
     assert settings.replay_by_default({}) is False  # turned off on purpose
+
+
+def test_every_run_of_a_sweep_replays_in_marimo_also_those_started_on_the_engine(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    """marimo knows its cell on the cell's thread only, and a sweep starts its later runs
+    on the engine's thread: the replay default is the cell's, for every run."""
+    monkeypatch.delenv("MESHAPI_REPLAY", raising=False)
+    cell_thread = threading.get_ident()
+    monkeypatch.setattr(settings, "in_marimo", lambda: threading.get_ident() == cell_thread)
+
+    def sweep() -> mesh_magics.ImageSweep:  # a window of 2: runs 3 to 6 start on the engine
+        return mesh_magics.sweep(
+            "A marten", seed=list(range(1, 7)), size="256x256", concurrency=1,
+            base_url=server.url, progress="none", replay=None,
+        )  # fmt: skip
+
+    sweep()
+    sent = [r.body["seed"] for r in generations(server)]
+    again = sweep()
+    assert [r.body["seed"] for r in generations(server)] == sent  # nothing sent again
+    assert all(run.result is not None and run.result.replayed for run in again)
 
 
 def test_progress_in_marimo_is_marimo_s_own(monkeypatch: pytest.MonkeyPatch) -> None:

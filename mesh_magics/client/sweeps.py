@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import OptionError, warn_caller
 from ..schema import SETTINGS, SWEEPABLE, check, check_image_count
-from ..settings import client_settings, configured
+from ..settings import client_settings, configured, replay_by_default
 from ..tables import check_rows, columns_of, is_table
 from ..views import sweep_view
 from .prepare import (
@@ -69,12 +69,14 @@ def prepare_sweep(
     from ..schema import SWEEPABLE
 
     config = configured() if config is None else config
+    if replay is None:  # here, on the caller's thread: marimo's context is per thread, and
+        replay = replay_by_default(config)  # later runs are made on the engine's
     limit = concurrency or config["concurrency"]
     by_row = rows is not None
     swept_names = columns_of(rows) if rows is not None else [n for n in SWEEPABLE if n in swept]
     checked = _RunChecks(fields, inputs, config, as_flags=cell is not None, by_row=by_row)
 
-    def plan_for(runs: list[SweepRun], replay: bool | None) -> SweepPlan:
+    def plan_for(runs: list[SweepRun], replay: bool) -> SweepPlan:
         from ..engine.sweeps import SweepPlan, in_flight_limit
         from ..http.client import SharedClient
         from ..store import open_store
