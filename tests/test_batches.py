@@ -166,6 +166,7 @@ def test_a_dry_run_shows_the_jsonl_and_sends_nothing(
         ("--batch --bg", "--batch and --bg do not go together"),
         ("--batch --save out", "--batch and --save do not go together"),
         ("--batch --replay", "--batch and --replay do not go together"),
+        ("--batch --fresh", "--batch and --fresh do not go together"),
         ("--batch --edit t_img", "an edit (--edit) cannot go in a batch"),
     ],
 )

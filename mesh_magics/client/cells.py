@@ -145,24 +145,8 @@ def _sweep(
     from ..engine.sweeps import run_sweep_blocking
     from ..results.image_sweep import sweep_error
     from ..views import sweep_view
-    from .sweeps import prepare_sweep
 
-    with notes_to(place.note):
-        sweep, planned = prepare_sweep(
-            options.prompt_list,
-            options.fields,
-            options.sweep,
-            config=place.config,
-            base_url=options.base_url,
-            timeout=options.timeout,
-            stream=options.stream,
-            replay=replay,
-            cell=source,
-            concurrency=options.concurrency,
-            inputs=inputs,
-            rows=options.rows,
-        )
-    check_image_count(planned.images, len(sweep), place.config, allow=options.yes)
+    sweep, planned = _planned(options, source, inputs, place, stream=options.stream, replay=replay)
     planned.note = _once(place.note)  # a note on a field the model ignores: once for the sweep
     if options.dry_run:
         place.show(Plan(sweep_dry_run_text(sweep, planned)))
@@ -194,15 +178,38 @@ def _batch(
     """`--batch`: the cell's runs, planned as a sweep's, sent as one batch (or attached
     to, when the same requests went up before); its handle is bound and shown."""
     from .batches import open_batch, plan_text
-    from .sweeps import prepare_sweep
 
     for flag, given, instead in (
         ("--bg", options.bg, "a batch runs at the server already; the cell returns at once"),
         ("--save", options.save, "its images come later: b.result().save(DIR)"),
-        ("--replay", options.replay or options.fresh, "a rerun attaches to its batch"),
+        ("--replay", options.replay, "a rerun attaches to its batch"),
+        ("--fresh", options.fresh, "a batch always asks anew; a rerun attaches to it"),
     ):
         if given:
             raise OptionError(f"--batch and {flag} do not go together: {instead}")
+    sweep, planned = _planned(options, source, inputs, place, stream=False, replay=False)
+    if options.dry_run:
+        first = planned.made(min(BATCH_LINES_SHOWN, len(sweep)))
+        place.show(Plan(plan_text(sweep, first, planned.images)))
+        return None
+    batch = open_batch(sweep, planned.made(len(sweep)), note=place.note)
+    deliver(batch, _delivery(options, place), returns=True)
+    return batch
+
+
+def _planned(
+    options: CellOptions,
+    source: str,
+    inputs: tuple[InputImage, ...],
+    place: Place,
+    *,
+    stream: bool,
+    replay: bool | None,
+) -> tuple[ImageSweep, SweepPlan]:
+    """The cell's runs as a sweep's plan, every run checked and nothing sent (a sweep's
+    and a batch's), within `max_images_per_cell` unless `--yes`."""
+    from .sweeps import prepare_sweep
+
     with notes_to(place.note):
         sweep, planned = prepare_sweep(
             options.prompt_list,
@@ -211,20 +218,15 @@ def _batch(
             config=place.config,
             base_url=options.base_url,
             timeout=options.timeout,
-            stream=False,
-            replay=False,
+            stream=stream,
+            replay=replay,
             cell=source,
+            concurrency=options.concurrency,
             inputs=inputs,
             rows=options.rows,
         )
     check_image_count(planned.images, len(sweep), place.config, allow=options.yes)
-    if options.dry_run:
-        first = planned.made(min(BATCH_LINES_SHOWN, len(sweep)))
-        place.show(Plan(plan_text(sweep, first, planned.images)))
-        return None
-    batch = open_batch(sweep, planned.made(len(sweep)), note=place.note)
-    deliver(batch, _delivery(options, place), returns=True)
-    return batch
+    return sweep, planned
 
 
 def _inputs(options: CellOptions, place: Place) -> tuple[InputImage, ...]:
