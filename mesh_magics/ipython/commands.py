@@ -75,7 +75,9 @@ def _history_parser() -> _Parser:
         "--tag", action="append", metavar="TAG", help="only those tagged so (again: all of them)"
     )
     parser.add_argument("--min-rating", type=int, metavar="STARS", help="at least 1 to 5 stars")
-    parser.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
+    parser.add_argument(
+        "-n", "--limit", type=int, default=20, metavar="N", help="how many (default 20)"
+    )
     _out(parser)
     return parser
 
@@ -159,7 +161,9 @@ def _batches_parser() -> _Parser:
     parser.add_argument(
         "--refresh", action="store_true", help="ask the API for the status of those still going"
     )
-    parser.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
+    parser.add_argument(
+        "-n", "--limit", type=int, default=20, metavar="N", help="how many (default 20)"
+    )
     _out(parser)
     return parser
 
