@@ -344,3 +344,21 @@ def test_a_store_made_before_batches_gains_them(tmp_path: Path) -> None:
     store.add_batch(BatchRecord("batch_1", "key", "local", time.time(), 2, 2, "A fox"))
     assert [record.id for record in store.batches()] == ["batch_1"]
     store.close()
+
+
+def test_an_interrupt_stops_the_wait_and_the_batch_goes_on(
+    ip: InteractiveShell, server: LocalServer, store_dir: Path
+) -> None:
+    from .support import interrupt_when
+
+    server.batch_latency = 30.0  # no line ends while the test looks
+    batch = mm.batch("A stoat", seed=[1, 2], size="256x256", base_url=server.url)
+    waited_for = len(server.requests)
+    interrupter = interrupt_when(lambda: len(server.requests) > waited_for + 1)
+    try:
+        with pytest.raises(mm.WaitInterrupted, match=rf"batch {batch.id} goes on at the server"):
+            batch.wait()
+    finally:
+        interrupter.finished()
+    assert batch.status == "in_progress"  # the batch itself was not touched
+    assert batch.cancel()

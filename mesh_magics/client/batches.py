@@ -128,7 +128,7 @@ class ImageBatch:
                     return False
                 time.sleep(pause if left is None else min(pause, left))
                 pause = min(pause * 1.5, LONGEST_POLL)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, GenerationCancelled):  # in a pause, or while asking
             raise WaitInterrupted(
                 f"stopped waiting; batch {self.id} goes on at the server ({self._progress()}): "
                 ".wait() again, or run the same cell again to attach to it"
