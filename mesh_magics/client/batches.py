@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import (
     BatchError,
     GenerationCancelled,
+    MeshError,
     NotFoundError,
     OptionError,
     StoreError,
     WaitInterrupted,
 )
-from ..redact import clip, one_line
+from ..redact import clip, one_line, redact
 from ..wording import plural
 
 if TYPE_CHECKING:
@@ -234,7 +235,9 @@ class ImageBatch:
         response = response if isinstance(response, dict) else {}
         status = response.get("status_code")
         request_id = response.get("request_id")
-        request_id = clip(request_id, 100) if isinstance(request_id, str) else custom_id(index)
+        request_id = (
+            clip(redact(request_id), 100) if isinstance(request_id, str) else custom_id(index)
+        )
         body = response.get("body")
         if status != 200 or not isinstance(body, dict) or "error" in body:
             error_body = body if isinstance(body, dict) else {"error": item.get("error")}
@@ -243,7 +246,7 @@ class ImageBatch:
             return
         try:
             completed = await client.completed_from(body, run.request, request_id, cap)
-        except Exception as exc:  # a MeshError: this run's answer is unreadable
+        except MeshError as exc:  # this run's answer is unreadable: it alone fails
             sweep_run.error = exc
             return
         sweep_run.result = await asyncio.to_thread(self._stored, run, completed)
