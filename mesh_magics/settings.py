@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError, warn_caller
 from .frontends import in_marimo
-from .hosts import is_loopback
+from .hosts import host_of, is_loopback
 from .local import LOCAL_TOKEN, is_serving  # the embedded backend's one narrow entry
 from .redact import display_url, register_secret, strip_userinfo
 
@@ -82,6 +82,13 @@ class ClientSettings:
     def __post_init__(self) -> None:
         # URL credentials are never sent nor shown (see `normalize_base_url`), nor in a repr.
         object.__setattr__(self, "base_url", _without_credentials(self.base_url))
+
+    @property
+    def api_host(self) -> str:
+        """The API these settings ask: `scheme://host:port`, or `local` (the embedded
+        backend, whose port changes from one kernel to the next): what the store keys and
+        the batches it remembers are kept under."""
+        return self.name or host_of(self.base_url)
 
 
 def is_embedded_backend(url: str) -> bool:

@@ -112,9 +112,7 @@ class ImageBatch:
 
     def refresh(self) -> ImageBatch:
         """Ask the server for the batch's status now."""
-        from ..http import batches
-
-        self._seen(self._call(lambda client: batches.retrieve(client, self.id), "checking"))
+        self._seen(self._call(_retriever(self.id), "checking"))
         return self
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -386,7 +384,6 @@ def _attach(
 ) -> ImageBatch | None:
     """A handle on the stored batch, asked of the server; None when the server no longer
     knows it (then a new one is submitted)."""
-    from ..http import batches
     from ..http.batches import BatchInfo
 
     if record.collected:  # its runs are in the store: nothing to ask the server
@@ -396,9 +393,7 @@ def _attach(
         return ImageBatch(sweep, generations, info, record, attached=True)
     try:
         info = run_with_client(
-            generations[0].settings,
-            lambda client: batches.retrieve(client, record.id),
-            f"checking batch {record.id}",
+            generations[0].settings, _retriever(record.id), f"checking batch {record.id}"
         )
     except NotFoundError:
         note(f"batch {record.id} is no longer known to {record.api_host}; submitting anew")
@@ -531,7 +526,6 @@ def batches(
     """The batches the store remembers, newest first, with their status as last seen;
     `refresh=True` asks the API for those still going (those sent to the API the settings
     name), and keeps what it says."""
-    from ..hosts import host_of
     from ..settings import client_settings, configured
     from ..store import open_store
 
@@ -543,9 +537,8 @@ def batches(
     going = [record for record in found if record.status not in _ENDED]
     if refresh and going:
         settings = client_settings(config, None)
-        here = settings.name or host_of(settings.base_url)
         for record in going:
-            if record.api_host != here:
+            if record.api_host != settings.api_host:
                 continue
             info = run_with_client(settings, _retriever(record.id), f"checking batch {record.id}")
             record.status, record.completed, record.failed = (

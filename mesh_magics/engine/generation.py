@@ -217,11 +217,8 @@ class Generation:
 
     @property
     def api_host(self) -> str:
-        """The API this run asks: `scheme://host:port`, or `local` (the embedded backend,
-        whose port changes from one kernel to the next)."""
-        from ..hosts import host_of
-
-        return self.settings.name or host_of(self.settings.base_url)
+        """The API this run asks (`ClientSettings.api_host`)."""
+        return self.settings.api_host
 
     @property
     def store_key(self) -> str:
