@@ -39,6 +39,7 @@ from ..errors import (
     WaitInterrupted,
 )
 from ..redact import clip, one_line, redact
+from ..results.row_table import RowTable
 from ..wording import plural
 
 if TYPE_CHECKING:
@@ -476,9 +477,12 @@ def _number(value: Any) -> float | None:
 # -- the list ---------------------------------------------------------------------------------
 
 
-class BatchList(list["BatchRecord"]):
+class BatchList(RowTable["BatchRecord"]):
     """Batches the store remembers, newest first: id, status (as last seen), runs, when
     and where they went, and their first prompt."""
+
+    columns = ("batch", "status", "runs", "submitted", "at", "prompt")
+    empty = "no batches in the store"
 
     def rows(self) -> list[tuple[str, ...]]:
         return [
@@ -493,25 +497,6 @@ class BatchList(list["BatchRecord"]):
             )
             for record in self
         ]
-
-    def __repr__(self) -> str:
-        if not self:
-            return "no batches in the store"
-        return "\n".join(" · ".join(row) for row in self.rows())
-
-    def _repr_html_(self) -> str:
-        import html
-
-        if not self:
-            return "<p>no batches in the store</p>"
-        head = "".join(
-            f"<th>{name}</th>" for name in ("batch", "status", "runs", "submitted", "at", "prompt")
-        )
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
-            for row in self.rows()
-        )
-        return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _retriever(batch_id: str) -> Callable[[MeshClient], Awaitable[BatchInfo]]:

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import WaitInterrupted
+from ..results.row_table import RowTable
 from ..wording import plural
 
 if TYPE_CHECKING:
@@ -61,27 +62,15 @@ def jobs() -> Jobs:
     return _jobs
 
 
-class JobList(list["Generation"]):
+class JobList(RowTable["Generation"]):
     """Background runs as a table: heading, status, elapsed, request id."""
 
-    def rows(self) -> list[tuple[str, str, str, str]]:
-        rows = []
+    columns = ("run", "status", "elapsed", "request")
+    empty = "no background runs"
+
+    def rows(self) -> list[tuple[str, ...]]:
+        rows: list[tuple[str, ...]] = []
         for run in self:
             request_id = run.result().request_id if run.status == "done" else ""
             rows.append((run.heading, run.status, f"{run.elapsed:.1f} s", request_id or ""))
         return rows
-
-    def __repr__(self) -> str:
-        if not self:
-            return "no background runs"
-        return "\n".join(" · ".join(part for part in row if part) for row in self.rows())
-
-    def _repr_html_(self) -> str:
-        import html
-
-        cells = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(part)}</td>" for part in row) + "</tr>"
-            for row in self.rows()
-        )
-        head = "<tr><th>run</th><th>status</th><th>elapsed</th><th>request</th></tr>"
-        return f"<table>{head}{cells}</table>" if self else "<p>no background runs</p>"
