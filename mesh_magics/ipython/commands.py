@@ -51,6 +51,12 @@ def _out(parser: _Parser) -> None:
     parser.add_argument("-o", "--out", metavar="NAME", help="bind the value to NAME too")
 
 
+def _limit(parser: _Parser) -> None:
+    parser.add_argument(
+        "-n", "--limit", type=int, default=20, metavar="N", help="how many (default 20)"
+    )
+
+
 def _models_parser() -> _Parser:
     parser = _parser("models", "The image models the API offers, as a table.")
     parser.add_argument("--base-url", metavar="URL", help="the API to ask (`local`: embedded)")
@@ -75,9 +81,7 @@ def _history_parser() -> _Parser:
         "--tag", action="append", metavar="TAG", help="only those tagged so (again: all of them)"
     )
     parser.add_argument("--min-rating", type=int, metavar="STARS", help="at least 1 to 5 stars")
-    parser.add_argument(
-        "-n", "--limit", type=int, default=20, metavar="N", help="how many (default 20)"
-    )
+    _limit(parser)
     _out(parser)
     return parser
 
@@ -161,9 +165,7 @@ def _batches_parser() -> _Parser:
     parser.add_argument(
         "--refresh", action="store_true", help="ask the API for the status of those still going"
     )
-    parser.add_argument(
-        "-n", "--limit", type=int, default=20, metavar="N", help="how many (default 20)"
-    )
+    _limit(parser)
     _out(parser)
     return parser
 
