@@ -22,7 +22,8 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,32 @@ def script_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESHAPI_BASE")}
     env["PYTHONIOENCODING"] = "utf-8"
     return env
+
+
+@dataclass
+class CommandLineServer:
+    """`python -m mesh_magics.local ARGS`, running: the URL it printed first, its process;
+    once stopped (SIGTERM), what it wrote to stderr."""
+
+    url: str
+    process: subprocess.Popen[str]
+    errors: str = ""
+
+
+@contextmanager
+def local_from_the_command_line(*args: str) -> Iterator[CommandLineServer]:
+    """The embedded backend started as a user starts it, stopped with SIGTERM after."""
+    command = [sys.executable, "-m", "mesh_magics.local", *args]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        served = CommandLineServer(process.stdout.readline().strip(), process)
+        try:
+            yield served
+        finally:
+            process.terminate()
+            _, served.errors = process.communicate(timeout=5)
 
 
 def run_script(source: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

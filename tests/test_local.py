@@ -36,7 +36,7 @@ from mesh_magics.local.attempts import AttemptCounter, attempt_key
 from mesh_magics.local.published import FileStore
 
 from .servers import lent
-from .support import generations, sent
+from .support import generations, local_from_the_command_line, sent
 
 PROMPT = "a red fox in the snow"
 GENERATED_ID = re.compile(r"^req_[0-9A-Z]{26}$")
@@ -745,37 +745,20 @@ def test_the_command_line_serves_until_stopped() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "mesh_magics.local", "--port", str(port), "--latency", "0"]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            url = process.stdout.readline().strip()
-            assert url == f"http://127.0.0.1:{port}"
-            models = httpx.get(url + "/v1/models", params={"type": "image"}).json()
-            assert "local/sketch" in {m["id"] for m in models}
-        finally:
-            process.terminate()
-            _, errors = process.communicate(timeout=5)
-    assert process.returncode == 0
-    assert "Traceback" not in errors
+    with local_from_the_command_line("--port", str(port), "--latency", "0") as served:
+        assert served.url == f"http://127.0.0.1:{port}"
+        models = httpx.get(served.url + "/v1/models", params={"type": "image"}).json()
+        assert "local/sketch" in {m["id"] for m in models}
+    assert served.process.returncode == 0
+    assert "Traceback" not in served.errors
 
 
 def test_the_command_line_on_all_interfaces_prints_a_usable_url() -> None:
-    command = [sys.executable, "-m", "mesh_magics.local", "--host", "0.0.0.0"]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None and process.stderr is not None
-            url = process.stdout.readline().strip()
-            assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
-            assert "all interfaces" in process.stderr.readline()
-            assert httpx.get(url + "/v1/models").status_code == 200
-        finally:
-            process.terminate()
-            process.communicate(timeout=5)
+    with local_from_the_command_line("--host", "0.0.0.0") as served:
+        assert served.process.stderr is not None
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", served.url)
+        assert "all interfaces" in served.process.stderr.readline()
+        assert httpx.get(served.url + "/v1/models").status_code == 200
 
 
 @pytest.mark.parametrize(

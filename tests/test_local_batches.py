@@ -23,7 +23,7 @@ from mesh_magics.errors import ConfigError
 from mesh_magics.local import LocalServer, ensure_local_server
 from mesh_magics.local import server as server_module
 
-from .support import GENERATIONS
+from .support import GENERATIONS, local_from_the_command_line
 
 PROMPT = "a red fox in the snow"
 IMAGES_ONLY = "Batches are not available for /v1/images/generations; this server batches: "
@@ -689,20 +689,14 @@ def test_the_batch_settings_are_checked_when_set(setting: str, value: Any) -> No
 
 
 def test_the_command_line_takes_the_batch_settings() -> None:
-    command = [sys.executable, "-m", "mesh_magics.local", "--batch-latency", "0.5",
-               "--batch-endpoints", "/v1/chat/completions"]  # fmt: skip
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            url = process.stdout.readline().strip()
-            with httpx.Client(base_url=url + "/v1", timeout=10) as http:
-                answer = create(http, uploaded(http, request("a")))
-            assert error_of(answer)["message"] == IMAGES_ONLY + "/v1/chat/completions"
-        finally:
-            process.terminate()
-            process.communicate(timeout=5)
+    with (
+        local_from_the_command_line(
+            "--batch-latency", "0.5", "--batch-endpoints", "/v1/chat/completions"
+        ) as served,
+        httpx.Client(base_url=served.url + "/v1", timeout=10) as http,
+    ):
+        answer = create(http, uploaded(http, request("a")))
+        assert error_of(answer)["message"] == IMAGES_ONLY + "/v1/chat/completions"
     bad = [sys.executable, "-m", "mesh_magics.local", "--batch-endpoints", "chat"]
     done = subprocess.run(bad, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "'chat'" in done.stderr and "Traceback" not in done.stderr
